@@ -1,0 +1,231 @@
+// Command ember is the Ember FHIR R4 server: `ember serve`, `ember migrate`,
+// `ember version`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/emberfhir/ember/server"
+	"github.com/emberfhir/ember/store"
+	"github.com/emberfhir/ember/store/pgcluster"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `Ember — a FHIR R4 server on PostgreSQL.
+
+Usage:
+  ember serve     run the server
+  ember migrate   apply database migrations and exit
+  ember version   print the version
+
+Run "ember <command> --help" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "migrate":
+		err = migrate(ctx, args[1:], stdout, stderr)
+	case "version":
+		fs := flag.NewFlagSet("ember version", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		if err = fs.Parse(args[1:]); err == nil {
+			fmt.Fprintf(stdout, "ember %s\n", version)
+		}
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "ember: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "ember: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// dbFlags are the database flags shared by every command that needs one.
+type dbFlags struct {
+	databaseURL string
+	dataDir     string
+}
+
+func (d *dbFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.databaseURL, "database-url", env("EMBER_DATABASE_URL", ""),
+		"PostgreSQL URL (env EMBER_DATABASE_URL); when empty Ember runs its own cluster under --data-dir")
+	fs.StringVar(&d.dataDir, "data-dir", env("EMBER_DATA_DIR", "./.ember"),
+		"directory for Ember's own data: the embedded PostgreSQL cluster (env EMBER_DATA_DIR)")
+}
+
+// open returns a database URL, starting the embedded cluster when no URL was
+// given. stop shuts down what open started.
+func (d *dbFlags) open(ctx context.Context, log *slog.Logger) (url string, stop func(), err error) {
+	if d.databaseURL != "" {
+		return d.databaseURL, func() {}, nil
+	}
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{DataDir: filepath.Join(d.dataDir, "postgres"), Logger: log})
+	if err != nil {
+		return "", nil, fmt.Errorf("embedded database: %w", err)
+	}
+	stop = func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cluster.Stop(sctx); err != nil {
+			log.Error("stopping embedded PostgreSQL", "err", err)
+		}
+	}
+	if err := cluster.EnsureDatabase(ctx, "ember"); err != nil {
+		stop()
+		return "", nil, fmt.Errorf("embedded database: %w", err)
+	}
+	log.Info("embedded PostgreSQL ready", "data_dir", d.dataDir, "owned", cluster.Owned())
+	return cluster.DatabaseURL("ember"), stop, nil
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ember serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var db dbFlags
+	db.register(fs)
+	addr := fs.String("addr", env("EMBER_ADDR", "127.0.0.1:8080"), "listen address (env EMBER_ADDR)")
+	baseURL := fs.String("base-url", env("EMBER_BASE_URL", ""),
+		"public FHIR base URL used in fullUrl, Location and links (env EMBER_BASE_URL; default http://<addr>/fhir)")
+	maxBody := fs.Int64("max-body", envInt("EMBER_MAX_BODY", server.DefaultMaxBody), "largest accepted request body in bytes (env EMBER_MAX_BODY)")
+	maxConns := fs.Int("db-max-conns", int(envInt("EMBER_DB_MAX_CONNS", 0)), "database connection pool size; 0 = 4 per CPU (env EMBER_DB_MAX_CONNS)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	gin.SetMode(gin.ReleaseMode) // gin's debug mode only prints its route table
+	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+
+	url, stopDB, err := db.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopDB()
+	if err := store.Migrate(ctx, url); err != nil {
+		return err
+	}
+	conns := int32(*maxConns)
+	if conns == 0 {
+		conns = int32(4 * max(1, numCPU()))
+	}
+	st, err := store.Open(ctx, url, store.Options{MaxConns: conns})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("serve: listen: %w", err)
+	}
+	base := *baseURL
+	if base == "" {
+		base = "http://" + ln.Addr().String() + "/fhir"
+	}
+	srv, err := server.New(server.Config{BaseURL: base, MaxBody: *maxBody, Version: version, Logger: log}, st)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("Ember serving FHIR R4", "base", base, "addr", ln.Addr().String(), "version", version)
+	fmt.Fprintf(stderr, "FHIR base: %s\n", base)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Error("http shutdown", "err", err)
+	}
+	return nil
+}
+
+func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ember migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var db dbFlags
+	db.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	url, stop, err := db.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if err := store.Migrate(ctx, url); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "migrations applied")
+	return nil
+}
+
+func env(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(key string, def int64) int64 {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func numCPU() int { return runtime.NumCPU() }

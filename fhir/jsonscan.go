@@ -1,0 +1,523 @@
+package fhir
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"unicode/utf8"
+)
+
+// maxDepth bounds JSON nesting. R4 resources nest far less than this even
+// with contained resources and extensions; deeper input is hostile.
+const maxDepth = 64
+
+// scanError is a JSON-level problem with the FHIRPath-like location where it was found.
+type scanError struct {
+	path string
+	msg  string
+	// syntax is true for malformed JSON (400), false for JSON that is well formed
+	// but breaks FHIR's JSON rules (422).
+	syntax bool
+}
+
+// scanner makes one strict pass over a request body, enforcing what RFC 8259
+// and FHIR's JSON representation require and google/fhir does not check:
+// valid UTF-8, no empty strings/objects/arrays, no null outside arrays, no
+// duplicate keys, bounded depth.
+type scanner struct {
+	data  []byte
+	pos   int
+	depth int
+	path  []byte // current location, e.g. Patient.name[0].given
+	err   *scanError
+}
+
+// scanResource checks data and returns the value of the top-level
+// "resourceType" member ("" if absent or not a string).
+func scanResource(data []byte) (string, *scanError) {
+	s := &scanner{data: data}
+	s.skipSpace()
+	if s.pos >= len(s.data) {
+		return "", &scanError{msg: "empty body: expected a JSON object", syntax: true}
+	}
+	if s.data[s.pos] != '{' {
+		return "", &scanError{msg: "expected a JSON object at the top level", syntax: true}
+	}
+	rt := topLevelResourceType(data)
+	if rt != "" {
+		s.path = append(s.path, rt...)
+	}
+	s.value(false)
+	if s.err == nil {
+		s.skipSpace()
+		if s.pos != len(s.data) {
+			s.fail(true, "unexpected data after the JSON object")
+		}
+	}
+	return rt, s.err
+}
+
+// topLevelResourceType finds "resourceType" among the root object's members
+// without validating anything else, so errors can be located as Type.path.
+func topLevelResourceType(data []byte) string {
+	members, err := objectMembers(data)
+	if err != nil {
+		return ""
+	}
+	for _, m := range members {
+		if m.key == "resourceType" {
+			v := data[m.start:m.end]
+			if len(v) >= 2 && v[0] == '"' {
+				if s, err := strconv.Unquote(string(v)); err == nil {
+					return s
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func (s *scanner) fail(syntax bool, msg string) {
+	if s.err == nil {
+		s.err = &scanError{path: string(s.path), msg: msg, syntax: syntax}
+	}
+}
+
+func (s *scanner) skipSpace() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value scans one JSON value at s.pos. inArray allows null (FHIR uses null to
+// align primitive arrays with their _element extension arrays).
+func (s *scanner) value(inArray bool) {
+	s.skipSpace()
+	if s.pos >= len(s.data) {
+		s.fail(true, "unexpected end of JSON input")
+		return
+	}
+	switch c := s.data[s.pos]; {
+	case c == '{':
+		s.object()
+	case c == '[':
+		s.array()
+	case c == '"':
+		str, ok := s.str()
+		if ok && len(str) == 0 {
+			s.fail(false, "empty string: FHIR does not allow empty values")
+		}
+		if ok && bytes.IndexByte(str, 0) >= 0 {
+			s.fail(false, "string contains a NUL character")
+		}
+	case c == 't':
+		s.literal("true")
+	case c == 'f':
+		s.literal("false")
+	case c == 'n':
+		s.literal("null")
+		if s.err == nil && !inArray {
+			s.fail(false, "null is only allowed inside arrays")
+		}
+	case c == '-' || (c >= '0' && c <= '9'):
+		s.number()
+	default:
+		s.fail(true, "invalid character "+strconv.QuoteRune(rune(c))+" looking for a value")
+	}
+}
+
+func (s *scanner) literal(lit string) {
+	if bytes.HasPrefix(s.data[s.pos:], []byte(lit)) {
+		s.pos += len(lit)
+		return
+	}
+	s.fail(true, "invalid literal, expected "+lit)
+}
+
+func (s *scanner) number() {
+	start := s.pos
+	if s.data[s.pos] == '-' {
+		s.pos++
+	}
+	digits := func() int {
+		n := 0
+		for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
+			s.pos++
+			n++
+		}
+		return n
+	}
+	intStart := s.pos
+	if digits() == 0 {
+		s.fail(true, "invalid number")
+		return
+	}
+	if s.data[intStart] == '0' && s.pos-intStart > 1 {
+		s.fail(true, "invalid number: leading zero")
+		return
+	}
+	if s.pos < len(s.data) && s.data[s.pos] == '.' {
+		s.pos++
+		if digits() == 0 {
+			s.fail(true, "invalid number: no digits after the decimal point")
+			return
+		}
+	}
+	if s.pos < len(s.data) && (s.data[s.pos] == 'e' || s.data[s.pos] == 'E') {
+		s.pos++
+		if s.pos < len(s.data) && (s.data[s.pos] == '+' || s.data[s.pos] == '-') {
+			s.pos++
+		}
+		if digits() == 0 {
+			s.fail(true, "invalid number: empty exponent")
+			return
+		}
+	}
+	if s.pos-start > 64 {
+		s.fail(false, "number too long")
+	}
+}
+
+// str scans a string at s.pos and returns its decoded bytes.
+func (s *scanner) str() ([]byte, bool) {
+	s.pos++ // opening quote
+	start := s.pos
+	// Fast path: no escapes.
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		if c == '"' {
+			raw := s.data[start:s.pos]
+			s.pos++
+			if !utf8.Valid(raw) {
+				s.fail(true, "invalid UTF-8 in string")
+				return nil, false
+			}
+			return raw, true
+		}
+		if c == '\\' {
+			break
+		}
+		if c < 0x20 {
+			s.fail(true, "control character in string")
+			return nil, false
+		}
+		s.pos++
+	}
+	var out []byte
+	out = append(out, s.data[start:s.pos]...)
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		switch {
+		case c == '"':
+			s.pos++
+			if !utf8.Valid(out) {
+				s.fail(true, "invalid UTF-8 in string")
+				return nil, false
+			}
+			return out, true
+		case c < 0x20:
+			s.fail(true, "control character in string")
+			return nil, false
+		case c == '\\':
+			s.pos++
+			if s.pos >= len(s.data) {
+				break
+			}
+			e := s.data[s.pos]
+			s.pos++
+			switch e {
+			case '"', '\\', '/':
+				out = append(out, e)
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			case 'u':
+				r, ok := s.hex4()
+				if !ok {
+					return nil, false
+				}
+				if r >= 0xD800 && r < 0xDC00 {
+					// High surrogate: must be followed by \uDC00-\uDFFF.
+					if s.pos+1 < len(s.data) && s.data[s.pos] == '\\' && s.data[s.pos+1] == 'u' {
+						s.pos += 2
+						r2, ok := s.hex4()
+						if !ok {
+							return nil, false
+						}
+						if r2 < 0xDC00 || r2 > 0xDFFF {
+							s.fail(true, "invalid UTF-16 surrogate pair in string")
+							return nil, false
+						}
+						r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
+					} else {
+						s.fail(true, "lone UTF-16 surrogate in string")
+						return nil, false
+					}
+				} else if r >= 0xDC00 && r <= 0xDFFF {
+					s.fail(true, "lone UTF-16 surrogate in string")
+					return nil, false
+				}
+				out = utf8.AppendRune(out, r)
+			default:
+				s.fail(true, "invalid escape in string")
+				return nil, false
+			}
+		default:
+			out = append(out, c)
+			s.pos++
+		}
+	}
+	s.fail(true, "unterminated string")
+	return nil, false
+}
+
+func (s *scanner) hex4() (rune, bool) {
+	if s.pos+4 > len(s.data) {
+		s.fail(true, "invalid \\u escape in string")
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(s.data[s.pos:s.pos+4]), 16, 32)
+	if err != nil {
+		s.fail(true, "invalid \\u escape in string")
+		return 0, false
+	}
+	s.pos += 4
+	return rune(v), true
+}
+
+func (s *scanner) enter() bool {
+	s.depth++
+	if s.depth > maxDepth {
+		s.fail(false, "JSON nested deeper than "+strconv.Itoa(maxDepth)+" levels")
+		return false
+	}
+	return true
+}
+
+func (s *scanner) object() {
+	if !s.enter() {
+		return
+	}
+	defer func() { s.depth-- }()
+	s.pos++ // {
+	base := len(s.path)
+	var seen map[string]struct{}
+	s.skipSpace()
+	if s.pos < len(s.data) && s.data[s.pos] == '}' {
+		s.pos++
+		s.fail(false, "empty object: FHIR does not allow empty values")
+		return
+	}
+	for s.err == nil {
+		s.skipSpace()
+		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
+			s.fail(true, "expected a string key in object")
+			return
+		}
+		key, ok := s.str()
+		if !ok {
+			return
+		}
+		if len(key) == 0 {
+			s.fail(false, "empty property name")
+			return
+		}
+		if seen == nil {
+			seen = make(map[string]struct{}, 8)
+		}
+		if _, dup := seen[string(key)]; dup {
+			s.fail(false, "duplicate property "+strconv.Quote(string(key)))
+			return
+		}
+		seen[string(key)] = struct{}{}
+		s.skipSpace()
+		if s.pos >= len(s.data) || s.data[s.pos] != ':' {
+			s.fail(true, "expected ':' after object key")
+			return
+		}
+		s.pos++
+		if len(s.path) > 0 {
+			s.path = append(s.path, '.')
+		}
+		s.path = append(s.path, key...)
+		s.value(false)
+		s.path = s.path[:base]
+		if s.err != nil {
+			return
+		}
+		s.skipSpace()
+		if s.pos >= len(s.data) {
+			s.fail(true, "unexpected end of JSON input")
+			return
+		}
+		switch s.data[s.pos] {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return
+		default:
+			s.fail(true, "expected ',' or '}' after object value")
+			return
+		}
+	}
+}
+
+func (s *scanner) array() {
+	if !s.enter() {
+		return
+	}
+	defer func() { s.depth-- }()
+	s.pos++ // [
+	base := len(s.path)
+	s.skipSpace()
+	if s.pos < len(s.data) && s.data[s.pos] == ']' {
+		s.pos++
+		s.fail(false, "empty array: FHIR does not allow empty values")
+		return
+	}
+	allNull := true
+	for i := 0; s.err == nil; i++ {
+		s.path = append(s.path, '[')
+		s.path = strconv.AppendInt(s.path, int64(i), 10)
+		s.path = append(s.path, ']')
+		s.skipSpace()
+		if s.pos < len(s.data) && s.data[s.pos] != 'n' {
+			allNull = false
+		}
+		s.value(true)
+		s.path = s.path[:base]
+		if s.err != nil {
+			return
+		}
+		s.skipSpace()
+		if s.pos >= len(s.data) {
+			s.fail(true, "unexpected end of JSON input")
+			return
+		}
+		switch s.data[s.pos] {
+		case ',':
+			s.pos++
+		case ']':
+			s.pos++
+			if allNull {
+				s.fail(false, "array holds only nulls")
+			}
+			return
+		default:
+			s.fail(true, "expected ',' or ']' after array element")
+			return
+		}
+	}
+}
+
+// member is one key of a JSON object and the byte span of its raw value.
+type member struct {
+	key        string
+	start, end int
+}
+
+// objectMembers lists the members of the JSON object in data, in order. data
+// must be well-formed (it is only ever called on scanned input or to locate
+// resourceType before scanning, where a failure just means "unknown").
+func objectMembers(data []byte) ([]member, error) {
+	s := &scanner{data: data}
+	s.skipSpace()
+	if s.pos >= len(data) || data[s.pos] != '{' {
+		return nil, errNotObject
+	}
+	s.pos++
+	var out []member
+	for {
+		s.skipSpace()
+		if s.pos < len(data) && data[s.pos] == '}' {
+			return out, nil
+		}
+		if s.pos >= len(data) || data[s.pos] != '"' {
+			return nil, errNotObject
+		}
+		key, ok := s.str()
+		if !ok {
+			return nil, errNotObject
+		}
+		s.skipSpace()
+		if s.pos >= len(data) || data[s.pos] != ':' {
+			return nil, errNotObject
+		}
+		s.pos++
+		s.skipSpace()
+		start := s.pos
+		if !s.skipValue() {
+			return nil, errNotObject
+		}
+		out = append(out, member{key: string(key), start: start, end: s.pos})
+		s.skipSpace()
+		if s.pos >= len(data) {
+			return nil, errNotObject
+		}
+		if data[s.pos] == ',' {
+			s.pos++
+			continue
+		}
+		if data[s.pos] == '}' {
+			return out, nil
+		}
+		return nil, errNotObject
+	}
+}
+
+// skipValue advances over one value without checking FHIR rules.
+func (s *scanner) skipValue() bool {
+	if s.pos >= len(s.data) {
+		return false
+	}
+	switch c := s.data[s.pos]; c {
+	case '"':
+		_, ok := s.str()
+		return ok
+	case '{', '[':
+		depth := 0
+		for s.pos < len(s.data) {
+			switch s.data[s.pos] {
+			case '"':
+				if _, ok := s.str(); !ok {
+					return false
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.pos++
+					return true
+				}
+			}
+			s.pos++
+		}
+		return false
+	default:
+		for s.pos < len(s.data) {
+			switch s.data[s.pos] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return true
+			}
+			s.pos++
+		}
+		return true
+	}
+}
+
+var errNotObject = errors.New("not a JSON object")

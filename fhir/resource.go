@@ -1,0 +1,228 @@
+// Package fhir is Ember's model of FHIR R4: parsing and validating resources,
+// stamping server-owned fields and building OperationOutcomes. It does no I/O.
+package fhir
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/fhir/go/fhirversion"
+	"github.com/google/fhir/go/jsonformat"
+
+	"github.com/emberfhir/ember/fhir/spec"
+)
+
+// idPattern is the R4 id datatype's regex.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-\.]{1,64}$`)
+
+// ValidID reports whether id is a valid FHIR logical id.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// Resource is a resource that passed validation. Its only constructor is
+// Parser.Parse, so the store can never be handed an unvalidated resource.
+type Resource struct {
+	typ  string
+	id   string // id in the body, "" if none
+	body []byte
+}
+
+// Type is the resourceType.
+func (r *Resource) Type() string { return r.typ }
+
+// ID is the id the client put in the body ("" if none).
+func (r *Resource) ID() string { return r.id }
+
+// Parser validates resources. It is safe for concurrent use.
+type Parser struct {
+	um *jsonformat.Unmarshaller
+}
+
+// NewParser builds a Parser backed by google/fhir's validating R4 unmarshaller.
+func NewParser() (*Parser, error) {
+	um, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	if err != nil {
+		return nil, fmt.Errorf("fhir: new unmarshaller: %w", err)
+	}
+	um.MaxNestingDepth = maxDepth
+	return &Parser{um: um}, nil
+}
+
+// Parse validates body as an R4 resource. Malformed JSON gives a 400 Error;
+// JSON that is not a valid resource gives 422 (or 400 for a resourceType
+// Ember does not know). wantType, when not empty, must equal resourceType.
+func (p *Parser) Parse(body []byte, wantType string) (*Resource, error) {
+	rt, serr := scanResource(body)
+	if serr != nil {
+		status := http.StatusUnprocessableEntity
+		code := "invalid"
+		if serr.syntax {
+			status, code = http.StatusBadRequest, "structure"
+		}
+		var expr []string
+		if serr.path != "" {
+			expr = []string{serr.path}
+		}
+		return nil, NewError(status, code, "invalid JSON: "+serr.msg, expr...)
+	}
+	if rt == "" {
+		return nil, NewError(http.StatusBadRequest, "structure", `missing or invalid "resourceType": the body must be a FHIR resource`)
+	}
+	if !spec.IsResourceType(rt) {
+		return nil, NewError(http.StatusBadRequest, "not-supported", "unknown resourceType "+strconv.Quote(rt), "resourceType")
+	}
+	if wantType != "" && rt != wantType {
+		return nil, NewError(http.StatusBadRequest, "invalid",
+			fmt.Sprintf("resourceType %q does not match the URL's type %q", rt, wantType), "resourceType")
+	}
+	id, err := topLevelString(body, "id")
+	if err != nil {
+		return nil, NewError(http.StatusUnprocessableEntity, "value", "id must be a string", rt+".id")
+	}
+	if id != "" && !ValidID(id) {
+		return nil, NewError(http.StatusUnprocessableEntity, "value",
+			fmt.Sprintf("id %q does not match [A-Za-z0-9-.]{1,64}", id), rt+".id")
+	}
+	rep := &issueCollector{}
+	if _, err := p.um.UnmarshalWithErrorReporter(body, rep); err != nil {
+		rep.addError(err)
+	}
+	if len(rep.issues) > 0 {
+		return nil, &Error{Status: http.StatusUnprocessableEntity, Issues: rep.issues}
+	}
+	return &Resource{typ: rt, id: id, body: body}, nil
+}
+
+// topLevelString returns the string value of a root member ("" if absent).
+func topLevelString(body []byte, key string) (string, error) {
+	members, err := objectMembers(body)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range members {
+		if m.key == key {
+			return strconv.Unquote(string(body[m.start:m.end]))
+		}
+	}
+	return "", nil
+}
+
+// issueCollector turns google/fhir's validation reports into Issues.
+type issueCollector struct {
+	issues []Issue
+}
+
+func (c *issueCollector) ReportValidationError(_ string, err error) error {
+	c.addError(err)
+	return nil
+}
+
+func (c *issueCollector) ReportValidationWarning(string, error) error { return nil }
+
+// addError unpacks google/fhir's UnmarshalError / UnmarshalErrorList. Those
+// types live in an internal package, so their exported fields are read by
+// reflection rather than by type assertion.
+func (c *issueCollector) addError(err error) {
+	v := reflect.ValueOf(err)
+	if v.Kind() == reflect.Slice {
+		for i := 0; i < v.Len(); i++ {
+			if e, ok := v.Index(i).Interface().(error); ok {
+				c.addError(e)
+			}
+		}
+		return
+	}
+	if v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() == reflect.Struct {
+		s := v.Elem()
+		path, details, diag := fieldString(s, "Path"), fieldString(s, "Details"), fieldString(s, "Diagnostics")
+		if details != "" {
+			msg := details
+			if diag != "" {
+				msg += ": " + diag
+			}
+			c.issues = append(c.issues, Issue{Severity: "error", Code: "invalid", Diagnostics: msg, Expression: expression(path)})
+			return
+		}
+	}
+	c.issues = append(c.issues, Issue{Severity: "error", Code: "invalid", Diagnostics: err.Error()})
+}
+
+func fieldString(s reflect.Value, name string) string {
+	f := s.FieldByName(name)
+	if f.IsValid() && f.Kind() == reflect.String {
+		return f.String()
+	}
+	return ""
+}
+
+func expression(path string) []string {
+	if path == "" {
+		return nil
+	}
+	return []string{path}
+}
+
+// Stamp returns the resource's JSON with the server-owned fields set: id,
+// meta.versionId and meta.lastUpdated. resourceType comes first; every other
+// member keeps its bytes and order.
+func (r *Resource) Stamp(id string, versionID int64, lastUpdated time.Time) []byte {
+	members, _ := objectMembers(r.body) // validated in Parse
+	var b bytes.Buffer
+	b.Grow(len(r.body) + 128)
+	b.WriteString(`{"resourceType":`)
+	b.WriteString(strconv.Quote(r.typ))
+	b.WriteString(`,"id":`)
+	b.WriteString(strconv.Quote(id))
+	b.WriteString(`,"meta":{"versionId":"`)
+	b.WriteString(strconv.FormatInt(versionID, 10))
+	b.WriteString(`","lastUpdated":"`)
+	b.WriteString(FormatInstant(lastUpdated))
+	b.WriteByte('"')
+	for _, m := range members {
+		if m.key == "meta" {
+			metaMembers, _ := objectMembers(r.body[m.start:m.end])
+			for _, mm := range metaMembers {
+				if mm.key == "versionId" || mm.key == "lastUpdated" {
+					continue
+				}
+				b.WriteByte(',')
+				b.WriteString(strconv.Quote(mm.key))
+				b.WriteByte(':')
+				b.Write(r.body[m.start+mm.start : m.start+mm.end])
+			}
+		}
+	}
+	b.WriteByte('}')
+	for _, m := range members {
+		switch m.key {
+		case "resourceType", "id", "meta":
+			continue
+		}
+		b.WriteByte(',')
+		b.WriteString(strconv.Quote(m.key))
+		b.WriteByte(':')
+		b.Write(r.body[m.start:m.end])
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// FormatInstant formats t as a FHIR instant in UTC with microseconds, the
+// precision PostgreSQL keeps, so meta.lastUpdated equals the stored timestamp.
+func FormatInstant(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000000Z")
+}
+
+// TrimmedType returns s if it names an R4 resource type, else "".
+func TrimmedType(s string) string {
+	s = strings.TrimSpace(s)
+	if spec.IsResourceType(s) {
+		return s
+	}
+	return ""
+}

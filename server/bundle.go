@@ -1,0 +1,97 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/emberfhir/ember/fhir"
+)
+
+// bundleWriter assembles a Bundle around stored resource bytes without
+// parsing them: entries are spliced in as raw JSON.
+type bundleWriter struct {
+	buf     bytes.Buffer
+	entries int
+}
+
+type bundleLink struct {
+	Relation string `json:"relation"`
+	URL      string `json:"url"`
+}
+
+// bundleEntryMeta is everything of an entry except its resource.
+type bundleEntryMeta struct {
+	FullURL  string         `json:"fullUrl,omitempty"`
+	Search   *entrySearch   `json:"search,omitempty"`
+	Request  *entryRequest  `json:"request,omitempty"`
+	Response *entryResponse `json:"response,omitempty"`
+}
+
+type entrySearch struct {
+	Mode string `json:"mode"`
+}
+
+type entryRequest struct {
+	Method string `json:"method"`
+	URL    string `json:"url"`
+}
+
+type entryResponse struct {
+	Status       string `json:"status"`
+	Location     string `json:"location,omitempty"`
+	Etag         string `json:"etag,omitempty"`
+	LastModified string `json:"lastModified,omitempty"`
+}
+
+func newBundle(typ string, total int, links []bundleLink) *bundleWriter {
+	b := &bundleWriter{}
+	b.buf.WriteString(`{"resourceType":"Bundle","type":`)
+	b.buf.WriteString(strconv.Quote(typ))
+	b.buf.WriteString(`,"meta":{"lastUpdated":"`)
+	b.buf.WriteString(fhir.FormatInstant(time.Now()))
+	b.buf.WriteString(`"}`)
+	if total >= 0 {
+		b.buf.WriteString(`,"total":`)
+		b.buf.WriteString(strconv.Itoa(total))
+	}
+	if len(links) > 0 {
+		l, _ := json.Marshal(links) // strings only
+		b.buf.WriteString(`,"link":`)
+		b.buf.Write(l)
+	}
+	return b
+}
+
+// add appends an entry; resource may be nil (a history tombstone).
+func (b *bundleWriter) add(meta bundleEntryMeta, resource []byte) {
+	if b.entries == 0 {
+		b.buf.WriteString(`,"entry":[`)
+	} else {
+		b.buf.WriteByte(',')
+	}
+	b.entries++
+	m, _ := json.Marshal(meta) // strings only
+	if resource == nil {
+		b.buf.Write(m)
+		return
+	}
+	// Splice "resource" into the metadata object: {"fullUrl":…,"resource":…,…}.
+	b.buf.WriteString(`{"resource":`)
+	b.buf.Write(resource)
+	if len(m) > 2 {
+		b.buf.WriteByte(',')
+		b.buf.Write(m[1:])
+	} else {
+		b.buf.WriteByte('}')
+	}
+}
+
+func (b *bundleWriter) bytes() []byte {
+	if b.entries > 0 {
+		b.buf.WriteByte(']')
+	}
+	b.buf.WriteByte('}')
+	return b.buf.Bytes()
+}

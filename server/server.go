@@ -1,0 +1,119 @@
+// Package server speaks HTTP: FHIR REST interactions under /fhir, probes and
+// metrics. It reaches the database only through the store package.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	// BaseURL is the public FHIR base, e.g. https://ember.example.org/fhir,
+	// used in fullUrl, Location and links.
+	BaseURL string
+	// MaxBody bounds request bodies in bytes (413 beyond it).
+	MaxBody int64
+	// Version is reported in the CapabilityStatement.
+	Version string
+	Logger  *slog.Logger
+}
+
+// DefaultMaxBody is the request body limit when Config.MaxBody is 0.
+const DefaultMaxBody = 16 << 20
+
+// Server serves the FHIR API over a Store.
+type Server struct {
+	cfg        Config
+	base       string // BaseURL without a trailing slash
+	store      *store.Store
+	parser     *fhir.Parser
+	log        *slog.Logger
+	capability []byte
+	metrics    *metrics
+	registry   *prometheus.Registry
+}
+
+// New builds a Server.
+func New(cfg Config, st *store.Store) (*Server, error) {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BaseURL == "" {
+		return nil, errors.New("server: BaseURL is required")
+	}
+	parser, err := fhir.NewParser()
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{
+		cfg:      cfg,
+		base:     strings.TrimRight(cfg.BaseURL, "/"),
+		store:    st,
+		parser:   parser,
+		log:      cfg.Logger,
+		metrics:  newMetrics(reg),
+		registry: reg,
+	}
+	s.capability, err = s.buildCapability(time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("server: capability statement: %w", err)
+	}
+	return s, nil
+}
+
+// Handler returns the HTTP handler for the whole server.
+func (s *Server) Handler() http.Handler {
+	r := gin.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = false
+	r.Use(s.recoverer(), s.observe())
+	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
+	r.GET("/readyz", s.ready)
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
+	r.Any("/fhir", s.dispatch)
+	r.Any("/fhir/*path", s.dispatch)
+	r.NoRoute(func(c *gin.Context) {
+		s.fail(c, fhir.NotFound("no endpoint at "+c.Request.URL.Path+"; the FHIR API is under /fhir"))
+	})
+	return r
+}
+
+func (s *Server) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ready(ctx); err != nil {
+		c.String(http.StatusServiceUnavailable, "not ready: %v\n", err)
+		return
+	}
+	c.String(http.StatusOK, "ready\n")
+}
+
+// recoverer turns a panic into a 500 OperationOutcome instead of a dropped
+// connection; a panic is a bug, so it is logged with its stack.
+func (s *Server) recoverer() gin.HandlerFunc {
+	return gin.CustomRecovery(func(c *gin.Context, err any) {
+		s.log.Error("panic serving request", "path", c.Request.URL.Path, "panic", err)
+		s.writeOutcome(c, http.StatusInternalServerError, fhir.Outcome(fhir.Issue{Severity: "fatal", Code: "exception", Diagnostics: "internal error"}))
+		c.Abort()
+	})
+}

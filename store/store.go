@@ -1,0 +1,132 @@
+// Package store persists FHIR resources in PostgreSQL: current versions and full
+// history as JSONB, written through one path (Tx) that every producer shares.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Sentinel errors the HTTP layer maps to FHIR responses.
+var (
+	// ErrNotFound: no such resource, or no such version.
+	ErrNotFound = errors.New("store: not found")
+	// ErrDeleted: the resource's current version is a delete tombstone.
+	ErrDeleted = errors.New("store: deleted")
+	// ErrVersionConflict: an If-Match precondition names a version that is not current.
+	ErrVersionConflict = errors.New("store: version conflict")
+)
+
+// Method records which interaction produced a version.
+type Method byte
+
+// The interactions that produce versions.
+const (
+	MethodCreate Method = 'C'
+	MethodUpdate Method = 'U'
+	MethodDelete Method = 'D'
+)
+
+// Version is one stored version of a resource.
+type Version struct {
+	Type        string
+	ID          string
+	VersionID   int64
+	LastUpdated time.Time
+	Method      Method
+	Deleted     bool
+	Content     []byte // the stored JSON; nil for a delete tombstone
+}
+
+// Store is a handle on the database. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	url  string
+	now  func() time.Time
+}
+
+// Options tune Open.
+type Options struct {
+	MaxConns int32 // pool size; 0 = pgxpool default (max(4, NumCPU))
+}
+
+// Open connects to databaseURL. It does not migrate: call Migrate first.
+func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("store: parse database url: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	return &Store{pool: pool, url: databaseURL, now: time.Now}, nil
+}
+
+// Close releases every connection.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ready reports nil when the database answers and the schema is current.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	ok, err := schemaCurrent(ctx, s.url)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("store: schema migrations pending")
+	}
+	return nil
+}
+
+// Read returns the current version of type/id. A deleted resource returns its
+// tombstone version together with ErrDeleted.
+func (s *Store) Read(ctx context.Context, typ, id string) (Version, error) {
+	v := Version{Type: typ, ID: id}
+	err := s.pool.QueryRow(ctx,
+		`SELECT version, last_updated, method, deleted, content FROM resources WHERE type = $1 AND id = $2`,
+		typ, id).Scan(&v.VersionID, &v.LastUpdated, &v.Method, &v.Deleted, &v.Content)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, ErrNotFound
+	}
+	if err != nil {
+		return v, fmt.Errorf("store: read %s/%s: %w", typ, id, err)
+	}
+	if v.Deleted {
+		return v, ErrDeleted
+	}
+	return v, nil
+}
+
+// VRead returns one version of type/id. A tombstone version returns ErrDeleted.
+func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (Version, error) {
+	v := Version{Type: typ, ID: id, VersionID: version}
+	err := s.pool.QueryRow(ctx, `
+		SELECT last_updated, method, deleted, content FROM resources
+		 WHERE type = $1 AND id = $2 AND version = $3
+		UNION ALL
+		SELECT h.last_updated, h.method, h.deleted, h.content
+		  FROM resource_history h JOIN resources r ON r.rid = h.rid
+		 WHERE r.type = $1 AND r.id = $2 AND h.version = $3`,
+		typ, id, version).Scan(&v.LastUpdated, &v.Method, &v.Deleted, &v.Content)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, ErrNotFound
+	}
+	if err != nil {
+		return v, fmt.Errorf("store: vread %s/%s/_history/%d: %w", typ, id, version, err)
+	}
+	if v.Deleted {
+		return v, ErrDeleted
+	}
+	return v, nil
+}

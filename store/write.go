@@ -1,0 +1,203 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/emberfhir/ember/fhir"
+)
+
+// Tx is the one write path: every producer of resources (REST, bundles,
+// DICOM, inference, import) writes through its methods, so validation
+// (fhir.Resource can only come from the validating parser), history and
+// (later) indexing and audit happen the same way for all of them.
+type Tx struct {
+	s  *Store
+	tx pgx.Tx
+}
+
+// InTx runs fn in one database transaction, committed when fn returns nil.
+func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	if err := fn(&Tx{s: s, tx: tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Create stores r as version 1 under a new server-assigned id.
+func (s *Store) Create(ctx context.Context, r *fhir.Resource) (Version, error) {
+	var v Version
+	err := s.InTx(ctx, func(tx *Tx) (err error) {
+		v, err = tx.Create(ctx, r)
+		return err
+	})
+	return v, err
+}
+
+// Update stores r as the new current version of r.Type()/id (creating it if
+// absent). ifMatch > 0 requires that version to be current.
+func (s *Store) Update(ctx context.Context, r *fhir.Resource, id string, ifMatch int64) (v Version, created bool, err error) {
+	err = s.InTx(ctx, func(tx *Tx) (err error) {
+		v, created, err = tx.Update(ctx, r, id, ifMatch)
+		return err
+	})
+	return v, created, err
+}
+
+// Delete writes a tombstone version for typ/id. See Tx.Delete.
+func (s *Store) Delete(ctx context.Context, typ, id string, ifMatch int64) (v Version, deleted bool, err error) {
+	err = s.InTx(ctx, func(tx *Tx) (err error) {
+		v, deleted, err = tx.Delete(ctx, typ, id, ifMatch)
+		return err
+	})
+	return v, deleted, err
+}
+
+// NewID returns a fresh server-assigned logical id. UUIDv7 ids are
+// time-ordered, which keeps the (type, id) B-tree's inserts local.
+func NewID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// Create stores r as version 1 under a new server-assigned id; any id in the
+// body is replaced, as the spec requires of create.
+func (t *Tx) Create(ctx context.Context, r *fhir.Resource) (Version, error) {
+	v := Version{Type: r.Type(), ID: NewID(), VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
+	v.Content = r.Stamp(v.ID, v.VersionID, v.LastUpdated)
+	_, err := t.tx.Exec(ctx, `
+		INSERT INTO resources (type, id, version, last_updated, method, deleted, content)
+		VALUES ($1, $2, 1, $3, 'C', false, $4)`,
+		v.Type, v.ID, v.LastUpdated, v.Content)
+	if err != nil {
+		return v, fmt.Errorf("store: create %s: %w", v.Type, err)
+	}
+	return v, nil
+}
+
+// current is the locked current row of a resource.
+type current struct {
+	rid         int64
+	version     int64
+	lastUpdated time.Time
+	deleted     bool
+}
+
+// lock reads and row-locks the current version of typ/id; ok is false when
+// the resource has never existed. The lock serialises concurrent writers of
+// one resource, so no update is ever lost.
+func (t *Tx) lock(ctx context.Context, typ, id string) (c current, ok bool, err error) {
+	err = t.tx.QueryRow(ctx,
+		`SELECT rid, version, last_updated, deleted FROM resources WHERE type = $1 AND id = $2 FOR UPDATE`,
+		typ, id).Scan(&c.rid, &c.version, &c.lastUpdated, &c.deleted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("store: lock %s/%s: %w", typ, id, err)
+	}
+	return c, true, nil
+}
+
+// Update stores r as the new current version of r.Type()/id, creating the
+// resource when it does not exist (or re-creating it after a delete).
+// ifMatch > 0 requires that version to be the current one (ErrVersionConflict).
+func (t *Tx) Update(ctx context.Context, r *fhir.Resource, id string, ifMatch int64) (Version, bool, error) {
+	typ := r.Type()
+	for attempt := 0; ; attempt++ {
+		c, ok, err := t.lock(ctx, typ, id)
+		if err != nil {
+			return Version{}, false, err
+		}
+		if ifMatch > 0 && (!ok || c.version != ifMatch) {
+			return Version{}, false, ErrVersionConflict
+		}
+		if ok {
+			v := Version{Type: typ, ID: id, VersionID: c.version + 1, LastUpdated: t.s.clock(c.lastUpdated), Method: MethodUpdate}
+			v.Content = r.Stamp(id, v.VersionID, v.LastUpdated)
+			if err := t.replace(ctx, c.rid, v); err != nil {
+				return v, false, err
+			}
+			return v, c.deleted, nil
+		}
+		// Update as create. A concurrent creator of the same id makes the
+		// insert a no-op; the loop then locks the row it committed.
+		v := Version{Type: typ, ID: id, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodUpdate}
+		v.Content = r.Stamp(id, 1, v.LastUpdated)
+		tag, err := t.tx.Exec(ctx, `
+			INSERT INTO resources (type, id, version, last_updated, method, deleted, content)
+			VALUES ($1, $2, 1, $3, 'U', false, $4)
+			ON CONFLICT (type, id) DO NOTHING`,
+			typ, id, v.LastUpdated, v.Content)
+		if err != nil {
+			return v, false, fmt.Errorf("store: create %s/%s: %w", typ, id, err)
+		}
+		if tag.RowsAffected() == 1 {
+			return v, true, nil
+		}
+		if attempt >= 2 {
+			return v, false, fmt.Errorf("store: create %s/%s: lost the race for the id repeatedly", typ, id)
+		}
+	}
+}
+
+// Delete writes a tombstone version for typ/id. deleted is false (and no
+// version is written) when the resource is already deleted. A resource that
+// never existed gives ErrNotFound.
+func (t *Tx) Delete(ctx context.Context, typ, id string, ifMatch int64) (Version, bool, error) {
+	c, ok, err := t.lock(ctx, typ, id)
+	if err != nil {
+		return Version{}, false, err
+	}
+	if !ok {
+		return Version{}, false, ErrNotFound
+	}
+	if ifMatch > 0 && c.version != ifMatch {
+		return Version{}, false, ErrVersionConflict
+	}
+	if c.deleted {
+		return Version{Type: typ, ID: id, VersionID: c.version, LastUpdated: c.lastUpdated, Method: MethodDelete, Deleted: true}, false, nil
+	}
+	v := Version{Type: typ, ID: id, VersionID: c.version + 1, LastUpdated: t.s.clock(c.lastUpdated), Method: MethodDelete, Deleted: true}
+	return v, true, t.replace(ctx, c.rid, v)
+}
+
+// replace moves the current row of rid into history and makes v current, in
+// one statement (both parts see the pre-statement row).
+func (t *Tx) replace(ctx context.Context, rid int64, v Version) error {
+	_, err := t.tx.Exec(ctx, `
+		WITH moved AS (
+			INSERT INTO resource_history (rid, version, type, id, last_updated, method, deleted, content)
+			SELECT rid, version, type, id, last_updated, method, deleted, content FROM resources WHERE rid = $1
+		)
+		UPDATE resources SET version = $2, last_updated = $3, method = $4, deleted = $5, content = $6
+		 WHERE rid = $1`,
+		rid, v.VersionID, v.LastUpdated, byte(v.Method), v.Deleted, v.Content)
+	if err != nil {
+		return fmt.Errorf("store: write %s/%s version %d: %w", v.Type, v.ID, v.VersionID, err)
+	}
+	return nil
+}
+
+// clock returns the timestamp for a new version: now at the microsecond
+// precision PostgreSQL keeps, and always after the previous version's, so a
+// resource's history stays ordered even if the wall clock steps back.
+func (s *Store) clock(prev time.Time) time.Time {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	if !now.After(prev) {
+		now = prev.Add(time.Microsecond)
+	}
+	return now
+}
