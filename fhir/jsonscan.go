@@ -30,18 +30,29 @@ type scanner struct {
 	depth int
 	path  []byte // current location, e.g. Patient.name[0].given
 	err   *scanError
+	// lenient skips UTF-8 checks: used only to locate members of input that
+	// is about to be fully scanned anyway.
+	lenient bool
+	// inexactNumbers is set when a number's written form would not survive
+	// PostgreSQL's JSONB (numeric) storage: an exponent or a negative zero.
+	inexactNumbers bool
 }
 
-// scanResource checks data and returns the value of the top-level
-// "resourceType" member ("" if absent or not a string).
-func scanResource(data []byte) (string, *scanError) {
+// scanResult is what a successful scan learned about the document.
+type scanResult struct {
+	resourceType   string // top-level "resourceType" ("" if absent or not a string)
+	inexactNumbers bool
+}
+
+// scanResource checks data.
+func scanResource(data []byte) (scanResult, *scanError) {
 	s := &scanner{data: data}
 	s.skipSpace()
 	if s.pos >= len(s.data) {
-		return "", &scanError{msg: "empty body: expected a JSON object", syntax: true}
+		return scanResult{}, &scanError{msg: "empty body: expected a JSON object", syntax: true}
 	}
 	if s.data[s.pos] != '{' {
-		return "", &scanError{msg: "expected a JSON object at the top level", syntax: true}
+		return scanResult{}, &scanError{msg: "expected a JSON object at the top level", syntax: true}
 	}
 	rt := topLevelResourceType(data)
 	if rt != "" {
@@ -54,13 +65,13 @@ func scanResource(data []byte) (string, *scanError) {
 			s.fail(true, "unexpected data after the JSON object")
 		}
 	}
-	return rt, s.err
+	return scanResult{resourceType: rt, inexactNumbers: s.inexactNumbers}, s.err
 }
 
 // topLevelResourceType finds "resourceType" among the root object's members
 // without validating anything else, so errors can be located as Type.path.
 func topLevelResourceType(data []byte) string {
-	members, err := objectMembers(data)
+	members, err := membersOf(&scanner{data: data, lenient: true})
 	if err != nil {
 		return ""
 	}
@@ -168,7 +179,11 @@ func (s *scanner) number() {
 			return
 		}
 	}
+	if s.data[start] == '-' && isZero(s.data[intStart:s.pos]) {
+		s.inexactNumbers = true // numeric has no negative zero: -0.0 would read back as 0.0
+	}
 	if s.pos < len(s.data) && (s.data[s.pos] == 'e' || s.data[s.pos] == 'E') {
+		s.inexactNumbers = true
 		s.pos++
 		if s.pos < len(s.data) && (s.data[s.pos] == '+' || s.data[s.pos] == '-') {
 			s.pos++
@@ -183,6 +198,16 @@ func (s *scanner) number() {
 	}
 }
 
+// isZero reports whether a mantissa (digits and a point) is all zeros.
+func isZero(mantissa []byte) bool {
+	for _, c := range mantissa {
+		if c != '0' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
 // str scans a string at s.pos and returns its decoded bytes.
 func (s *scanner) str() ([]byte, bool) {
 	s.pos++ // opening quote
@@ -193,7 +218,7 @@ func (s *scanner) str() ([]byte, bool) {
 		if c == '"' {
 			raw := s.data[start:s.pos]
 			s.pos++
-			if !utf8.Valid(raw) {
+			if !s.lenient && !utf8.Valid(raw) {
 				s.fail(true, "invalid UTF-8 in string")
 				return nil, false
 			}
@@ -215,7 +240,7 @@ func (s *scanner) str() ([]byte, bool) {
 		switch {
 		case c == '"':
 			s.pos++
-			if !utf8.Valid(out) {
+			if !s.lenient && !utf8.Valid(out) {
 				s.fail(true, "invalid UTF-8 in string")
 				return nil, false
 			}
@@ -433,7 +458,11 @@ type member struct {
 // must be well-formed (it is only ever called on scanned input or to locate
 // resourceType before scanning, where a failure just means "unknown").
 func objectMembers(data []byte) ([]member, error) {
-	s := &scanner{data: data}
+	return membersOf(&scanner{data: data})
+}
+
+func membersOf(s *scanner) ([]member, error) {
+	data := s.data
 	s.skipSpace()
 	if s.pos >= len(data) || data[s.pos] != '{' {
 		return nil, errNotObject

@@ -27,10 +27,17 @@ func ValidID(id string) bool { return idPattern.MatchString(id) }
 // Resource is a resource that passed validation. Its only constructor is
 // Parser.Parse, so the store can never be handed an unvalidated resource.
 type Resource struct {
-	typ  string
-	id   string // id in the body, "" if none
-	body []byte
+	typ            string
+	id             string // id in the body, "" if none
+	body           []byte
+	inexactNumbers bool
 }
+
+// NeedsVerbatim reports whether the resource holds numbers whose written form
+// (exponent notation, negative zero) JSONB's numeric storage would rewrite.
+// FHIR decimals carry their precision in that form, so the store keeps such
+// resources' exact text alongside the JSONB.
+func (r *Resource) NeedsVerbatim() bool { return r.inexactNumbers }
 
 // Type is the resourceType.
 func (r *Resource) Type() string { return r.typ }
@@ -57,7 +64,8 @@ func NewParser() (*Parser, error) {
 // JSON that is not a valid resource gives 422 (or 400 for a resourceType
 // Ember does not know). wantType, when not empty, must equal resourceType.
 func (p *Parser) Parse(body []byte, wantType string) (*Resource, error) {
-	rt, serr := scanResource(body)
+	scan, serr := scanResource(body)
+	rt := scan.resourceType
 	if serr != nil {
 		status := http.StatusUnprocessableEntity
 		code := "invalid"
@@ -95,7 +103,7 @@ func (p *Parser) Parse(body []byte, wantType string) (*Resource, error) {
 	if len(rep.issues) > 0 {
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Issues: rep.issues}
 	}
-	return &Resource{typ: rt, id: id, body: body}, nil
+	return &Resource{typ: rt, id: id, body: body, inexactNumbers: scan.inexactNumbers}, nil
 }
 
 // topLevelString returns the string value of a root member ("" if absent).

@@ -54,7 +54,9 @@ func negotiate(r *http.Request) *fhir.Error {
 }
 
 func jsonFormat(f string) bool {
-	switch strings.ToLower(strings.TrimSpace(f)) {
+	// An unescaped "+" in a query string decodes to a space; clients that
+	// write _format=application/fhir+json by hand mean the plus.
+	switch strings.ReplaceAll(strings.ToLower(strings.TrimSpace(f)), " ", "+") {
 	case "json", "application/json", "application/fhir+json", "application/json+fhir":
 		return true
 	}

@@ -97,11 +97,11 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) (HistoryPage, error
 	// Each table contributes at most limit rows in index order; the outer
 	// sort merges them.
 	sql := `
-		SELECT rid, type, id, version, last_updated, method, deleted, content FROM (
-			(SELECT rid, type, id, version, last_updated, method, deleted, content FROM resources
+		SELECT rid, type, id, version, last_updated, method, deleted, COALESCE(raw, content::text) FROM (
+			(SELECT rid, type, id, version, last_updated, method, deleted, content, raw FROM resources
 			  WHERE ` + cond + ` ORDER BY last_updated DESC, rid DESC, version DESC LIMIT ` + limit + `)
 			UNION ALL
-			(SELECT rid, type, id, version, last_updated, method, deleted, content FROM resource_history
+			(SELECT rid, type, id, version, last_updated, method, deleted, content, raw FROM resource_history
 			  WHERE ` + cond + ` ORDER BY last_updated DESC, rid DESC, version DESC LIMIT ` + limit + `)
 		) h`
 	if !q.AtStart.IsZero() {

@@ -94,7 +94,7 @@ func (s *Store) Ready(ctx context.Context) error {
 func (s *Store) Read(ctx context.Context, typ, id string) (Version, error) {
 	v := Version{Type: typ, ID: id}
 	err := s.pool.QueryRow(ctx,
-		`SELECT version, last_updated, method, deleted, content FROM resources WHERE type = $1 AND id = $2`,
+		`SELECT version, last_updated, method, deleted, COALESCE(raw, content::text) FROM resources WHERE type = $1 AND id = $2`,
 		typ, id).Scan(&v.VersionID, &v.LastUpdated, &v.Method, &v.Deleted, &v.Content)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return v, ErrNotFound
@@ -112,10 +112,10 @@ func (s *Store) Read(ctx context.Context, typ, id string) (Version, error) {
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (Version, error) {
 	v := Version{Type: typ, ID: id, VersionID: version}
 	err := s.pool.QueryRow(ctx, `
-		SELECT last_updated, method, deleted, content FROM resources
+		SELECT last_updated, method, deleted, COALESCE(raw, content::text) FROM resources
 		 WHERE type = $1 AND id = $2 AND version = $3
 		UNION ALL
-		SELECT h.last_updated, h.method, h.deleted, h.content
+		SELECT h.last_updated, h.method, h.deleted, COALESCE(h.raw, h.content::text)
 		  FROM resource_history h JOIN resources r ON r.rid = h.rid
 		 WHERE r.type = $1 AND r.id = $2 AND h.version = $3`,
 		typ, id, version).Scan(&v.LastUpdated, &v.Method, &v.Deleted, &v.Content)

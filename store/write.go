@@ -78,9 +78,9 @@ func (t *Tx) Create(ctx context.Context, r *fhir.Resource) (Version, error) {
 	v := Version{Type: r.Type(), ID: NewID(), VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
 	v.Content = r.Stamp(v.ID, v.VersionID, v.LastUpdated)
 	_, err := t.tx.Exec(ctx, `
-		INSERT INTO resources (type, id, version, last_updated, method, deleted, content)
-		VALUES ($1, $2, 1, $3, 'C', false, $4)`,
-		v.Type, v.ID, v.LastUpdated, v.Content)
+		INSERT INTO resources (type, id, version, last_updated, method, deleted, content, raw)
+		VALUES ($1, $2, 1, $3, 'C', false, $4, $5)`,
+		v.Type, v.ID, v.LastUpdated, v.Content, verbatim(r, v.Content))
 	if err != nil {
 		return v, fmt.Errorf("store: create %s: %w", v.Type, err)
 	}
@@ -127,7 +127,7 @@ func (t *Tx) Update(ctx context.Context, r *fhir.Resource, id string, ifMatch in
 		if ok {
 			v := Version{Type: typ, ID: id, VersionID: c.version + 1, LastUpdated: t.s.clock(c.lastUpdated), Method: MethodUpdate}
 			v.Content = r.Stamp(id, v.VersionID, v.LastUpdated)
-			if err := t.replace(ctx, c.rid, v); err != nil {
+			if err := t.replace(ctx, c.rid, v, verbatim(r, v.Content)); err != nil {
 				return v, false, err
 			}
 			return v, c.deleted, nil
@@ -137,10 +137,10 @@ func (t *Tx) Update(ctx context.Context, r *fhir.Resource, id string, ifMatch in
 		v := Version{Type: typ, ID: id, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodUpdate}
 		v.Content = r.Stamp(id, 1, v.LastUpdated)
 		tag, err := t.tx.Exec(ctx, `
-			INSERT INTO resources (type, id, version, last_updated, method, deleted, content)
-			VALUES ($1, $2, 1, $3, 'U', false, $4)
+			INSERT INTO resources (type, id, version, last_updated, method, deleted, content, raw)
+			VALUES ($1, $2, 1, $3, 'U', false, $4, $5)
 			ON CONFLICT (type, id) DO NOTHING`,
-			typ, id, v.LastUpdated, v.Content)
+			typ, id, v.LastUpdated, v.Content, verbatim(r, v.Content))
 		if err != nil {
 			return v, false, fmt.Errorf("store: create %s/%s: %w", typ, id, err)
 		}
@@ -171,24 +171,33 @@ func (t *Tx) Delete(ctx context.Context, typ, id string, ifMatch int64) (Version
 		return Version{Type: typ, ID: id, VersionID: c.version, LastUpdated: c.lastUpdated, Method: MethodDelete, Deleted: true}, false, nil
 	}
 	v := Version{Type: typ, ID: id, VersionID: c.version + 1, LastUpdated: t.s.clock(c.lastUpdated), Method: MethodDelete, Deleted: true}
-	return v, true, t.replace(ctx, c.rid, v)
+	return v, true, t.replace(ctx, c.rid, v, nil)
 }
 
 // replace moves the current row of rid into history and makes v current, in
 // one statement (both parts see the pre-statement row).
-func (t *Tx) replace(ctx context.Context, rid int64, v Version) error {
+func (t *Tx) replace(ctx context.Context, rid int64, v Version, raw *string) error {
 	_, err := t.tx.Exec(ctx, `
 		WITH moved AS (
-			INSERT INTO resource_history (rid, version, type, id, last_updated, method, deleted, content)
-			SELECT rid, version, type, id, last_updated, method, deleted, content FROM resources WHERE rid = $1
+			INSERT INTO resource_history (rid, version, type, id, last_updated, method, deleted, content, raw)
+			SELECT rid, version, type, id, last_updated, method, deleted, content, raw FROM resources WHERE rid = $1
 		)
-		UPDATE resources SET version = $2, last_updated = $3, method = $4, deleted = $5, content = $6
+		UPDATE resources SET version = $2, last_updated = $3, method = $4, deleted = $5, content = $6, raw = $7
 		 WHERE rid = $1`,
-		rid, v.VersionID, v.LastUpdated, byte(v.Method), v.Deleted, v.Content)
+		rid, v.VersionID, v.LastUpdated, byte(v.Method), v.Deleted, v.Content, raw)
 	if err != nil {
 		return fmt.Errorf("store: write %s/%s version %d: %w", v.Type, v.ID, v.VersionID, err)
 	}
 	return nil
+}
+
+// verbatim is the text to keep beside the JSONB (see fhir.Resource.NeedsVerbatim), or nil.
+func verbatim(r *fhir.Resource, stamped []byte) *string {
+	if !r.NeedsVerbatim() {
+		return nil
+	}
+	s := string(stamped)
+	return &s
 }
 
 // clock returns the timestamp for a new version: now at the microsecond

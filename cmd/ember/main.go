@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -125,6 +126,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		"public FHIR base URL used in fullUrl, Location and links (env EMBER_BASE_URL; default http://<addr>/fhir)")
 	maxBody := fs.Int64("max-body", envInt("EMBER_MAX_BODY", server.DefaultMaxBody), "largest accepted request body in bytes (env EMBER_MAX_BODY)")
 	maxConns := fs.Int("db-max-conns", int(envInt("EMBER_DB_MAX_CONNS", 0)), "database connection pool size; 0 = 4 per CPU (env EMBER_DB_MAX_CONNS)")
+	debugAddr := fs.String("debug-addr", env("EMBER_DEBUG_ADDR", ""), "serve Go pprof profiles on this address (env EMBER_DEBUG_ADDR; off when empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -174,6 +176,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	if *debugAddr != "" {
+		go serveDebug(*debugAddr, log)
+	}
 	log.Info("Ember serving FHIR R4", "base", base, "addr", ln.Addr().String(), "version", version)
 	fmt.Fprintf(stderr, "FHIR base: %s\n", base)
 
@@ -229,3 +234,17 @@ func envInt(key string, def int64) int64 {
 }
 
 func numCPU() int { return runtime.NumCPU() }
+
+// serveDebug exposes net/http/pprof on its own listener, so profiling never
+// shares a port with the public API.
+func serveDebug(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("pprof listening", "addr", addr)
+	if err := http.ListenAndServe(addr, mux); err != nil {
+		log.Error("pprof listener", "err", err)
+	}
+}

@@ -83,9 +83,32 @@ func run(m *testing.M) int {
 	return code
 }
 
+// StartServer starts a throwaway PostgreSQL server tuned for speed over
+// durability and returns its server-level URL and a stop function. The
+// withdb command uses it to give a whole `go test ./...` run one server.
+func StartServer(ctx context.Context) (url string, stop func(), err error) {
+	return startPrivate(ctx)
+}
+
+// scratchRoot picks where throwaway clusters live: a roomy tmpfs when there
+// is one, since cloning a test database creates ~1,200 files and costs
+// ~15 ms there against ~200 ms on this kind of disk.
+func scratchRoot() string {
+	if d := os.Getenv("EMBER_TEST_TMPDIR"); d != "" {
+		return d
+	}
+	var st syscall.Statfs_t
+	const tmpfsMagic = 0x01021994
+	if err := syscall.Statfs("/dev/shm", &st); err == nil && st.Type == tmpfsMagic &&
+		st.Bavail*uint64(st.Bsize) >= 4<<30 {
+		return "/dev/shm"
+	}
+	return ""
+}
+
 // startPrivate starts a throwaway cluster tuned for speed over durability.
 func startPrivate(ctx context.Context) (string, func(), error) {
-	dir, err := os.MkdirTemp("", "ember-pgtest-")
+	dir, err := os.MkdirTemp(scratchRoot(), "ember-pgtest-")
 	if err != nil {
 		return "", nil, err
 	}

@@ -10,6 +10,9 @@ CREATE TABLE resources (
     method       "char"      NOT NULL, -- C create, U update, D delete: the interaction that made this version
     deleted      boolean     NOT NULL DEFAULT false,
     content      jsonb,                -- NULL for a delete tombstone
+    -- The exact text, kept only when JSONB would rewrite a number's written
+    -- form (exponents, -0), which carries a FHIR decimal's precision.
+    raw          text,
     CONSTRAINT resources_identity UNIQUE (type, id)
 );
 CREATE INDEX resources_type_updated ON resources (type, last_updated, rid);
@@ -26,6 +29,7 @@ CREATE TABLE resource_history (
     method       "char"      NOT NULL,
     deleted      boolean     NOT NULL,
     content      jsonb,
+    raw          text,
     PRIMARY KEY (rid, version)
 );
 CREATE INDEX resource_history_type_updated ON resource_history (type, last_updated, rid);

@@ -81,7 +81,7 @@ type Cluster struct {
 }
 
 // Start initialises the cluster if DataDir holds none, then starts it listening
-// only on a private Unix socket (listen_addresses=''). If a live server already
+// only on a private Unix socket (empty listen_addresses). If a live server already
 // runs on DataDir (another Ember process, e.g. `ember serve` while an admin
 // command runs), Start attaches to it instead and Stop will leave it running.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
@@ -335,9 +335,14 @@ func (c *Cluster) prepareSocketDir() error {
 func (c *Cluster) start(ctx context.Context, options string) error {
 	began := time.Now()
 	logFile := filepath.Join(c.dataDir, "postgres.log")
+	// The log is appended to across runs; quote only what this attempt wrote.
+	var logStart int64
+	if fi, err := os.Stat(logFile); err == nil {
+		logStart = fi.Size()
+	}
 	out, err := c.pgCtl(ctx, "start", "-w", "-t", "60", "-D", c.dataDir, "-l", logFile, "-o", options)
 	if err != nil {
-		logTail, _ := readTail(logFile, 30)
+		logTail, _ := readTail(logFile, logStart, 30)
 		return fmt.Errorf("pgcluster: pg_ctl start: %w: %s\n--- tail of %s ---\n%s",
 			err, strings.TrimSpace(out), logFile, logTail)
 	}
@@ -634,18 +639,19 @@ func chownTree(root string, uid, gid int) error {
 	})
 }
 
-// readTail returns the last n lines of a file, reading at most its last 16 KiB.
-func readTail(path string, n int) (string, error) {
+// readTail returns the last n lines written to a file after offset, reading at most 16 KiB.
+func readTail(path string, offset int64, n int) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	const window = 16 << 10
-	if fi, err := f.Stat(); err == nil && fi.Size() > window {
-		if _, err := f.Seek(fi.Size()-window, io.SeekStart); err != nil {
-			return "", err
-		}
+	if fi, err := f.Stat(); err == nil {
+		offset = max(offset, fi.Size()-window)
+	}
+	if _, err := f.Seek(max(offset, 0), io.SeekStart); err != nil {
+		return "", err
 	}
 	data, err := io.ReadAll(f)
 	if err != nil {

@@ -1,0 +1,44 @@
+# Ember — developer commands. `make run` and `make test` are the contract the
+# README promises; .ci/run calls `make test`.
+GO      ?= go
+BIN     := bin/ember
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: build run test test-short bench fhir-package generate fuzz vet clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ember
+
+# Build and serve on the embedded PostgreSQL under ./.ember (created on first run).
+run: build
+	./$(BIN) serve
+
+# Every test, against one ephemeral PostgreSQL for the whole run.
+test: fhir-package vet
+	$(GO) run ./internal/pgtest/withdb -- $(GO) test -count=1 -timeout 20m ./...
+
+test-short: vet
+	$(GO) run ./internal/pgtest/withdb -- $(GO) test -count=1 -short ./...
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# Load benchmark against a freshly started server; prints `name value unit` lines.
+bench: build
+	$(GO) run ./cmd/ember-bench -ember $(BIN)
+
+# The official FHIR R4 definitions and examples (npm pack, cached).
+fhir-package:
+	@$(GO) run ./internal/fhirpkg/fetch >/dev/null
+
+generate: fhir-package
+	$(GO) generate ./...
+
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./fhir -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin
