@@ -79,7 +79,7 @@ func (e *env) do(ctx context.Context, method, url string, body []byte, want ...i
 // the failures and the first failure's message.
 type outcome struct {
 	lat      []time.Duration
-	elapsed  time.Duration // first request start to last request end
+	elapsed  time.Duration // from starting the clients until the last one finished
 	errors   int
 	firstErr error
 }
@@ -100,7 +100,7 @@ func (o outcome) err(scenario string) error {
 	return fmt.Errorf("%s: %d failed requests; first: %w", scenario, o.errors, o.firstErr)
 }
 
-func (o *outcome) record(start time.Time, err error) {
+func (o *outcome) record(lat time.Duration, err error) {
 	if err != nil {
 		o.errors++
 		if o.firstErr == nil {
@@ -108,7 +108,7 @@ func (o *outcome) record(start time.Time, err error) {
 		}
 		return
 	}
-	o.lat = append(o.lat, time.Since(start))
+	o.lat = append(o.lat, lat)
 }
 
 // request is one client's next request; each client owns its own so it can
@@ -129,10 +129,11 @@ func closedLoop(ctx context.Context, clients []request, d time.Duration) (outcom
 			for time.Now().Before(deadline) {
 				t := time.Now()
 				err := req(ctx)
+				lat := time.Since(t)
 				if ctx.Err() != nil {
 					return // aborted: a cut-off request is not the server's failure
 				}
-				o.record(t, err)
+				o.record(lat, err)
 			}
 		})
 	}
@@ -151,10 +152,11 @@ func forEach(ctx context.Context, clients, n int, do func(context.Context, int) 
 			for i := range jobs {
 				t := time.Now()
 				err := do(ctx, i)
+				lat := time.Since(t)
 				if ctx.Err() != nil {
 					continue // aborted: drain jobs without counting cut-off requests
 				}
-				results[w].record(t, err)
+				results[w].record(lat, err)
 			}
 		})
 	}

@@ -207,6 +207,23 @@ func NewDatabase(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("pgtest: template database: %v", err)
 	}
+	return newDatabase(ctx, t, tmpl)
+}
+
+// NewEmptyDatabase is NewDatabase without the Ember schema, for tests of
+// migration itself.
+func NewEmptyDatabase(t testing.TB) string {
+	t.Helper()
+	if admin == nil {
+		t.Fatal("pgtest: NewEmptyDatabase called without pgtest.Main")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return newDatabase(ctx, t, "template0")
+}
+
+func newDatabase(ctx context.Context, t testing.TB, tmpl string) string {
+	t.Helper()
 	name := "ember_test_" + randomHex()
 	if err := createDatabase(ctx, name, tmpl); err != nil {
 		t.Fatalf("pgtest: %v", err)

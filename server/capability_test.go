@@ -1,0 +1,96 @@
+package server_test
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/fhir/spec"
+)
+
+// TestCapabilityStatementIsValidAndTrue checks the statement validates as an
+// R4 CapabilityStatement, lists every resource type, and that every
+// interaction it claims actually works.
+func TestCapabilityStatementIsValidAndTrue(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("GET", "/metadata", nil)
+	expect(t, r, http.StatusOK)
+	p, err := fhir.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Parse(r.body, "CapabilityStatement"); err != nil {
+		t.Fatalf("CapabilityStatement is not valid R4: %v", err)
+	}
+	cs := r.json(t)
+	if cs["fhirVersion"] != "4.0.1" || fmt.Sprint(cs["format"]) != "[json]" {
+		t.Fatalf("fhirVersion %v format %v", cs["fhirVersion"], cs["format"])
+	}
+	rest := cs["rest"].([]any)[0].(map[string]any)
+	resources := rest["resource"].([]any)
+	if len(resources) != len(spec.ResourceTypes()) {
+		t.Fatalf("%d resource types listed, want %d", len(resources), len(spec.ResourceTypes()))
+	}
+
+	// Each claimed interaction, exercised on a few types (all types share
+	// one code path, so a sample proves the claim).
+	exercise := map[string]func(typ string) int{
+		"create": func(typ string) int { return e.do("POST", "/"+typ, minimal(typ, "")).status },
+		"update": func(typ string) int { return e.do("PUT", "/"+typ+"/cap-1", minimal(typ, "cap-1")).status },
+		"read":   func(typ string) int { return e.do("GET", "/"+typ+"/cap-1", nil).status },
+		"vread":  func(typ string) int { return e.do("GET", "/"+typ+"/cap-1/_history/1", nil).status },
+		"history-instance": func(typ string) int {
+			return e.do("GET", "/"+typ+"/cap-1/_history", nil).status
+		},
+		"history-type": func(typ string) int { return e.do("GET", "/"+typ+"/_history", nil).status },
+		"delete":       func(typ string) int { return e.do("DELETE", "/"+typ+"/cap-1", nil).status },
+	}
+	order := []string{"create", "update", "read", "vread", "history-instance", "history-type", "delete"}
+	byType := map[string]map[string]any{}
+	for _, res := range resources {
+		m := res.(map[string]any)
+		byType[m["type"].(string)] = m
+	}
+	for _, typ := range []string{"Patient", "Observation", "Basic", "Binary"} {
+		claimed := map[string]bool{}
+		for _, in := range byType[typ]["interaction"].([]any) {
+			code := in.(map[string]any)["code"].(string)
+			if exercise[code] == nil {
+				t.Fatalf("%s claims %q, which this test does not exercise: add it", typ, code)
+			}
+			claimed[code] = true
+		}
+		for _, code := range order {
+			if !claimed[code] {
+				continue
+			}
+			if status := exercise[code](typ); status < 200 || status > 299 {
+				t.Errorf("%s %s: status %d", typ, code, status)
+			}
+		}
+	}
+	for _, in := range rest["interaction"].([]any) {
+		code := in.(map[string]any)["code"].(string)
+		switch code {
+		case "history-system":
+			expect(t, e.do("GET", "/_history", nil), http.StatusOK)
+		default:
+			t.Errorf("system interaction %q claimed but not exercised", code)
+		}
+	}
+}
+
+// minimal returns the smallest valid instance of typ used above.
+func minimal(typ, id string) []byte {
+	idPart := ""
+	if id != "" {
+		idPart = fmt.Sprintf(`,"id":%q`, id)
+	}
+	extra := map[string]string{
+		"Observation": `,"status":"final","code":{"text":"x"}`,
+		"Basic":       `,"code":{"text":"x"}`,
+		"Binary":      `,"contentType":"text/plain","data":"aGk="`,
+	}[typ]
+	return []byte(`{"resourceType":"` + typ + `"` + idPart + extra + `}`)
+}
