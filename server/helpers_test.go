@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -43,7 +44,7 @@ func newEnv(t testing.TB, mod ...func(*server.Config)) *env {
 	var h http.Handler
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(ts.Close)
-	cfg := server.Config{BaseURL: ts.URL + "/fhir", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := server.Config{BaseURL: ts.URL + "/fhir", Logger: testLogger()}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -132,4 +133,12 @@ func expectOutcome(t testing.TB, r response, status int) map[string]any {
 		t.Fatalf("Content-Type %q", ct)
 	}
 	return m
+}
+
+// testLogger discards logs unless EMBER_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("EMBER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

@@ -19,7 +19,7 @@ const (
 
 // history serves _history at system, type and instance level.
 func (s *Server) history(c *gin.Context, seg []string) {
-	q := store.HistoryQuery{Count: defaultPageSize}
+	q := store.HistoryQuery{Count: s.cfg.DefaultPageSize}
 	params := url.Values{}
 	path := "_history"
 	switch len(seg) {
@@ -37,7 +37,7 @@ func (s *Server) history(c *gin.Context, seg []string) {
 			s.fail(c, fhir.Invalid("invalid _count "+quote(v)+": expected a non-negative integer", "_count"))
 			return
 		}
-		q.Count = min(max(n, 1), maxPageSize)
+		q.Count = min(max(n, 1), s.cfg.MaxPageSize)
 		params.Set("_count", strconv.Itoa(q.Count))
 	}
 	if v := query.Get("_since"); v != "" {

@@ -37,7 +37,12 @@ func (s *Server) dispatch(c *gin.Context) {
 	var rt route
 	switch {
 	case len(seg) == 0:
-		rt = route{"system", "", nil}
+		switch method {
+		case http.MethodGet, http.MethodHead:
+			rt = route{"search-system", "GET", s.searchSystem}
+		default:
+			rt = route{"system", "GET", nil}
+		}
 	case seg[0] == "metadata" && len(seg) == 1:
 		rt = route{"capabilities", "GET", s.capabilities}
 	case seg[0] == "_history" && len(seg) == 1:
@@ -48,11 +53,19 @@ func (s *Server) dispatch(c *gin.Context) {
 		return
 	case len(seg) == 1:
 		switch method {
+		case http.MethodGet, http.MethodHead:
+			rt = route{"search-type", "", s.searchType}
 		case http.MethodPost:
-			rt = route{"create", "POST", s.create}
+			rt = route{"create", "", s.create}
+		case http.MethodPut:
+			rt = route{"conditional-update", "", s.requireQuery(s.conditionalUpdate)}
+		case http.MethodDelete:
+			rt = route{"conditional-delete", "", s.requireQuery(s.conditionalDelete)}
 		default:
-			rt = route{"type", "POST", nil}
+			rt = route{"type", "GET, POST, PUT, DELETE", nil}
 		}
+	case len(seg) == 2 && seg[1] == "_search":
+		rt = route{"search-type", "POST", s.searchType}
 	case len(seg) == 2 && seg[1] == "_history":
 		rt = route{"history-type", "GET", s.history}
 	case len(seg) == 2:
@@ -68,6 +81,8 @@ func (s *Server) dispatch(c *gin.Context) {
 		}
 	case len(seg) == 3 && seg[2] == "_history":
 		rt = route{"history-instance", "GET", s.history}
+	case len(seg) == 3 && spec.IsResourceType(seg[2]) && len(spec.CompartmentTypes(seg[0])) > 0:
+		rt = route{"search-compartment", "GET", s.searchCompartment}
 	case len(seg) == 4 && seg[2] == "_history":
 		rt = route{"vread", "GET", s.vread}
 	default:
@@ -92,11 +107,24 @@ func (s *Server) dispatch(c *gin.Context) {
 		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", msg))
 		return
 	}
-	if len(seg) >= 2 && seg[1] != "_history" && !fhir.ValidID(seg[1]) {
+	if len(seg) >= 2 && seg[1] != "_history" && seg[1] != "_search" && !fhir.ValidID(seg[1]) {
 		s.fail(c, fhir.Invalid("invalid resource id "+quote(seg[1])+": must match [A-Za-z0-9-.]{1,64}"))
 		return
 	}
 	rt.handler(c, seg)
+}
+
+// requireQuery guards the type-level PUT and DELETE, which exist only as
+// conditional interactions.
+func (s *Server) requireQuery(h func(*gin.Context, []string)) func(*gin.Context, []string) {
+	return func(c *gin.Context, seg []string) {
+		if c.Request.URL.RawQuery == "" {
+			s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported",
+				c.Request.Method+" "+c.Request.URL.Path+" needs search parameters (a conditional "+map[string]string{"PUT": "update", "DELETE": "delete"}[c.Request.Method]+")"))
+			return
+		}
+		h(c, seg)
+	}
 }
 
 func quote(s string) string {

@@ -29,6 +29,9 @@ type Config struct {
 	MaxBody int64
 	// Version is reported in the CapabilityStatement.
 	Version string
+	// DefaultPageSize and MaxPageSize bound search and history pages
+	// (_count); 0 means 20 and 1000.
+	DefaultPageSize, MaxPageSize int
 	Logger  *slog.Logger
 }
 
@@ -52,6 +55,13 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
+	if cfg.DefaultPageSize <= 0 {
+		cfg.DefaultPageSize = defaultPageSize
+	}
+	if cfg.MaxPageSize <= 0 {
+		cfg.MaxPageSize = maxPageSize
+	}
+	cfg.DefaultPageSize = min(cfg.DefaultPageSize, cfg.MaxPageSize)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

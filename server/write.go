@@ -46,6 +46,10 @@ func (s *Server) create(c *gin.Context, seg []string) {
 	if !ok {
 		return
 	}
+	if cond := c.GetHeader("If-None-Exist"); cond != "" {
+		s.conditionalCreate(c, seg, res, cond)
+		return
+	}
 	v, err := s.store.Create(c.Request.Context(), res)
 	if err != nil {
 		s.fail(c, err)

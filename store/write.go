@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/fhir/index"
 )
 
 // Tx is the one write path: every producer of resources (REST, bundles,
@@ -77,14 +78,33 @@ func NewID() string {
 func (t *Tx) Create(ctx context.Context, r *fhir.Resource) (Version, error) {
 	v := Version{Type: r.Type(), ID: NewID(), VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
 	v.Content = r.Stamp(v.ID, v.VersionID, v.LastUpdated)
-	_, err := t.tx.Exec(ctx, `
-		INSERT INTO resources (type, id, version, last_updated, method, deleted, content, raw)
-		VALUES ($1, $2, 1, $3, 'C', false, $4, $5)`,
-		v.Type, v.ID, v.LastUpdated, v.Content, verbatim(r, v.Content))
-	if err != nil {
+	if _, err := t.insert(ctx, r, v); err != nil {
 		return v, fmt.Errorf("store: create %s: %w", v.Type, err)
 	}
 	return v, nil
+}
+
+// insert adds a new resource row (version 1) and its index rows in one
+// statement. It reports false when (type, id) already exists.
+func (t *Tx) insert(ctx context.Context, r *fhir.Resource, v Version) (bool, error) {
+	entries, err := index.Extract(v.Type, v.Content)
+	if err != nil {
+		return false, err
+	}
+	a := &sqlArgs{}
+	sql := `WITH r AS (INSERT INTO resources (type, id, version, last_updated, method, deleted, content, raw)
+		VALUES (` + a.add(v.Type) + `, ` + a.add(v.ID) + `, 1, ` + a.add(v.LastUpdated) + `, ` + a.add(byte(v.Method)) + `, false, ` +
+		a.add(v.Content) + `, ` + a.add(verbatim(r, v.Content)) + `)
+		ON CONFLICT (type, id) DO NOTHING RETURNING rid)`
+	for _, c := range indexCTEs(a, entries, false) {
+		sql += ", " + c
+	}
+	sql += " SELECT count(*) FROM r"
+	var n int
+	if err := t.tx.QueryRow(ctx, sql, a.list...).Scan(&n); err != nil {
+		return false, err
+	}
+	return n == 1, nil
 }
 
 // current is the locked current row of a resource.
@@ -127,7 +147,7 @@ func (t *Tx) Update(ctx context.Context, r *fhir.Resource, id string, ifMatch in
 		if ok {
 			v := Version{Type: typ, ID: id, VersionID: c.version + 1, LastUpdated: t.s.clock(c.lastUpdated), Method: MethodUpdate}
 			v.Content = r.Stamp(id, v.VersionID, v.LastUpdated)
-			if err := t.replace(ctx, c.rid, v, verbatim(r, v.Content)); err != nil {
+			if err := t.replace(ctx, c.rid, v, r); err != nil {
 				return v, false, err
 			}
 			return v, c.deleted, nil
@@ -136,15 +156,11 @@ func (t *Tx) Update(ctx context.Context, r *fhir.Resource, id string, ifMatch in
 		// insert a no-op; the loop then locks the row it committed.
 		v := Version{Type: typ, ID: id, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodUpdate}
 		v.Content = r.Stamp(id, 1, v.LastUpdated)
-		tag, err := t.tx.Exec(ctx, `
-			INSERT INTO resources (type, id, version, last_updated, method, deleted, content, raw)
-			VALUES ($1, $2, 1, $3, 'U', false, $4, $5)
-			ON CONFLICT (type, id) DO NOTHING`,
-			typ, id, v.LastUpdated, v.Content, verbatim(r, v.Content))
+		inserted, err := t.insert(ctx, r, v)
 		if err != nil {
 			return v, false, fmt.Errorf("store: create %s/%s: %w", typ, id, err)
 		}
-		if tag.RowsAffected() == 1 {
+		if inserted {
 			return v, true, nil
 		}
 		if attempt >= 2 {
@@ -174,18 +190,36 @@ func (t *Tx) Delete(ctx context.Context, typ, id string, ifMatch int64) (Version
 	return v, true, t.replace(ctx, c.rid, v, nil)
 }
 
-// replace moves the current row of rid into history and makes v current, in
-// one statement (both parts see the pre-statement row).
-func (t *Tx) replace(ctx context.Context, rid int64, v Version, raw *string) error {
-	_, err := t.tx.Exec(ctx, `
-		WITH moved AS (
+// replace moves the current row of rid into history, makes v current and
+// rewrites its index rows, in one statement (every part sees the
+// pre-statement rows). r is nil for a delete tombstone, which has no index rows.
+func (t *Tx) replace(ctx context.Context, rid int64, v Version, r *fhir.Resource) error {
+	var entries *index.Entries
+	var raw *string
+	if r != nil {
+		var err error
+		if entries, err = index.Extract(v.Type, v.Content); err != nil {
+			return fmt.Errorf("store: index %s/%s: %w", v.Type, v.ID, err)
+		}
+		raw = verbatim(r, v.Content)
+	}
+	a := &sqlArgs{}
+	ridArg := a.add(rid)
+	sql := `WITH r AS (SELECT ` + ridArg + `::bigint AS rid),
+		moved AS (
 			INSERT INTO resource_history (rid, version, type, id, last_updated, method, deleted, content, raw)
-			SELECT rid, version, type, id, last_updated, method, deleted, content, raw FROM resources WHERE rid = $1
-		)
-		UPDATE resources SET version = $2, last_updated = $3, method = $4, deleted = $5, content = $6, raw = $7
-		 WHERE rid = $1`,
-		rid, v.VersionID, v.LastUpdated, byte(v.Method), v.Deleted, v.Content, raw)
-	if err != nil {
+			SELECT rid, version, type, id, last_updated, method, deleted, content, raw FROM resources WHERE rid = ` + ridArg + `
+		),
+		upd AS (
+			UPDATE resources SET version = ` + a.add(v.VersionID) + `, last_updated = ` + a.add(v.LastUpdated) + `, method = ` +
+		a.add(byte(v.Method)) + `, deleted = ` + a.add(v.Deleted) + `, content = ` + a.add(v.Content) + `, raw = ` + a.add(raw) + `
+			 WHERE rid = ` + ridArg + `
+		)`
+	for _, c := range indexCTEs(a, entries, true) {
+		sql += ", " + c
+	}
+	sql += " SELECT 1"
+	if _, err := t.tx.Exec(ctx, sql, a.list...); err != nil {
 		return fmt.Errorf("store: write %s/%s version %d: %w", v.Type, v.ID, v.VersionID, err)
 	}
 	return nil
