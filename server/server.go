@@ -32,7 +32,7 @@ type Config struct {
 	// DefaultPageSize and MaxPageSize bound search and history pages
 	// (_count); 0 means 20 and 1000.
 	DefaultPageSize, MaxPageSize int
-	Logger  *slog.Logger
+	Logger                       *slog.Logger
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is 0.

@@ -39,10 +39,10 @@ type String struct {
 // CodeableConcept's text for :text; TypeSystem/TypeCode an Identifier's type
 // for :of-type.
 type Token struct {
-	Param                      int32
-	System, Code, Text         string
-	TypeSystem, TypeCode       string
-	HasSystem                  bool // System is known (even if empty: "|code")
+	Param                int32
+	System, Code, Text   string
+	TypeSystem, TypeCode string
+	HasSystem            bool // System is known (even if empty: "|code")
 }
 
 // Ref is a reference value: a local Type/ID or an absolute URL (or both empty
@@ -82,12 +82,12 @@ type URI struct {
 // Composite is one combination of a composite parameter's two components:
 // a token A and a second value B of the kind the parameter defines.
 type Composite struct {
-	Param              int32
-	ASystem, ACode     string
-	BSystem, BCode     string // token B, or a quantity's system/code
-	BLo, BHi           string // number/quantity B
-	BDateLo, BDateHi   time.Time
-	BString            string // string B (normalised)
+	Param            int32
+	ASystem, ACode   string
+	BSystem, BCode   string // token B, or a quantity's system/code
+	BLo, BHi         string // number/quantity B
+	BDateLo, BDateHi time.Time
+	BString          string // string B (normalised)
 }
 
 // Open date bounds: PostgreSQL timestamptz holds these exactly.

@@ -35,7 +35,7 @@ func (e element) types() []string {
 // model holds every StructureDefinition's elements by path.
 type model struct {
 	elements map[string]map[string]element // SD type name -> path -> element
-	order    map[string][]element           // SD type name -> elements in order
+	order    map[string][]element          // SD type name -> elements in order
 }
 
 func loadModel(dir string) (*model, error) {
