@@ -2,22 +2,24 @@ package server
 
 import (
 	"encoding/json"
+	"sort"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/fhir/index"
 	"github.com/emberfhir/ember/fhir/spec"
 )
 
 // typeInteractions are the type- and instance-level interactions dispatch
 // serves for every resource type. The CapabilityStatement is built from this
 // list, and a test exercises each entry, so the statement stays true.
-var typeInteractions = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create"}
+var typeInteractions = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"}
 
 // systemInteractions are the system-level interactions dispatch serves.
-var systemInteractions = []string{"history-system"}
+var systemInteractions = []string{"history-system", "search-system"}
 
 type capabilityStatement struct {
 	ResourceType   string      `json:"resourceType"`
@@ -54,8 +56,19 @@ type capResource struct {
 	Versioning        string           `json:"versioning"`
 	ReadHistory       bool             `json:"readHistory"`
 	UpdateCreate      bool             `json:"updateCreate"`
+	ConditionalCreate bool             `json:"conditionalCreate"`
 	ConditionalRead   string           `json:"conditionalRead"`
+	ConditionalUpdate bool             `json:"conditionalUpdate"`
 	ConditionalDelete string           `json:"conditionalDelete"`
+	SearchInclude     []string         `json:"searchInclude,omitempty"`
+	SearchRevInclude  []string         `json:"searchRevInclude,omitempty"`
+	SearchParam       []capSearchParam `json:"searchParam,omitempty"`
+}
+
+type capSearchParam struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition,omitempty"`
+	Type       string `json:"type"`
 }
 
 type capInteraction struct {
@@ -88,16 +101,51 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		Format:         []string{"json"},
 	}
 	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions)}
+	revIncludes := map[string][]string{}
 	for _, t := range spec.ResourceTypes() {
-		rest.Resource = append(rest.Resource, capResource{
+		for _, sp := range spec.SearchParams(t) {
+			if sp.Type == spec.Reference && index.Supported(sp) {
+				for _, target := range sp.Targets {
+					revIncludes[target] = append(revIncludes[target], t+":"+sp.Code)
+				}
+			}
+		}
+	}
+	for _, t := range spec.ResourceTypes() {
+		res := capResource{
 			Type:              t,
 			Interaction:       interactions(typeInteractions),
 			Versioning:        "versioned-update",
 			ReadHistory:       true,
 			UpdateCreate:      true,
+			ConditionalCreate: true,
 			ConditionalRead:   "full-support",
-			ConditionalDelete: "not-supported",
-		})
+			ConditionalUpdate: true,
+			ConditionalDelete: "multiple",
+			SearchRevInclude:  revIncludes[t],
+		}
+		sort.Strings(res.SearchRevInclude)
+		params := spec.SearchParams(t)
+		codes := make([]string, 0, len(params))
+		for code := range params {
+			codes = append(codes, code)
+		}
+		sort.Strings(codes)
+		for _, code := range codes {
+			sp := params[code]
+			// Only what Ember answers correctly is advertised.
+			if !index.Supported(sp) {
+				continue
+			}
+			res.SearchParam = append(res.SearchParam, capSearchParam{Name: code, Definition: sp.URL, Type: sp.Type.String()})
+			if sp.Type == spec.Reference {
+				res.SearchInclude = append(res.SearchInclude, t+":"+code)
+			}
+		}
+		if len(res.SearchInclude) > 0 {
+			res.SearchInclude = append([]string{"*"}, res.SearchInclude...)
+		}
+		rest.Resource = append(rest.Resource, res)
 	}
 	cs.Rest = []capRest{rest}
 	return json.Marshal(cs)

@@ -33,6 +33,25 @@ func TestCapabilityStatementIsValidAndTrue(t *testing.T) {
 		t.Fatalf("%d resource types listed, want %d", len(resources), len(spec.ResourceTypes()))
 	}
 
+	// Every advertised search parameter of a few types is accepted under
+	// strict handling (nothing advertised is silently ignored).
+	for _, typ := range []string{"Patient", "Observation", "Encounter", "DiagnosticReport", "MedicationRequest"} {
+		for _, sp := range byTypeOf(resources, typ)["searchParam"].([]any) {
+			m := sp.(map[string]any)
+			name := m["name"].(string)
+			value := map[string]string{"date": "ge2020", "number": "1", "quantity": "1", "reference": "Patient/x", "composite": "a$b"}[m["type"].(string)]
+			if value == "" {
+				value = "x"
+			}
+			if m["type"] == "composite" {
+				continue // component value shapes vary; composite search is tested on its own
+			}
+			if r := e.do("GET", "/"+typ+"?"+name+"="+value, nil, "Prefer: handling=strict"); r.status != http.StatusOK {
+				t.Errorf("advertised %s?%s=%s: %d %s", typ, name, value, r.status, r.body)
+			}
+		}
+	}
+
 	// Each claimed interaction, exercised on a few types (all types share
 	// one code path, so a sample proves the claim).
 	exercise := map[string]func(typ string) int{
@@ -44,9 +63,10 @@ func TestCapabilityStatementIsValidAndTrue(t *testing.T) {
 			return e.do("GET", "/"+typ+"/cap-1/_history", nil).status
 		},
 		"history-type": func(typ string) int { return e.do("GET", "/"+typ+"/_history", nil).status },
+		"search-type":  func(typ string) int { return e.do("GET", "/"+typ+"?_id=cap-1", nil).status },
 		"delete":       func(typ string) int { return e.do("DELETE", "/"+typ+"/cap-1", nil).status },
 	}
-	order := []string{"create", "update", "read", "vread", "history-instance", "history-type", "delete"}
+	order := []string{"create", "update", "read", "vread", "history-instance", "history-type", "search-type", "delete"}
 	byType := map[string]map[string]any{}
 	for _, res := range resources {
 		m := res.(map[string]any)
@@ -75,6 +95,8 @@ func TestCapabilityStatementIsValidAndTrue(t *testing.T) {
 		switch code {
 		case "history-system":
 			expect(t, e.do("GET", "/_history", nil), http.StatusOK)
+		case "search-system":
+			expect(t, e.do("GET", "?_type=Patient&_id=cap-1", nil), http.StatusOK)
 		default:
 			t.Errorf("system interaction %q claimed but not exercised", code)
 		}
@@ -93,4 +115,13 @@ func minimal(typ, id string) []byte {
 		"Binary":      `,"contentType":"text/plain","data":"aGk="`,
 	}[typ]
 	return []byte(`{"resourceType":"` + typ + `"` + idPart + extra + `}`)
+}
+
+func byTypeOf(resources []any, typ string) map[string]any {
+	for _, r := range resources {
+		if m := r.(map[string]any); m["type"] == typ {
+			return m
+		}
+	}
+	return nil
 }

@@ -492,22 +492,25 @@ func (b *queryBuilder) ref(modifier string, v search.Value) string {
 // dateRange compares a stored range [lo, hi) with the search value's range
 // [vlo, vhi) per the prefix, following the R4 search rules.
 func (b *queryBuilder) dateRange(lo, hi string, v search.Value) string {
-	vlo, vhi := b.arg(v.Lo), b.arg(v.Hi)
+	// Bound lazily: a placeholder that does not appear in the SQL has no type.
+	vlo := func() string { return b.arg(v.Lo) }
+	vhi := func() string { return b.arg(v.Hi) }
+	contained := func() string { return lo + " >= " + vlo() + " AND " + hi + " <= " + vhi() }
 	switch v.Prefix {
 	case "ne":
-		return "NOT (" + lo + " >= " + vlo + " AND " + hi + " <= " + vhi + ")"
+		return "NOT (" + contained() + ")"
 	case "gt":
-		return hi + " > " + vhi
+		return hi + " > " + vhi()
 	case "lt":
-		return lo + " < " + vlo
+		return lo + " < " + vlo()
 	case "ge":
-		return "(" + hi + " > " + vhi + " OR (" + lo + " >= " + vlo + " AND " + hi + " <= " + vhi + "))"
+		return "(" + hi + " > " + vhi() + " OR (" + contained() + "))"
 	case "le":
-		return "(" + lo + " < " + vlo + " OR (" + lo + " >= " + vlo + " AND " + hi + " <= " + vhi + "))"
+		return "(" + lo + " < " + vlo() + " OR (" + contained() + "))"
 	case "sa":
-		return lo + " >= " + vhi
+		return lo + " >= " + vhi()
 	case "eb":
-		return hi + " <= " + vlo
+		return hi + " <= " + vlo()
 	case "ap":
 		// Approximately: the ranges overlap once the search range is widened
 		// by 10% of its distance from now (at least a day).
@@ -518,24 +521,26 @@ func (b *queryBuilder) dateRange(lo, hi string, v search.Value) string {
 		widen := max(gap/10, 24*time.Hour)
 		return lo + " < " + b.arg(v.Hi.Add(widen)) + " AND " + hi + " > " + b.arg(v.Lo.Add(-widen))
 	}
-	return lo + " >= " + vlo + " AND " + hi + " <= " + vhi
+	return contained()
 }
 
 // number compares stored [lo, hi] numerics (lo = hi for a single value) with
 // a search number, whose precision gives the eq range.
 func (b *queryBuilder) number(lo, hi string, v search.Value) string {
-	n := b.arg(v.Number) + "::numeric"
+	// Every placeholder must appear in the SQL (an unused one has no type),
+	// so the search number is bound only on the branches that use it.
+	n := func() string { return b.arg(v.Number) + "::numeric" }
 	switch v.Prefix {
 	case "ne":
 		return "NOT (" + lo + " >= " + b.arg(v.NumLo) + "::numeric AND " + hi + " < " + b.arg(v.NumHi) + "::numeric)"
 	case "gt", "sa":
-		return hi + " > " + n
+		return hi + " > " + n()
 	case "lt", "eb":
-		return lo + " < " + n
+		return lo + " < " + n()
 	case "ge":
-		return hi + " >= " + n
+		return hi + " >= " + n()
 	case "le":
-		return lo + " <= " + n
+		return lo + " <= " + n()
 	case "ap":
 		r, _ := new(big.Rat).SetString(v.Number)
 		d := new(big.Rat).Abs(new(big.Rat).Mul(r, big.NewRat(1, 10)))

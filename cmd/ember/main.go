@@ -35,6 +35,7 @@ const usage = `Ember — a FHIR R4 server on PostgreSQL.
 Usage:
   ember serve     run the server
   ember migrate   apply database migrations and exit
+  ember reindex   rebuild every search index row
   ember version   print the version
 
 Run "ember <command> --help" for a command's flags.
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stderr)
 	case "migrate":
 		err = migrate(ctx, args[1:], stdout, stderr)
+	case "reindex":
+		err = reindex(ctx, args[1:], stdout, stderr)
 	case "version":
 		fs := flag.NewFlagSet("ember version", flag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -214,6 +217,40 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintln(stdout, "migrations applied")
+	return nil
+}
+
+func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ember reindex", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var db dbFlags
+	db.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	url, stop, err := db.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if err := store.Migrate(ctx, url); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, url, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	start := time.Now()
+	n, err := st.Reindex(ctx, func(done int) { fmt.Fprintf(stderr, "\rreindexed %d resources", done) })
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

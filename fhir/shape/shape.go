@@ -178,11 +178,13 @@ func addSubsetted(meta json.RawMessage) (json.RawMessage, error) {
 		}
 	}
 	for _, t := range tags {
-		var c struct{ System, Code string }
+		// A map, not a struct: encoding/json matches struct fields without
+		// regard to case, and "sYstem" is not a Coding's system.
+		var c map[string]json.RawMessage
 		if err := json.Unmarshal(t, &c); err != nil {
 			return nil, fmt.Errorf("decode meta.tag: %w", err)
 		}
-		if c.System == subsettedSystem && c.Code == subsettedCode {
+		if isString(c["system"], subsettedSystem) && isString(c["code"], subsettedCode) {
 			return encode(nil, fields), nil
 		}
 	}
@@ -196,6 +198,12 @@ func addSubsetted(meta json.RawMessage) (json.RawMessage, error) {
 	b.WriteByte(']')
 	fields["tag"] = b.Bytes()
 	return encode(nil, fields), nil
+}
+
+// isString reports whether raw is a JSON string equal to s.
+func isString(raw json.RawMessage, s string) bool {
+	var v string
+	return len(raw) > 0 && json.Unmarshal(raw, &v) == nil && v == s
 }
 
 // encode writes an object: "resourceType" first when rt is set, then the
