@@ -2,8 +2,8 @@ package server
 
 import (
 	"encoding/json"
-	"sort"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/gin-gonic/gin"
