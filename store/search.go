@@ -75,10 +75,13 @@ func (t *Tx) Lock(ctx context.Context, key string) error {
 func (s *Store) search(ctx context.Context, db querier, q *search.Query) (*SearchResult, error) {
 	b := &queryBuilder{args: &sqlArgs{}, q: q}
 	where := b.where()
+	// The count and estimate queries take the WHERE clause's arguments only;
+	// sort keys and the cursor append more below.
+	whereArgs := append([]any(nil), b.args.list...)
 	res := &SearchResult{Total: -1}
 
 	if q.Summary == "count" || q.Count == 0 {
-		n, err := count(ctx, db, where, b.args.list)
+		n, err := count(ctx, db, where, whereArgs)
 		if err != nil {
 			return nil, err
 		}
@@ -160,11 +163,11 @@ func (s *Store) search(ctx context.Context, db querier, q *search.Query) (*Searc
 
 	switch {
 	case q.Total == "accurate":
-		if res.Total, err = count(ctx, db, where, b.args.list); err != nil {
+		if res.Total, err = count(ctx, db, where, whereArgs); err != nil {
 			return nil, err
 		}
 	case q.Total == "estimate":
-		if res.Total, err = estimate(ctx, db, where, b.args.list); err != nil {
+		if res.Total, err = estimate(ctx, db, where, whereArgs); err != nil {
 			return nil, err
 		}
 	case q.Total == "" && cur == nil && !more:
@@ -272,8 +275,8 @@ func (b *queryBuilder) compartment(c *search.Compartment) string {
 	var alts []string
 	var refIDs []int32
 	for _, code := range c.Params {
-		if code == "{def}" {
-			alts = append(alts, "r.id = "+b.arg(c.ID))
+		if code == "{def}" || code == "_id" { // the compartment's own resource
+			alts = append(alts, "(r.id = "+b.arg(c.ID)+" AND r.type = "+b.arg(c.Type)+")")
 			continue
 		}
 		refIDs = append(refIDs, paramIDs(code, b.types())...)
@@ -326,12 +329,15 @@ func (b *queryBuilder) cond(a string, types []string, prm *search.Param) string 
 		}
 		return exists
 	}
-	if prm.Chain != nil {
+	if len(prm.Chains) > 0 {
+		// One alternative per target type: each has its own parameter ids.
 		t := b.newAlias()
-		inner := b.cond(t, prm.ChainTypes, prm.Chain)
+		var alts []string
+		for _, ch := range prm.Chains {
+			alts = append(alts, "("+t+".type = "+b.arg(ch.Type)+" AND "+b.cond(t, []string{ch.Type}, ch)+")")
+		}
 		return a + ".rid IN (SELECT x.rid FROM idx_reference x JOIN resources " + t + " ON " + t + ".type = x.target_type AND " +
-			t + ".id = x.target_id WHERE x.param = ANY(" + ids + ") AND x.target_type = " + b.arg(prm.ChainTypes[0]) +
-			" AND NOT " + t + ".deleted AND " + inner + ")"
+			t + ".id = x.target_id WHERE x.param = ANY(" + ids + ") AND NOT " + t + ".deleted AND (" + strings.Join(alts, " OR ") + "))"
 	}
 	if sp.Type == spec.Reference && prm.Modifier == "identifier" {
 		var idIDs []int32
@@ -404,8 +410,9 @@ func (b *queryBuilder) token(prm *search.Param) string {
 	switch prm.Modifier {
 	case "text":
 		return b.orValues(prm.Values, func(v search.Value) string {
-			n := likeEscape(index.Normalize(v.Code))
-			return "text LIKE " + b.arg(n+"%") + " OR text LIKE " + b.arg("% "+n+"%")
+			// :text is a string search on the display/text: a case- and
+			// accent-insensitive prefix of the whole text.
+			return "text LIKE " + b.arg(likeEscape(index.Normalize(v.Code))+"%")
 		})
 	case "of-type":
 		return b.orValues(prm.Values, func(v search.Value) string {

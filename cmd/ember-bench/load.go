@@ -24,7 +24,9 @@ type env struct {
 	warmup     time.Duration
 	debugAddr  string // pprof address; empty unless -cpuprofile
 	profileDir string
-	seeded     int // Patients bench-0 … bench-(seeded-1) exist
+	seeded     int         // Patients bench-0 … bench-(seeded-1) exist
+	dataDir    string      // the server's --data-dir; its PostgreSQL is under postgres/
+	synthea    *syntheaSet // loaded by search33k, extended by search330k
 }
 
 // maxClients bounds the idle pool; it must cover the largest scenario, or

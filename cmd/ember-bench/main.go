@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -27,6 +28,7 @@ type options struct {
 	only       *regexp.Regexp
 	cpuprofile string
 	keep       bool
+	slowlog    time.Duration
 }
 
 // targets are the goals from the performance issue; they are printed next to
@@ -34,6 +36,9 @@ type options struct {
 var targets = []string{
 	"read_c32_throughput >= 10000 req/s with read_c32_p99 <= 10 ms",
 	"create_c8_throughput >= 2000 resources/s",
+	"search_mix_c1_p95 <= 20 ms at 33k resources; search_mix_c1_p95_330k <= 50 ms at 330k",
+	"search_or200_p50 < 100 ms (and search_or200_p50_330k)",
+	"search_obs_by_patient_c16_throughput >= 4000 req/s",
 }
 
 func main() {
@@ -70,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&only, "only", "", "run only scenarios whose name matches this regexp (plus what they require)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a server CPU profile per timed scenario to DIR/<scenario>.pprof")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (server data and log)")
+	fs.DurationVar(&o.slowlog, "slowlog", 0, "have PostgreSQL log statements slower than this, with parameters, to DATA/postgres/postgres.log (use with -keep)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -125,6 +131,12 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 		warmup:     o.warmup,
 		debugAddr:  srv.debugAddr,
 		profileDir: o.cpuprofile,
+		dataDir:    filepath.Join(srv.dir, "data"),
+	}
+	if o.slowlog > 0 {
+		if err := e.logSlowStatements(ctx, o.slowlog); err != nil {
+			return err
+		}
 	}
 	runErr := runScenarios(ctx, e, selected, stdout, stderr)
 	printFigure(stdout, figure{"server_rss_peak", float64(stopRSS()) / 1024, "MB"}) // MiB, as top and ps show it
@@ -184,7 +196,7 @@ func printFigure(w io.Writer, f figure) {
 	switch f.unit {
 	case "ms":
 		prec = 2
-	case "MB":
+	case "MB", "µs":
 		prec = 1
 	}
 	fmt.Fprintf(w, "%s %.*f %s\n", f.name, prec, f.value, f.unit)

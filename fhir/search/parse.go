@@ -164,14 +164,18 @@ func (p *parser) param(name, raw string) error {
 		// A system search over all types supports the common parameters only.
 		types = []string{"Resource"}
 	}
-	if len(types) != 1 {
-		// Several _type values: the parameter must be common to all of them;
-		// parse it against the first and keep its code (ids are per type).
+	multi := len(types) > 1
+	if multi {
+		// Several _type values: parse against the first; the SQL looks the
+		// code up on every searched type (ids are per type).
 		types = types[:1]
 	}
 	prm, err := p.parse(types[0], name, raw, 0)
 	if err != nil || prm == nil {
 		return err
+	}
+	if multi {
+		prm.Type = "Resource"
 	}
 	p.q.Params = append(p.q.Params, *prm)
 	return nil
@@ -258,20 +262,14 @@ func (p *parser) chain(prm *Param, chain, raw string, depth int) (*Param, error)
 	if len(types) == 0 {
 		return nil, p.ignore("no target type of %s has the search parameter %q", prm.SP.Code, nextCode)
 	}
-	if len(types) > 1 {
-		// Each target type has its own parameter ids: without a :Type
-		// modifier the chain is ambiguous unless all targets agree.
-		sort.Strings(types)
-		return nil, badRequest("chain %s.%s is ambiguous (targets %s): add a type modifier such as %s:%s.%s",
-			prm.SP.Code, chain, strings.Join(types, ", "), prm.SP.Code, types[0], chain)
+	sort.Strings(types)
+	for _, t := range types {
+		inner, err := p.parse(t, chain, raw, depth+1)
+		if err != nil || inner == nil {
+			return nil, err
+		}
+		prm.Chains = append(prm.Chains, inner)
 	}
-	inner, err := p.parse(types[0], chain, raw, depth+1)
-	if err != nil || inner == nil {
-		return nil, err
-	}
-	prm.Chain = inner
-	prm.ChainTypes = types
-	prm.Modifier = types[0]
 	return prm, nil
 }
 

@@ -38,10 +38,10 @@ type Param struct {
 	Type     string // resource type the parameter belongs to
 	Modifier string
 	Values   []Value
-	// Chain: the parameter is a reference whose targets must match Chain
-	// (subject:Patient.name=x). ChainTypes are the target types tried.
-	Chain      *Param
-	ChainTypes []string
+	// Chains: the parameter is a reference whose target must match the
+	// chained parameter (subject:Patient.name=x): one parsed Param per
+	// target type that has it (subject.name=x tries Patient, Group, ...).
+	Chains []*Param
 	// Has: reverse chain; resources of Has.Type referring to this one via
 	// HasRef and matching Has.
 	Has    *Param

@@ -33,12 +33,6 @@ var subsettedTag = []byte(`{"system":"` + subsettedSystem + `","code":"` + subse
 // ErrMode reports a _summary value Summary does not apply.
 var ErrMode = errors.New("shape: unsupported _summary mode")
 
-// Shaping works on the top level only: a kept property is copied byte for
-// byte, nested content and all (a nested non-summary element inside a kept
-// one stays), and only the top-level object and meta (for the tag) are
-// re-encoded, with resourceType first and the other properties sorted. A
-// primitive's "_name" sibling (its id and extensions) goes with "name".
-
 // Summary applies a _summary mode to a resource of type resourceType:
 //
 //   - "true": the elements R4 marks isSummary, plus resourceType, id, meta,
@@ -56,6 +50,13 @@ var ErrMode = errors.New("shape: unsupported _summary mode")
 // Every mode but "false" adds the SUBSETTED tag to meta.tag. "count" is a
 // search-level mode with no resource to shape, so it is an error like any
 // other value (ErrMode).
+//
+// Selection is by top-level property only: a kept property is copied byte
+// for byte, nested content and all (so a non-summary child of a kept element
+// stays), and only the top-level object and meta (for the tag) are
+// re-encoded, with resourceType first and the other properties sorted. A
+// primitive's "_name" sibling (its id and extensions) goes with "name";
+// properties the type does not define are dropped except by "data".
 func Summary(resource []byte, resourceType, mode string) ([]byte, error) {
 	var keep func(key string, e spec.Element, known bool) bool
 	switch mode {
@@ -63,11 +64,11 @@ func Summary(resource []byte, resourceType, mode string) ([]byte, error) {
 		return resource, nil
 	case ModeTrue:
 		keep = func(key string, e spec.Element, known bool) bool {
-			return key == "id" || key == "meta" || known && (e.Summary || e.Mandatory || e.Name == "modifierExtension")
+			return known && (e.Summary || e.Mandatory || e.Name == "modifierExtension" || e.Name == "meta")
 		}
 	case ModeText:
 		keep = func(key string, e spec.Element, known bool) bool {
-			return key == "id" || key == "meta" || key == "text" || known && e.Mandatory
+			return known && (e.Mandatory || e.Name == "id" || e.Name == "meta" || e.Name == "text")
 		}
 	case ModeData:
 		keep = func(key string, e spec.Element, known bool) bool { return key != "text" }
@@ -101,14 +102,10 @@ func Elements(resource []byte, resourceType string, elements []string) ([]byte, 
 		}
 	}
 	keep := func(key string, e spec.Element, known bool) bool {
-		switch {
-		case key == "id" || key == "meta":
-			return true
-		case known:
-			return e.Mandatory || e.Name == "modifierExtension" || want[e.Name]
-		default:
+		if !known {
 			return want[strings.TrimPrefix(key, "_")]
 		}
+		return e.Mandatory || want[e.Name] || e.Name == "id" || e.Name == "meta" || e.Name == "modifierExtension"
 	}
 	out, err := subset(resource, resourceType, keep)
 	if err != nil {

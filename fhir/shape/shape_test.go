@@ -310,6 +310,26 @@ func tags(t testing.TB, out []byte) []string {
 	return s
 }
 
+// hasSubsetted reports whether meta.tag holds the SUBSETTED coding in any
+// spelling (key order, whitespace, extra properties).
+func hasSubsetted(out []byte) bool {
+	var r struct {
+		Meta map[string]json.RawMessage
+	}
+	var tags []map[string]json.RawMessage
+	if json.Unmarshal(out, &r) != nil || json.Unmarshal(r.Meta["tag"], &tags) != nil {
+		return false
+	}
+	for _, tag := range tags {
+		var system, code string
+		if json.Unmarshal(tag["system"], &system) == nil && json.Unmarshal(tag["code"], &code) == nil &&
+			system == "http://terminology.hl7.org/CodeSystem/v3-ObservationValue" && code == "SUBSETTED" {
+			return true
+		}
+	}
+	return false
+}
+
 // checkShaped asserts what every shaped resource satisfies: resourceType
 // first then sorted keys, the SUBSETTED tag, and every kept property but
 // meta byte-identical to the input's.
@@ -431,6 +451,24 @@ func TestExistingTagsKept(t *testing.T) {
 		if err != nil || !bytes.Equal(again, out) {
 			t.Errorf("%s: not idempotent (err %v):\n%s\n%s", mode, err, out, again)
 		}
+	}
+}
+
+func TestSubsettedNotDuplicated(t *testing.T) {
+	// Already tagged, spelled differently: left as it is.
+	in := []byte(`{"resourceType":"Patient","meta":{"tag":[{"code":"SUBSETTED","display":"subsetted","system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue"}]},"gender":"male"}`)
+	out, err := shape.Summary(in, "Patient", "true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"resourceType":"Patient","gender":"male","meta":{"tag":[{"code":"SUBSETTED","display":"subsetted","system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue"}]}}`
+	if string(out) != want {
+		t.Errorf("got  %s\nwant %s", out, want)
+	}
+	// A case variant of "system" is not the SUBSETTED coding.
+	in = []byte(`{"resourceType":"Patient","meta":{"tag":[{"sYstem":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED"}]}}`)
+	if out, err = shape.Summary(in, "Patient", "data"); err != nil || len(tags(t, out)) != 2 {
+		t.Errorf("case variant: err %v, tags %v", err, tags(t, out))
 	}
 }
 
@@ -584,7 +622,7 @@ func FuzzSummary(f *testing.F) {
 		if err != nil || mode == "false" {
 			return
 		}
-		if !json.Valid(out) || !bytes.HasPrefix(out, []byte(`{"resourceType":`)) || !bytes.Contains(out, []byte(subsetted)) {
+		if !json.Valid(out) || !bytes.HasPrefix(out, []byte(`{"resourceType":`)) || !hasSubsetted(out) {
 			t.Fatalf("bad output for %q:\n%s", data, out)
 		}
 		// Shaping is idempotent: a second pass finds the tag and the same keys.

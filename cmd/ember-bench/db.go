@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The bench reads a few figures straight from the server's embedded
+// PostgreSQL (PGDATA is <data-dir>/postgres). It finds the socket the way
+// pg_ctl does, from postmaster.pid, which also covers the short hashed
+// socket directory pgcluster uses when <data-dir>/postgres/run is too long.
+
+// pgdata is the embedded cluster's data directory.
+func (e *env) pgdata() string { return filepath.Join(e.dataDir, "postgres") }
+
+// databaseURL is the server's database on its private socket.
+func (e *env) databaseURL() (string, error) {
+	pidFile := filepath.Join(e.pgdata(), "postmaster.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return "", fmt.Errorf("embedded PostgreSQL: %w", err)
+	}
+	// Lines: pid, data dir, start time, port, socket directory, listen address, …
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 5 || strings.TrimSpace(lines[4]) == "" {
+		return "", fmt.Errorf("embedded PostgreSQL: %s names no socket directory", pidFile)
+	}
+	q := url.Values{"host": {strings.TrimSpace(lines[4])}, "port": {strings.TrimSpace(lines[3])}}
+	u := url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/ember", RawQuery: q.Encode()}
+	return u.String(), nil
+}
+
+func (e *env) connectDB(ctx context.Context) (*pgx.Conn, error) {
+	u, err := e.databaseURL()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", u, err)
+	}
+	return conn, nil
+}
+
+// storage is what the database holds after a load.
+type storage struct {
+	resources     int64 // rows of resources (current versions, all types)
+	indexBytes    int64 // idx_* tables with their indexes and TOAST
+	resourceBytes int64 // resources + resource_history, likewise
+}
+
+func (e *env) storage(ctx context.Context) (storage, error) {
+	conn, err := e.connectDB(ctx)
+	if err != nil {
+		return storage{}, err
+	}
+	defer conn.Close(context.Background())
+	var s storage
+	err = conn.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM resources),
+		       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname LIKE 'idx\_%'), 0)::bigint,
+		       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname IN ('resources', 'resource_history')), 0)::bigint
+		FROM pg_class c
+		WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace`).Scan(&s.resources, &s.indexBytes, &s.resourceBytes)
+	if err != nil {
+		return storage{}, fmt.Errorf("table sizes: %w", err)
+	}
+	return s, nil
+}
+
+// vacuumAnalyze brings the tables to the state autovacuum reaches shortly
+// after a bulk load (planner statistics, visibility map), so the searches
+// that follow measure the steady state rather than the minute after the load.
+func (e *env) vacuumAnalyze(ctx context.Context) (time.Duration, error) {
+	conn, err := e.connectDB(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	t := time.Now()
+	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE)"); err != nil {
+		return 0, fmt.Errorf("VACUUM (ANALYZE): %w", err)
+	}
+	return time.Since(t), nil
+}
+
+// logSlowStatements makes PostgreSQL log every statement slower than d,
+// with its parameters, to <data-dir>/postgres/postgres.log (-slowlog).
+func (e *env) logSlowStatements(ctx context.Context, d time.Duration) error {
+	conn, err := e.connectDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	msec := max(d.Milliseconds(), 0)
+	for _, sql := range []string{
+		fmt.Sprintf("ALTER SYSTEM SET log_min_duration_statement = %d", msec),
+		"SELECT pg_reload_conf()",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("-slowlog: %s: %w", sql, err)
+		}
+	}
+	return nil
+}
