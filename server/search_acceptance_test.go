@@ -7,7 +7,7 @@ package server_test
 // hand-made edge cases state them as literal id sets, worked out from the
 // spec (and cross-checked against the oracle where it models the semantics).
 //
-// Semantic choices where R4 leaves room (see also the report in the PR):
+// Semantic choices where R4 leaves room:
 //   - a date search value without a time zone is read as UTC; Synthea-based
 //     date tests only use boundaries ≥ 14 h away from any data value, so they
 //     hold for any server zone;
@@ -868,7 +868,7 @@ func TestSearchCompositeSynthea(t *testing.T) {
 	})
 }
 
-func TestSearchIDAndType(t *testing.T) {
+func TestSearchIDAndSystemLevelType(t *testing.T) {
 	e, o := searchEnv(t)
 	pats := o.where("Patient", func(res) bool { return true })
 	pracs := o.where("Practitioner", func(res) bool { return true })

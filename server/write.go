@@ -1,7 +1,7 @@
 package server
 
 import (
-	"errors"
+	"context"
 	"net/http"
 	"strconv"
 
@@ -40,22 +40,30 @@ func (s *Server) ifMatch(c *gin.Context) (int64, bool) {
 	return v, true
 }
 
-// create serves POST [type].
+// inTx runs one interaction core in its own transaction and answers.
+func (s *Server) inTx(c *gin.Context, do func(ctx context.Context, tx *store.Tx) (result, error)) {
+	var res result
+	err := s.store.InTx(c.Request.Context(), func(tx *store.Tx) (err error) {
+		res, err = do(c.Request.Context(), tx)
+		return err
+	})
+	if err != nil {
+		s.fail(c, conditionalError(err))
+		return
+	}
+	s.writeResult(c, res)
+}
+
+// create serves POST [type] (conditional with If-None-Exist).
 func (s *Server) create(c *gin.Context, seg []string) {
 	res, ok := s.parseResource(c, seg[0])
 	if !ok {
 		return
 	}
-	if cond := c.GetHeader("If-None-Exist"); cond != "" {
-		s.conditionalCreate(c, seg, res, cond)
-		return
-	}
-	v, err := s.store.Create(c.Request.Context(), res)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	s.writeResult(c, http.StatusCreated, v, "created")
+	cond := c.GetHeader("If-None-Exist")
+	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
+		return s.doCreate(ctx, tx, res, "", cond)
+	})
 }
 
 // update serves PUT [type]/[id], creating the resource if it is absent.
@@ -68,25 +76,24 @@ func (s *Server) update(c *gin.Context, seg []string) {
 	if !ok {
 		return
 	}
-	switch res.ID() {
-	case "":
-		s.fail(c, fhir.Invalid("the resource has no id: an update must carry the id of the URL ("+quote(seg[1])+")", seg[0]+".id"))
-		return
-	case seg[1]:
-	default:
-		s.fail(c, fhir.Invalid("the resource's id "+quote(res.ID())+" does not match the URL's id "+quote(seg[1]), seg[0]+".id"))
-		return
-	}
-	v, created, err := s.store.Update(c.Request.Context(), res, seg[1], ifMatch)
-	if err != nil {
-		s.fail(c, err)
+	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
+		return s.doUpdate(ctx, tx, res, seg[1], ifMatch)
+	})
+}
+
+// conditionalUpdate serves PUT [type]?search.
+func (s *Server) conditionalUpdate(c *gin.Context, seg []string) {
+	ifMatch, ok := s.ifMatch(c)
+	if !ok {
 		return
 	}
-	if created {
-		s.writeResult(c, http.StatusCreated, v, "created")
+	res, ok := s.parseResource(c, seg[0])
+	if !ok {
 		return
 	}
-	s.writeResult(c, http.StatusOK, v, "updated")
+	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
+		return s.doConditionalUpdate(ctx, tx, res, c.Request.URL.RawQuery, ifMatch)
+	})
 }
 
 // delete serves DELETE [type]/[id]: a tombstone version, 204 (or 200 with an
@@ -97,39 +104,49 @@ func (s *Server) delete(c *gin.Context, seg []string) {
 	if !ok {
 		return
 	}
-	v, deleted, err := s.store.Delete(c.Request.Context(), seg[0], seg[1], ifMatch)
-	msg := seg[0] + "/" + seg[1] + " deleted"
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		msg = seg[0] + "/" + seg[1] + " does not exist: nothing to delete"
-	case err != nil:
-		s.fail(c, err)
-		return
-	case !deleted:
-		msg = seg[0] + "/" + seg[1] + " was already deleted"
-	}
-	if err == nil {
-		c.Header("ETag", etag(v.VersionID))
-	}
-	if prefer(c.Request, "return") == "OperationOutcome" {
-		s.writeJSON(c, http.StatusOK, fhir.Information(msg))
-		return
-	}
-	c.Status(http.StatusNoContent)
+	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
+		return s.doDelete(ctx, tx, seg[0], seg[1], ifMatch)
+	})
 }
 
-// writeResult answers a successful create or update per Prefer: return.
-func (s *Server) writeResult(c *gin.Context, status int, v store.Version, verb string) {
-	versionHeaders(c, v)
-	if status == http.StatusCreated {
+// conditionalDelete serves DELETE [type]?search: every match is deleted.
+func (s *Server) conditionalDelete(c *gin.Context, seg []string) {
+	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
+		return s.doConditionalDelete(ctx, tx, seg[0], c.Request.URL.RawQuery)
+	})
+}
+
+// writeResult answers a write per Prefer: return.
+func (s *Server) writeResult(c *gin.Context, res result) {
+	v := res.version
+	if v.VersionID > 0 {
+		c.Header("ETag", etag(v.VersionID))
+		if !v.LastUpdated.IsZero() {
+			c.Header("Last-Modified", v.LastUpdated.UTC().Format(http.TimeFormat))
+		}
+	}
+	if res.status == http.StatusCreated {
 		c.Header("Location", s.base+"/"+v.Type+"/"+v.ID+"/_history/"+strconv.FormatInt(v.VersionID, 10))
 	}
 	switch prefer(c.Request, "return") {
 	case "minimal":
-		c.Status(status)
+		c.Status(res.status)
+		return
 	case "OperationOutcome":
-		s.writeJSON(c, status, fhir.Information(v.Type+"/"+v.ID+" "+verb+" as version "+strconv.FormatInt(v.VersionID, 10)))
-	default:
-		s.writeJSON(c, status, v.Content)
+		status := res.status
+		if status == http.StatusNoContent {
+			status = http.StatusOK
+		}
+		msg := res.message
+		if v.ID != "" && res.status != http.StatusNoContent {
+			msg = v.Type + "/" + v.ID + " " + msg + " (version " + strconv.FormatInt(v.VersionID, 10) + ")"
+		}
+		s.writeJSON(c, status, fhir.Information(msg))
+		return
 	}
+	if res.status == http.StatusNoContent || v.Content == nil {
+		c.Status(res.status)
+		return
+	}
+	s.writeJSON(c, res.status, v.Content)
 }

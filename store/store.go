@@ -20,6 +20,8 @@ var (
 	ErrDeleted = errors.New("store: deleted")
 	// ErrVersionConflict: an If-Match precondition names a version that is not current.
 	ErrVersionConflict = errors.New("store: version conflict")
+	// ErrExists: a create with a chosen id found the id taken.
+	ErrExists = errors.New("store: resource exists")
 )
 
 // Method records which interaction produced a version.
@@ -92,8 +94,12 @@ func (s *Store) Ready(ctx context.Context) error {
 // Read returns the current version of type/id. A deleted resource returns its
 // tombstone version together with ErrDeleted.
 func (s *Store) Read(ctx context.Context, typ, id string) (Version, error) {
+	return read(ctx, s.pool, typ, id)
+}
+
+func read(ctx context.Context, db querier, typ, id string) (Version, error) {
 	v := Version{Type: typ, ID: id}
-	err := s.pool.QueryRow(ctx,
+	err := db.QueryRow(ctx,
 		`SELECT version, last_updated, method, deleted, COALESCE(raw, content::text) FROM resources WHERE type = $1 AND id = $2`,
 		typ, id).Scan(&v.VersionID, &v.LastUpdated, &v.Method, &v.Deleted, &v.Content)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -106,6 +112,12 @@ func (s *Store) Read(ctx context.Context, typ, id string) (Version, error) {
 		return v, ErrDeleted
 	}
 	return v, nil
+}
+
+// Read returns the current version of type/id inside the transaction, so a
+// transaction's GET entries see its own writes.
+func (t *Tx) Read(ctx context.Context, typ, id string) (Version, error) {
+	return read(ctx, t.tx, typ, id)
 }
 
 // VRead returns one version of type/id. A tombstone version returns ErrDeleted.

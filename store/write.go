@@ -84,6 +84,22 @@ func (t *Tx) Create(ctx context.Context, r *fhir.Resource) (Version, error) {
 	return v, nil
 }
 
+// CreateAs stores r as version 1 under id, which the caller assigned (a
+// transaction assigns ids before it rewrites references to them). An id
+// that exists already is a conflict.
+func (t *Tx) CreateAs(ctx context.Context, r *fhir.Resource, id string) (Version, error) {
+	v := Version{Type: r.Type(), ID: id, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
+	v.Content = r.Stamp(v.ID, v.VersionID, v.LastUpdated)
+	ok, err := t.insert(ctx, r, v)
+	if err != nil {
+		return v, fmt.Errorf("store: create %s/%s: %w", v.Type, id, err)
+	}
+	if !ok {
+		return v, ErrExists
+	}
+	return v, nil
+}
+
 // insert adds a new resource row (version 1) and its index rows in one
 // statement. It reports false when (type, id) already exists.
 func (t *Tx) insert(ctx context.Context, r *fhir.Resource, v Version) (bool, error) {

@@ -266,9 +266,12 @@ func searchFigures(ctx context.Context, e *env, s *syntheaSet, sfx string) ([]fi
 // query) for a warm-up and the measured window.
 func mixFigures(ctx context.Context, e *env, qs []searchQuery, clients int, sfx string) ([]figure, error) {
 	name := fmt.Sprintf("search_mix_c%d", clients)
-	warm, err := runMix(ctx, e, qs, clients, e.warmup)
-	if err != nil {
-		return nil, fmt.Errorf("%s warm-up: %w", name, err)
+	var warm mixResult
+	if e.warmup > 0 {
+		var err error
+		if warm, err = runMix(ctx, e, qs, clients, e.warmup); err != nil {
+			return nil, fmt.Errorf("%s warm-up: %w", name, err)
+		}
 	}
 	waitProfile := e.startProfile(ctx, name+sfx)
 	m, err := runMix(ctx, e, qs, clients, e.duration)
@@ -313,7 +316,9 @@ func (m mixResult) all() outcome {
 }
 
 // runMix is closedLoop for the mix: each client issues the queries in turn
-// until d has passed; latencies are kept per query.
+// until d has passed and it has issued each query at least once (so a very
+// slow query cannot leave others without a figure); latencies are kept per
+// query.
 func runMix(ctx context.Context, e *env, qs []searchQuery, clients int, d time.Duration) (mixResult, error) {
 	start := time.Now()
 	deadline := start.Add(d)
@@ -325,7 +330,7 @@ func runMix(ctx context.Context, e *env, qs []searchQuery, clients int, d time.D
 			res.per, res.hits = make([]outcome, len(qs)), make([]int, len(qs))
 			r := rand.New(rand.NewPCG(uint64(c), 3)) // per client: no lock, repeatable
 			var buf bytes.Buffer
-			for i := c; time.Now().Before(deadline); i++ {
+			for i := c; i < c+len(qs) || time.Now().Before(deadline); i++ {
 				k := i % len(qs)
 				u := e.fhirBase + "/" + qs[k].url(r)
 				t := time.Now()
