@@ -234,3 +234,17 @@ func TrimmedType(s string) string {
 	}
 	return ""
 }
+
+// CheckJSON applies the strict JSON checks of Parse (syntax, UTF-8, empty
+// values, duplicate keys, depth) without validating a resource, for
+// envelopes such as a transaction Bundle whose entries are parsed one by one.
+func CheckJSON(body []byte) error {
+	if _, serr := scanResource(body); serr != nil {
+		status, code := http.StatusUnprocessableEntity, "invalid"
+		if serr.syntax {
+			status, code = http.StatusBadRequest, "structure"
+		}
+		return NewError(status, code, "invalid JSON: "+serr.msg, expression(serr.path)...)
+	}
+	return nil
+}

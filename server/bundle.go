@@ -88,6 +88,26 @@ func (b *bundleWriter) add(meta bundleEntryMeta, resource []byte) {
 	}
 }
 
+// addResponse appends a transaction/batch response entry.
+func (b *bundleWriter) addResponse(resource []byte, resp bundleEntryResponse) {
+	if b.entries == 0 {
+		b.buf.WriteString(`,"entry":[`)
+	} else {
+		b.buf.WriteByte(',')
+	}
+	b.entries++
+	b.buf.WriteByte('{')
+	if resource != nil {
+		b.buf.WriteString(`"resource":`)
+		b.buf.Write(resource)
+		b.buf.WriteByte(',')
+	}
+	r, _ := json.Marshal(resp) // strings and raw JSON only
+	b.buf.WriteString(`"response":`)
+	b.buf.Write(r)
+	b.buf.WriteByte('}')
+}
+
 func (b *bundleWriter) bytes() []byte {
 	if b.entries > 0 {
 		b.buf.WriteByte(']')

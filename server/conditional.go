@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"net/http"
 	"net/url"
 
 	"github.com/emberfhir/ember/fhir"
@@ -35,10 +34,3 @@ func (s *Server) condition(typ, rawQuery string) (*search.Query, string, error) 
 }
 
 var errMultipleMatches = errors.New("multiple matches")
-
-func conditionalError(err error) error {
-	if errors.Is(err, errMultipleMatches) {
-		return fhir.NewError(http.StatusPreconditionFailed, "multiple-matches", "the condition matches more than one resource")
-	}
-	return err
-}

@@ -106,24 +106,36 @@ func (s *Server) writeOutcome(c *gin.Context, status int, outcome []byte) {
 	s.writeJSON(c, status, outcome)
 }
 
-// fail writes err as an OperationOutcome. Errors that are not FHIR or store
-// outcomes are server faults: logged, and reported without internals.
+// fail writes err as an OperationOutcome.
 func (s *Server) fail(c *gin.Context, err error) {
+	if errors.Is(err, context.Canceled) {
+		c.Status(499) // client went away; nobody reads the body
+		return
+	}
+	fe, ok := asFHIRError(err)
+	if !ok {
+		s.log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+	}
+	s.writeOutcome(c, fe.Status, fe.Outcome())
+}
+
+// asFHIRError maps err to the FHIR error it stands for. ok is false for
+// server faults, which map to a 500 that reveals no internals.
+func asFHIRError(err error) (*fhir.Error, bool) {
 	var fe *fhir.Error
 	switch {
 	case errors.As(err, &fe):
+		return fe, true
 	case errors.Is(err, store.ErrVersionConflict):
-		fe = fhir.NewError(http.StatusPreconditionFailed, "conflict", "version conflict: the If-Match version is not the current version")
-	case errors.Is(err, context.Canceled):
-		c.Status(499) // client went away; nobody reads the body
-		return
+		return fhir.NewError(http.StatusPreconditionFailed, "conflict", "version conflict: the If-Match version is not the current version"), true
+	case errors.Is(err, store.ErrExists):
+		return fhir.NewError(http.StatusConflict, "duplicate", "a resource with that id exists already"), true
+	case errors.Is(err, errMultipleMatches):
+		return fhir.NewError(http.StatusPreconditionFailed, "multiple-matches", "the condition matches more than one resource"), true
 	case errors.Is(err, context.DeadlineExceeded):
-		fe = fhir.NewError(http.StatusServiceUnavailable, "timeout", "the request timed out")
-	default:
-		s.log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
-		fe = &fhir.Error{Status: http.StatusInternalServerError, Issues: []fhir.Issue{{Severity: "fatal", Code: "exception", Diagnostics: "internal error"}}}
+		return fhir.NewError(http.StatusServiceUnavailable, "timeout", "the request timed out"), true
 	}
-	s.writeOutcome(c, fe.Status, fe.Outcome())
+	return &fhir.Error{Status: http.StatusInternalServerError, Issues: []fhir.Issue{{Severity: "fatal", Code: "exception", Diagnostics: "internal error"}}}, false
 }
 
 // versionHeaders sets ETag and Last-Modified for a version.

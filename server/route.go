@@ -39,9 +39,11 @@ func (s *Server) dispatch(c *gin.Context) {
 	case len(seg) == 0:
 		switch method {
 		case http.MethodGet, http.MethodHead:
-			rt = route{"search-system", "GET", s.searchSystem}
+			rt = route{"search-system", "", s.searchSystem}
+		case http.MethodPost:
+			rt = route{"transaction", "", s.bundleEndpoint}
 		default:
-			rt = route{"system", "GET", nil}
+			rt = route{"system", "GET, POST", nil}
 		}
 	case seg[0] == "metadata" && len(seg) == 1:
 		rt = route{"capabilities", "GET", s.capabilities}

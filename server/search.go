@@ -48,8 +48,9 @@ func (s *Server) searchParams(c *gin.Context) (url.Values, *fhir.Error) {
 // parseSearch parses a search of typ ("" = system) with the request's
 // handling preference.
 func (s *Server) parseSearch(c *gin.Context, typ string, params url.Values) (*search.Query, error) {
+	strict := c != nil && prefer(c.Request, "handling") == "strict"
 	return search.Parse(typ, params, search.Options{
-		Strict:       prefer(c.Request, "handling") == "strict",
+		Strict:       strict,
 		Base:         s.base,
 		DefaultCount: s.cfg.DefaultPageSize,
 		MaxCount:     s.cfg.MaxPageSize,

@@ -48,7 +48,7 @@ func (s *Server) inTx(c *gin.Context, do func(ctx context.Context, tx *store.Tx)
 		return err
 	})
 	if err != nil {
-		s.fail(c, conditionalError(err))
+		s.fail(c, err)
 		return
 	}
 	s.writeResult(c, res)

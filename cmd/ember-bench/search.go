@@ -164,7 +164,9 @@ type searchQuery struct {
 }
 
 // mix is the search mix of issue 3. Patient-scoped queries draw the patient
-// (X) at random from every loaded copy.
+// (X) at random from every loaded copy, among the Patients with
+// Observations (with an active or completed MedicationRequest for
+// medreq_status, so that it finds something).
 func (s *syntheaSet) mix() []searchQuery {
 	patient := func(r *rand.Rand) string {
 		return s.patients[r.IntN(len(s.patients))] + suffix(r.IntN(s.copies+1))
@@ -210,7 +212,8 @@ func (s *syntheaSet) mix() []searchQuery {
 			return "Observation?subject:Patient.name=" + q(family(r))
 		}},
 		{"medreq_status", func(r *rand.Rand) string {
-			return "MedicationRequest?patient=" + q(patient(r)) + "&status=active,completed"
+			p := s.medPatients[r.IntN(len(s.medPatients))] + suffix(r.IntN(s.copies+1))
+			return "MedicationRequest?patient=" + q(p) + "&status=active,completed"
 		}},
 	}
 }

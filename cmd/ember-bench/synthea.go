@@ -23,6 +23,7 @@ type syntheaSet struct {
 
 	// Values picked from the data, copy 0 (the original ids).
 	patients     []string          // Patient ids that have Observations
+	medPatients  []string          // Patient ids with an active or completed MedicationRequest
 	families     []string          // Patient family names
 	femaleBirths []string          // birthDates of female Patients
 	mrn          map[string]string // Patient id → "system|value" of its MR identifier
@@ -128,6 +129,7 @@ type pickFields struct {
 	Name []struct {
 		Family string `json:"family"`
 	} `json:"name"`
+	Status     string `json:"status"`
 	Gender     string `json:"gender"`
 	BirthDate  string `json:"birthDate"`
 	Identifier []struct {
@@ -144,12 +146,12 @@ func (s *syntheaSet) pickValues() error {
 	s.mrn = map[string]string{}
 	s.vitalsSince = map[string]string{}
 	vitals := map[string][]string{}
-	withObs := map[string]bool{}
+	withObs, withMed := map[string]bool{}, map[string]bool{}
 	families := map[string]bool{}
 	codes := map[string]bool{}
 	var patients []string
 	for _, r := range s.res {
-		if r.typ != "Patient" && r.typ != "Observation" {
+		if r.typ != "Patient" && r.typ != "Observation" && r.typ != "MedicationRequest" {
 			continue
 		}
 		var f pickFields
@@ -171,6 +173,10 @@ func (s *syntheaSet) pickValues() error {
 				if id.Type != nil && slices.ContainsFunc(id.Type.Coding, func(c coding) bool { return c.Code == "MR" }) {
 					s.mrn[r.id] = id.System + "|" + id.Value
 				}
+			}
+		case "MedicationRequest":
+			if pid, ok := strings.CutPrefix(subject(f), "Patient/"); ok && (f.Status == "active" || f.Status == "completed") {
+				withMed[pid] = true
 			}
 		case "Observation":
 			if f.Subject == nil {
@@ -200,6 +206,9 @@ func (s *syntheaSet) pickValues() error {
 		if withObs[p] {
 			s.patients = append(s.patients, p)
 		}
+		if withMed[p] {
+			s.medPatients = append(s.medPatients, p)
+		}
 	}
 	for p, ds := range vitals {
 		slices.Sort(ds)
@@ -216,12 +225,21 @@ func (s *syntheaSet) pickValues() error {
 	switch {
 	case len(s.patients) == 0:
 		return fmt.Errorf("synthea: no Patient has Observations")
+	case len(s.medPatients) == 0:
+		return fmt.Errorf("synthea: no Patient has an active or completed MedicationRequest")
 	case len(s.families) == 0 || len(s.femaleBirths) == 0 || len(s.mrn) == 0:
 		return fmt.Errorf("synthea: Patients lack names, female birth dates or MR identifiers")
 	case !slices.Contains(s.loincCodes, "8302-2"):
 		return fmt.Errorf("synthea: no Observation has LOINC 8302-2 (body height)")
 	}
 	return nil
+}
+
+func subject(f pickFields) string {
+	if f.Subject == nil {
+		return ""
+	}
+	return f.Subject.Reference
 }
 
 // size is the total JSON size of the set, for the log.

@@ -1,0 +1,569 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/fhir/spec"
+	"github.com/emberfhir/ember/store"
+)
+
+// bundleRequest is the part of a transaction or batch Bundle Ember reads.
+// Entry resources stay raw: each is validated on its own, once.
+type bundleRequest struct {
+	ResourceType string `json:"resourceType"`
+	Type         string `json:"type"`
+	Entry        []struct {
+		FullURL  string          `json:"fullUrl"`
+		Resource json.RawMessage `json:"resource"`
+		Request  *struct {
+			Method          string `json:"method"`
+			URL             string `json:"url"`
+			IfNoneMatch     string `json:"ifNoneMatch"`
+			IfModifiedSince string `json:"ifModifiedSince"`
+			IfMatch         string `json:"ifMatch"`
+			IfNoneExist     string `json:"ifNoneExist"`
+		} `json:"request"`
+	} `json:"entry"`
+}
+
+// txEntry is one entry being processed.
+type txEntry struct {
+	index       int
+	fullURL     string
+	method      string
+	typ, id     string // the target; id is assigned for creates
+	vid         int64  // a GET of a version
+	query       string // the condition of a conditional update/delete/patch, or a GET search
+	ifNoneExist string
+	ifMatch     int64
+	raw         []byte
+	res         *fhir.Resource
+	exists      bool // a conditional create that found its match
+	result      result
+	getBody     []byte // a GET's response resource
+}
+
+// bundleEntryResponse is one entry of a transaction-response/batch-response.
+type bundleEntryResponse struct {
+	Status       string          `json:"status"`
+	Location     string          `json:"location,omitempty"`
+	Etag         string          `json:"etag,omitempty"`
+	LastModified string          `json:"lastModified,omitempty"`
+	Outcome      json.RawMessage `json:"outcome,omitempty"`
+}
+
+// bundleEndpoint serves POST /fhir with a transaction or batch Bundle.
+func (s *Server) bundleEndpoint(c *gin.Context, _ []string) {
+	body, ferr := s.readBody(c)
+	if ferr != nil {
+		s.fail(c, ferr)
+		return
+	}
+	out, err := s.ProcessBundle(c.Request.Context(), body, prefer(c.Request, "return"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, out)
+}
+
+// ProcessBundle executes a transaction (all or nothing) or batch (each entry
+// on its own) Bundle and returns the response Bundle. returnPref is the
+// Prefer: return value ("representation" adds each resource).
+func (s *Server) ProcessBundle(ctx context.Context, body []byte, returnPref string) ([]byte, error) {
+	if err := fhir.CheckJSON(body); err != nil {
+		return nil, err
+	}
+	var b bundleRequest
+	if err := json.Unmarshal(body, &b); err != nil {
+		return nil, fhir.NewError(http.StatusBadRequest, "structure", "malformed Bundle: "+err.Error())
+	}
+	if b.ResourceType != "Bundle" {
+		return nil, fhir.NewError(http.StatusBadRequest, "invalid", "POST to the base needs a Bundle, got "+quote(b.ResourceType))
+	}
+	entries := make([]*txEntry, len(b.Entry))
+	for i, e := range b.Entry {
+		te, err := s.planEntry(i, e.FullURL, e.Resource, e.Request)
+		if err != nil {
+			if b.Type == "batch" {
+				entries[i] = &txEntry{index: i, result: result{status: statusOf(err)}}
+				entries[i].result.message = string(outcomeOf(err))
+				continue
+			}
+			return nil, err
+		}
+		entries[i] = te
+	}
+	switch b.Type {
+	case "transaction":
+		if err := s.runTransaction(ctx, entries); err != nil {
+			return nil, err
+		}
+		return s.responseBundle("transaction-response", entries, returnPref), nil
+	case "batch":
+		s.runBatch(ctx, entries)
+		return s.responseBundle("batch-response", entries, returnPref), nil
+	}
+	return nil, fhir.NewError(http.StatusBadRequest, "invalid", "Bundle.type must be transaction or batch, got "+quote(b.Type), "Bundle.type")
+}
+
+// entryError names the failing entry in the OperationOutcome.
+func entryError(i int, err error) error {
+	fe, ok := asFHIRError(err)
+	if !ok {
+		return fmt.Errorf("Bundle.entry[%d]: %w", i, err)
+	}
+	out := &fhir.Error{Status: fe.Status}
+	prefix := "Bundle.entry[" + strconv.Itoa(i) + "]"
+	for _, is := range fe.Issues {
+		is.Diagnostics = prefix + ": " + is.Diagnostics
+		if len(is.Expression) == 0 {
+			is.Expression = []string{prefix}
+		} else {
+			for k, e := range is.Expression {
+				is.Expression[k] = prefix + ".resource." + e
+			}
+		}
+		out.Issues = append(out.Issues, is)
+	}
+	return out
+}
+
+// planEntry checks one entry's request and works out its target.
+func (s *Server) planEntry(i int, fullURL string, raw json.RawMessage, req *struct {
+	Method          string `json:"method"`
+	URL             string `json:"url"`
+	IfNoneMatch     string `json:"ifNoneMatch"`
+	IfModifiedSince string `json:"ifModifiedSince"`
+	IfMatch         string `json:"ifMatch"`
+	IfNoneExist     string `json:"ifNoneExist"`
+}) (*txEntry, error) {
+	if req == nil || req.Method == "" || req.URL == "" {
+		return nil, entryError(i, fhir.Invalid("an entry needs request.method and request.url"))
+	}
+	e := &txEntry{index: i, fullURL: fullURL, method: strings.ToUpper(req.Method), raw: raw, ifNoneExist: req.IfNoneExist}
+	if req.IfMatch != "" {
+		v, ok := parseETag(req.IfMatch)
+		if !ok {
+			return nil, entryError(i, fhir.Invalid("malformed request.ifMatch "+quote(req.IfMatch)))
+		}
+		e.ifMatch = v
+	}
+	u := strings.TrimPrefix(req.URL, s.base+"/")
+	u = strings.TrimPrefix(u, "/")
+	path, query, _ := strings.Cut(u, "?")
+	seg := strings.Split(path, "/")
+	if !spec.IsResourceType(seg[0]) {
+		return nil, entryError(i, fhir.Invalid("request.url "+quote(req.URL)+" does not start with a resource type"))
+	}
+	e.typ, e.query = seg[0], query
+	if len(seg) >= 2 {
+		if !fhir.ValidID(seg[1]) {
+			return nil, entryError(i, fhir.Invalid("invalid id in request.url "+quote(req.URL)))
+		}
+		e.id = seg[1]
+	}
+	if len(seg) == 4 && seg[2] == "_history" && e.method == "GET" {
+		v, err := strconv.ParseInt(seg[3], 10, 64)
+		if err != nil || v <= 0 {
+			return nil, entryError(i, fhir.Invalid("invalid version in request.url "+quote(req.URL)))
+		}
+		e.vid = v
+	} else if len(seg) > 2 {
+		return nil, entryError(i, fhir.Invalid("unsupported request.url "+quote(req.URL)))
+	}
+	switch e.method {
+	case "POST":
+		if e.id != "" || e.query != "" {
+			return nil, entryError(i, fhir.Invalid("a POST entry's request.url is the resource type alone"))
+		}
+	case "PUT":
+		if (e.id == "") == (e.query == "") {
+			return nil, entryError(i, fhir.Invalid("a PUT entry's request.url is Type/id or Type?condition"))
+		}
+	case "DELETE":
+		if (e.id == "") == (e.query == "") {
+			return nil, entryError(i, fhir.Invalid("a DELETE entry's request.url is Type/id or Type?condition"))
+		}
+	case "GET", "HEAD":
+	case "PATCH":
+		return nil, entryError(i, fhir.NewError(http.StatusBadRequest, "not-supported", "PATCH entries are not supported yet"))
+	default:
+		return nil, entryError(i, fhir.Invalid("unsupported request.method "+quote(req.Method)))
+	}
+	if e.method == "POST" || e.method == "PUT" {
+		if len(raw) == 0 {
+			return nil, entryError(i, fhir.Invalid("a "+e.method+" entry needs a resource"))
+		}
+	}
+	return e, nil
+}
+
+// order is the spec's processing order: DELETE, POST, PUT/PATCH, GET/HEAD.
+var order = map[string]int{"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+// runTransaction processes every entry in one database transaction.
+func (s *Server) runTransaction(ctx context.Context, entries []*txEntry) error {
+	// Two entries with the same fullUrl would make references ambiguous.
+	seenURL := map[string]int{}
+	for _, e := range entries {
+		if e.fullURL == "" {
+			continue
+		}
+		if j, dup := seenURL[e.fullURL]; dup {
+			return entryError(e.index, fhir.Invalid(fmt.Sprintf("fullUrl %s is also the fullUrl of entry %d", quote(e.fullURL), j)))
+		}
+		seenURL[e.fullURL] = e.index
+	}
+	return s.store.InTx(ctx, func(tx *store.Tx) error {
+		if err := s.resolveIdentities(ctx, tx, entries); err != nil {
+			return err
+		}
+		refs, err := s.referenceMap(ctx, tx, entries)
+		if err != nil {
+			return err
+		}
+		if err := s.validateEntries(entries, refs); err != nil {
+			return err
+		}
+		sorted := append([]*txEntry(nil), entries...)
+		sort.SliceStable(sorted, func(a, b int) bool { return order[sorted[a].method] < order[sorted[b].method] })
+		for _, e := range sorted {
+			if err := s.execute(ctx, tx, e); err != nil {
+				return entryError(e.index, err)
+			}
+		}
+		return nil
+	})
+}
+
+// resolveIdentities gives every creating or updating entry its Type/id:
+// new ids for creates, the match for conditional creates and updates.
+// Two writes to one resource in a transaction are rejected.
+func (s *Server) resolveIdentities(ctx context.Context, tx *store.Tx, entries []*txEntry) error {
+	targets := map[string]int{}
+	for _, e := range entries {
+		switch e.method {
+		case "POST":
+			if e.ifNoneExist != "" {
+				id, ok, err := s.resolveConditional(ctx, tx, e.typ, e.ifNoneExist)
+				if err != nil {
+					return entryError(e.index, err)
+				}
+				if ok {
+					e.id, e.exists = id, true
+				}
+			}
+			if e.id == "" {
+				e.id = store.NewID()
+			}
+		case "PUT":
+			if e.query != "" {
+				id, ok, err := s.resolveConditional(ctx, tx, e.typ, e.query)
+				if err != nil {
+					return entryError(e.index, err)
+				}
+				if ok {
+					e.id = id
+				} else if bodyID := topLevelID(e.raw); bodyID != "" {
+					e.id = bodyID
+				} else {
+					e.id = store.NewID()
+				}
+			}
+		case "DELETE":
+			if e.id == "" {
+				continue // a conditional delete may touch many; checked when run
+			}
+		default:
+			continue
+		}
+		key := e.typ + "/" + e.id
+		if j, dup := targets[key]; dup && !e.exists {
+			return entryError(e.index, fhir.Invalid(fmt.Sprintf("entries %d and %d both write %s", j, e.index, key)))
+		}
+		targets[key] = e.index
+	}
+	return nil
+}
+
+func topLevelID(raw []byte) string {
+	var head struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &head) // validated later; a bad body fails there
+	return head.ID
+}
+
+// referenceMap maps every reference that must be rewritten to its target:
+// entries' fullUrls (urn:uuid:, urn:oid:, absolute URLs) and conditional
+// references (Type?search), which must match exactly one resource.
+func (s *Server) referenceMap(ctx context.Context, tx *store.Tx, entries []*txEntry) (map[string]string, error) {
+	refs := map[string]string{}
+	byCondition := map[string]string{}
+	for _, e := range entries {
+		if e.id == "" || (e.method != "POST" && e.method != "PUT") {
+			continue
+		}
+		if e.fullURL != "" {
+			refs[e.fullURL] = e.typ + "/" + e.id
+		}
+		if c := e.ifNoneExist; c != "" {
+			byCondition[e.typ+"?"+c] = e.typ + "/" + e.id
+		}
+		if e.method == "PUT" && e.query != "" {
+			byCondition[e.typ+"?"+e.query] = e.typ + "/" + e.id
+		}
+	}
+	for _, e := range entries {
+		if len(e.raw) == 0 {
+			continue
+		}
+		var err error
+		fhir.RewriteReferences(e.raw, func(ref string) (string, bool) {
+			typ, query, ok := strings.Cut(ref, "?")
+			if !ok || err != nil || !spec.IsResourceType(typ) {
+				return "", false
+			}
+			if _, done := refs[ref]; done {
+				return "", false
+			}
+			if target, ok := byCondition[ref]; ok {
+				refs[ref] = target
+				return "", false
+			}
+			id, found, rerr := s.resolveConditional(ctx, tx, typ, query)
+			switch {
+			case rerr != nil:
+				err = entryError(e.index, rerr)
+			case !found:
+				err = entryError(e.index, fhir.NewError(http.StatusPreconditionFailed, "not-found", "the conditional reference "+quote(ref)+" matches no resource"))
+			default:
+				refs[ref] = typ + "/" + id
+			}
+			return "", false
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return refs, nil
+}
+
+// validateEntries rewrites references and validates every entry's resource
+// (after rewriting: a reference's target type is part of validity), using
+// every core.
+func (s *Server) validateEntries(entries []*txEntry, refs map[string]string) error {
+	work := make(chan *txEntry)
+	errs := make([]error, len(entries))
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range work {
+				body := fhir.RewriteReferences(e.raw, func(ref string) (string, bool) {
+					t, ok := refs[ref]
+					return t, ok
+				})
+				res, err := s.parser.Parse(body, e.typ)
+				if err != nil {
+					errs[e.index] = entryError(e.index, err)
+					continue
+				}
+				e.res = res
+			}
+		}()
+	}
+	for _, e := range entries {
+		if len(e.raw) > 0 && (e.method == "POST" || e.method == "PUT") {
+			work <- e
+		}
+	}
+	close(work)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// execute runs one planned entry.
+func (s *Server) execute(ctx context.Context, tx *store.Tx, e *txEntry) error {
+	var err error
+	switch e.method {
+	case "DELETE":
+		if e.query != "" {
+			e.result, err = s.doConditionalDelete(ctx, tx, e.typ, e.query)
+		} else {
+			e.result, err = s.doDelete(ctx, tx, e.typ, e.id, e.ifMatch)
+		}
+	case "POST":
+		if e.exists {
+			v, rerr := tx.Read(ctx, e.typ, e.id)
+			if rerr != nil {
+				return rerr
+			}
+			e.result = result{status: http.StatusOK, version: v, message: "exists"}
+			return nil
+		}
+		e.result, err = s.doCreate(ctx, tx, e.res, e.id, "")
+	case "PUT":
+		if e.res.ID() != "" && e.res.ID() != e.id {
+			return fhir.Invalid("the resource's id "+quote(e.res.ID())+" does not match "+quote(e.id), e.typ+".id")
+		}
+		v, created, uerr := tx.Update(ctx, e.res, e.id, e.ifMatch)
+		if uerr != nil {
+			return uerr
+		}
+		e.result = result{status: http.StatusOK, version: v, message: "updated"}
+		if created {
+			e.result.status = http.StatusCreated
+		}
+	case "GET", "HEAD":
+		return s.executeGet(ctx, tx, e)
+	}
+	return err
+}
+
+// executeGet reads, vreads or searches for a GET entry.
+func (s *Server) executeGet(ctx context.Context, tx *store.Tx, e *txEntry) error {
+	switch {
+	case e.vid > 0:
+		v, err := s.store.VRead(ctx, e.typ, e.id, e.vid)
+		if err != nil {
+			return readError(v, err)
+		}
+		e.result, e.getBody = result{status: http.StatusOK, version: v}, v.Content
+	case e.id != "":
+		v, err := tx.Read(ctx, e.typ, e.id)
+		if err != nil {
+			return readError(v, err)
+		}
+		e.result, e.getBody = result{status: http.StatusOK, version: v}, v.Content
+	default:
+		params, err := url.ParseQuery(e.query)
+		if err != nil {
+			return fhir.Invalid("malformed search " + quote(e.query))
+		}
+		q, err := s.parseSearch(nil, e.typ, params)
+		if err != nil {
+			return err
+		}
+		res, err := tx.Search(ctx, q)
+		if err != nil {
+			return err
+		}
+		body, err := s.searchBundle(q, params, e.typ, res)
+		if err != nil {
+			return err
+		}
+		e.result, e.getBody = result{status: http.StatusOK}, body
+	}
+	return nil
+}
+
+func readError(v store.Version, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fhir.NotFound(notFoundText(v))
+	case errors.Is(err, store.ErrDeleted):
+		return fhir.NewError(http.StatusGone, "deleted", v.Type+"/"+v.ID+" was deleted")
+	}
+	return err
+}
+
+// runBatch processes each entry on its own: one failure spoils nothing else.
+func (s *Server) runBatch(ctx context.Context, entries []*txEntry) {
+	for _, e := range entries {
+		if e.method == "" {
+			continue // failed planning; its outcome is recorded
+		}
+		err := s.store.InTx(ctx, func(tx *store.Tx) error {
+			if len(e.raw) > 0 && (e.method == "POST" || e.method == "PUT") {
+				res, err := s.parser.Parse(e.raw, e.typ)
+				if err != nil {
+					return err
+				}
+				e.res = res
+			}
+			if e.method == "POST" {
+				r, err := s.doCreate(ctx, tx, e.res, "", e.ifNoneExist)
+				e.result = r
+				return err
+			}
+			if e.method == "PUT" && e.query != "" {
+				r, err := s.doConditionalUpdate(ctx, tx, e.res, e.query, e.ifMatch)
+				e.result = r
+				return err
+			}
+			return s.execute(ctx, tx, e)
+		})
+		if err != nil {
+			e.result = result{status: statusOf(err), message: string(outcomeOf(err))}
+			e.getBody = nil
+		}
+	}
+}
+
+// statusOf and outcomeOf describe a failed entry.
+func statusOf(err error) int {
+	if fe, ok := asFHIRError(err); ok {
+		return fe.Status
+	}
+	return http.StatusInternalServerError
+}
+
+func outcomeOf(err error) []byte {
+	if fe, ok := asFHIRError(err); ok {
+		return fe.Outcome()
+	}
+	return fhir.Outcome(fhir.Issue{Severity: "fatal", Code: "exception", Diagnostics: "internal error"})
+}
+
+// responseBundle renders the transaction-response or batch-response, entries
+// in request order.
+func (s *Server) responseBundle(typ string, entries []*txEntry, returnPref string) []byte {
+	b := newBundle(typ, -1, nil)
+	for _, e := range entries {
+		r := e.result
+		resp := bundleEntryResponse{Status: strconv.Itoa(r.status) + " " + http.StatusText(r.status)}
+		if r.status >= 400 {
+			resp.Outcome = json.RawMessage(r.message)
+			b.addResponse(nil, resp)
+			continue
+		}
+		v := r.version
+		if v.VersionID > 0 {
+			resp.Etag = etag(v.VersionID)
+			resp.LastModified = fhir.FormatInstant(v.LastUpdated)
+			if e.method == "POST" || e.method == "PUT" {
+				resp.Location = v.Type + "/" + v.ID + "/_history/" + strconv.FormatInt(v.VersionID, 10)
+			}
+		}
+		var res []byte
+		switch {
+		case e.getBody != nil:
+			res = e.getBody
+		case returnPref == "representation" && e.method != "DELETE":
+			res = v.Content
+		}
+		b.addResponse(res, resp)
+	}
+	return b.bytes()
+}
