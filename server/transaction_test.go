@@ -135,9 +135,9 @@ func TestTransactionConditionalsAndIdentityRules(t *testing.T) {
 		"unresolvable conditional reference": `{"resourceType":"Bundle","type":"transaction","entry":[
 			{"resource":{"resourceType":"Patient","managingOrganization":{"reference":"Organization?identifier=urn:org|nobody"}},"request":{"method":"POST","url":"Patient"}}]}`,
 		"entry without request": `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"}}]}`,
-		"type mismatch": `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Observation"}}]}`,
-		"not a bundle":  `{"resourceType":"Patient"}`,
-		"collection":    `{"resourceType":"Bundle","type":"collection"}`,
+		"type mismatch":         `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Observation"}}]}`,
+		"not a bundle":          `{"resourceType":"Patient"}`,
+		"collection":            `{"resourceType":"Bundle","type":"collection"}`,
 	} {
 		r := e.do("POST", "", []byte(body))
 		if r.status < 400 || r.status > 499 {
@@ -345,4 +345,3 @@ func referencesIn(raw []byte) []string {
 	walk(v)
 	return out
 }
-
