@@ -49,6 +49,8 @@ func (s *Server) dispatch(c *gin.Context) {
 		rt = route{"capabilities", "GET", s.capabilities}
 	case seg[0] == "_history" && len(seg) == 1:
 		rt = route{"history-system", "GET", s.history}
+	case strings.HasPrefix(seg[0], "$") && len(seg) == 1:
+		rt = route{"operation", "", s.operation}
 	case !spec.IsResourceType(seg[0]):
 		c.Set(interactionKey, "unknown")
 		s.fail(c, fhir.NotFound("unknown resource type "+quote(seg[0])+": not an R4 resource type"))
@@ -63,9 +65,15 @@ func (s *Server) dispatch(c *gin.Context) {
 			rt = route{"conditional-update", "", s.requireQuery(s.conditionalUpdate)}
 		case http.MethodDelete:
 			rt = route{"conditional-delete", "", s.requireQuery(s.conditionalDelete)}
+		case http.MethodPatch:
+			rt = route{"conditional-patch", "", s.requireQuery(s.conditionalPatch)}
 		default:
-			rt = route{"type", "GET, POST, PUT, DELETE", nil}
+			rt = route{"type", "GET, POST, PUT, DELETE, PATCH", nil}
 		}
+	case len(seg) == 2 && strings.HasPrefix(seg[1], "$"):
+		rt = route{"operation", "", s.operation}
+	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
+		rt = route{"operation", "", s.operation}
 	case len(seg) == 2 && seg[1] == "_search":
 		rt = route{"search-type", "POST", s.searchType}
 	case len(seg) == 2 && seg[1] == "_history":
@@ -78,8 +86,10 @@ func (s *Server) dispatch(c *gin.Context) {
 			rt = route{"update", "", s.update}
 		case http.MethodDelete:
 			rt = route{"delete", "", s.delete}
+		case http.MethodPatch:
+			rt = route{"patch", "", s.patch}
 		default:
-			rt = route{"instance", "GET, PUT, DELETE", nil}
+			rt = route{"instance", "GET, PUT, DELETE, PATCH", nil}
 		}
 	case len(seg) == 3 && seg[2] == "_history":
 		rt = route{"history-instance", "GET", s.history}
@@ -109,7 +119,7 @@ func (s *Server) dispatch(c *gin.Context) {
 		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", msg))
 		return
 	}
-	if len(seg) >= 2 && seg[1] != "_history" && seg[1] != "_search" && !fhir.ValidID(seg[1]) {
+	if len(seg) >= 2 && seg[1] != "_history" && seg[1] != "_search" && !strings.HasPrefix(seg[1], "$") && !fhir.ValidID(seg[1]) {
 		s.fail(c, fhir.Invalid("invalid resource id "+quote(seg[1])+": must match [A-Za-z0-9-.]{1,64}"))
 		return
 	}
@@ -122,7 +132,7 @@ func (s *Server) requireQuery(h func(*gin.Context, []string)) func(*gin.Context,
 	return func(c *gin.Context, seg []string) {
 		if c.Request.URL.RawQuery == "" {
 			s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported",
-				c.Request.Method+" "+c.Request.URL.Path+" needs search parameters (a conditional "+map[string]string{"PUT": "update", "DELETE": "delete"}[c.Request.Method]+")"))
+				c.Request.Method+" "+c.Request.URL.Path+" needs search parameters (a conditional "+map[string]string{"PUT": "update", "DELETE": "delete", "PATCH": "patch"}[c.Request.Method]+")"))
 			return
 		}
 		h(c, seg)

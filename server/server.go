@@ -46,6 +46,7 @@ type Server struct {
 	parser     *fhir.Parser
 	log        *slog.Logger
 	capability []byte
+	ops        map[string]operationDef
 	metrics    *metrics
 	registry   *prometheus.Registry
 }
@@ -83,6 +84,7 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 		metrics:  newMetrics(reg),
 		registry: reg,
 	}
+	s.ops = s.operations()
 	s.capability, err = s.buildCapability(time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("server: capability statement: %w", err)
