@@ -241,7 +241,16 @@ func (s *Server) runTransaction(ctx context.Context, entries []*txEntry) error {
 		}
 		sorted := append([]*txEntry(nil), entries...)
 		sort.SliceStable(sorted, func(a, b int) bool { return order[sorted[a].method] < order[sorted[b].method] })
-		for _, e := range sorted {
+		for i := 0; i < len(sorted); i++ {
+			// Consecutive plain creates go in one pipelined batch.
+			if j := plainCreates(sorted, i); j > i {
+				if err := s.createBatch(ctx, tx, sorted[i:j]); err != nil {
+					return err
+				}
+				i = j - 1
+				continue
+			}
+			e := sorted[i]
 			if err := s.execute(ctx, tx, e); err != nil {
 				return entryError(e.index, err)
 			}
@@ -399,6 +408,37 @@ func (s *Server) validateEntries(entries []*txEntry, refs map[string]string) err
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// plainCreates returns the end of the run of POST entries starting at i
+// that create unconditionally (or i when there is none).
+func plainCreates(entries []*txEntry, i int) int {
+	j := i
+	for j < len(entries) && entries[j].method == "POST" && !entries[j].exists {
+		j++
+	}
+	return j
+}
+
+// createBatch creates a run of POST entries in one round trip.
+func (s *Server) createBatch(ctx context.Context, tx *store.Tx, run []*txEntry) error {
+	items := make([]store.NewResource, len(run))
+	for k, e := range run {
+		items[k] = store.NewResource{Res: e.res, ID: e.id}
+	}
+	versions, err := tx.CreateMany(ctx, items)
+	if err != nil {
+		failed := run[0]
+		var ie *store.ItemError
+		if errors.As(err, &ie) {
+			failed = run[ie.Index]
+		}
+		return entryError(failed.index, err)
+	}
+	for k, e := range run {
+		e.result = result{status: http.StatusCreated, version: versions[k], message: "created"}
 	}
 	return nil
 }

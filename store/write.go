@@ -100,12 +100,74 @@ func (t *Tx) CreateAs(ctx context.Context, r *fhir.Resource, id string) (Version
 	return v, nil
 }
 
+// ItemError is the failure of one item of a CreateMany.
+type ItemError struct {
+	Index int
+	Err   error
+}
+
+func (e *ItemError) Error() string { return e.Err.Error() }
+func (e *ItemError) Unwrap() error { return e.Err }
+
+// NewResource is one resource for CreateMany, under the id the caller assigned.
+type NewResource struct {
+	Res *fhir.Resource
+	ID  string
+}
+
+// CreateMany creates resources under assigned ids in one pipelined round
+// trip: a transaction's creates are independent statements, so nothing is
+// gained by waiting for each before sending the next.
+func (t *Tx) CreateMany(ctx context.Context, items []NewResource) ([]Version, error) {
+	versions := make([]Version, len(items))
+	batch := &pgx.Batch{}
+	for i, it := range items {
+		v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
+		v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
+		sql, args, err := insertStatement(it.Res, v)
+		if err != nil {
+			return nil, fmt.Errorf("store: create %s/%s: %w", v.Type, v.ID, err)
+		}
+		batch.Queue(sql, args...)
+		versions[i] = v
+	}
+	br := t.tx.SendBatch(ctx, batch)
+	defer br.Close()
+	for i := range items {
+		var n int
+		if err := br.QueryRow().Scan(&n); err != nil {
+			return nil, &ItemError{Index: i, Err: fmt.Errorf("store: create %s/%s: %w", versions[i].Type, versions[i].ID, err)}
+		}
+		if n != 1 {
+			return nil, &ItemError{Index: i, Err: fmt.Errorf("store: create %s/%s: %w", versions[i].Type, versions[i].ID, ErrExists)}
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("store: create: %w", err)
+	}
+	return versions, nil
+}
+
 // insert adds a new resource row (version 1) and its index rows in one
 // statement. It reports false when (type, id) already exists.
 func (t *Tx) insert(ctx context.Context, r *fhir.Resource, v Version) (bool, error) {
-	entries, err := index.Extract(v.Type, v.Content)
+	sql, args, err := insertStatement(r, v)
 	if err != nil {
 		return false, err
+	}
+	var n int
+	if err := t.tx.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		return false, err
+	}
+	return n == 1, nil
+}
+
+// insertStatement is the one statement that inserts version 1 of a resource
+// and its index rows; it yields 1, or 0 when (type, id) exists.
+func insertStatement(r *fhir.Resource, v Version) (string, []any, error) {
+	entries, err := index.Extract(v.Type, v.Content)
+	if err != nil {
+		return "", nil, err
 	}
 	a := &sqlArgs{}
 	sql := `WITH r AS (INSERT INTO resources (type, id, version, last_updated, method, deleted, content, raw)
@@ -116,11 +178,7 @@ func (t *Tx) insert(ctx context.Context, r *fhir.Resource, v Version) (bool, err
 		sql += ", " + c
 	}
 	sql += " SELECT count(*) FROM r"
-	var n int
-	if err := t.tx.QueryRow(ctx, sql, a.list...).Scan(&n); err != nil {
-		return false, err
-	}
-	return n == 1, nil
+	return sql, a.list, nil
 }
 
 // current is the locked current row of a resource.
