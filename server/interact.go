@@ -68,7 +68,11 @@ func (s *Server) doUpdate(ctx context.Context, tx *store.Tx, res *fhir.Resource,
 	default:
 		return result{}, fhir.Invalid("the resource's id "+quote(res.ID())+" does not match the URL's id "+quote(id), res.Type()+".id")
 	}
-	v, created, err := tx.Update(ctx, res, id, ifMatch)
+	return updated(tx.Update(ctx, res, id, ifMatch))
+}
+
+// updated describes the outcome of tx.Update.
+func updated(v store.Version, created bool, err error) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
@@ -116,14 +120,7 @@ func (s *Server) doConditionalUpdate(ctx context.Context, tx *store.Tx, res *fhi
 	if res.ID() != "" && res.ID() != id {
 		return result{}, fhir.Invalid("the resource's id "+quote(res.ID())+" is not the id of the matching resource "+quote(id), res.Type()+".id")
 	}
-	v, created, err := tx.Update(ctx, res, id, ifMatch)
-	if err != nil {
-		return result{}, err
-	}
-	if created {
-		return result{status: http.StatusCreated, version: v, message: "created"}, nil
-	}
-	return result{status: http.StatusOK, version: v, message: "updated"}, nil
+	return updated(tx.Update(ctx, res, id, ifMatch))
 }
 
 // doDelete deletes typ/id; deleting what is absent or deleted succeeds.

@@ -467,14 +467,7 @@ func (s *Server) execute(ctx context.Context, tx *store.Tx, e *txEntry) error {
 		if e.res.ID() != "" && e.res.ID() != e.id {
 			return fhir.Invalid("the resource's id "+quote(e.res.ID())+" does not match "+quote(e.id), e.typ+".id")
 		}
-		v, created, uerr := tx.Update(ctx, e.res, e.id, e.ifMatch)
-		if uerr != nil {
-			return uerr
-		}
-		e.result = result{status: http.StatusOK, version: v, message: "updated"}
-		if created {
-			e.result.status = http.StatusCreated
-		}
+		e.result, err = updated(tx.Update(ctx, e.res, e.id, e.ifMatch))
 	case "GET", "HEAD":
 		return s.executeGet(ctx, tx, e)
 	}

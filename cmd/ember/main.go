@@ -199,29 +199,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ember migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var db dbFlags
-	db.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	url, stop, err := db.open(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	if err := store.Migrate(ctx, url); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, "migrations applied")
-	return nil
-}
-
-func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ember reindex", flag.ContinueOnError)
+// withDatabase parses a database-only command's flags, opens (and, for the
+// embedded cluster, starts) the database, migrates it and runs fn.
+func withDatabase(ctx context.Context, name string, args []string, stderr io.Writer, fn func(ctx context.Context, url string) error) error {
+	fs := flag.NewFlagSet("ember "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var db dbFlags
 	db.register(fs)
@@ -239,19 +220,32 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := store.Migrate(ctx, url); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, url, store.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	start := time.Now()
-	n, err := st.Reindex(ctx, func(done int) { fmt.Fprintf(stderr, "\rreindexed %d resources", done) })
-	fmt.Fprintln(stderr)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
-	return nil
+	return fn(ctx, url)
+}
+
+func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return withDatabase(ctx, "migrate", args, stderr, func(context.Context, string) error {
+		fmt.Fprintln(stdout, "migrations applied")
+		return nil
+	})
+}
+
+func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return withDatabase(ctx, "reindex", args, stderr, func(ctx context.Context, url string) error {
+		st, err := store.Open(ctx, url, store.Options{})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		start := time.Now()
+		n, err := st.Reindex(ctx, func(done int) { fmt.Fprintf(stderr, "\rreindexed %d resources", done) })
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
+		return nil
+	})
 }
 
 func env(key, def string) string {

@@ -276,3 +276,11 @@ func TestMigrateConcurrently(t *testing.T) {
 		}
 	}
 }
+
+func TestReindexCommand(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	out, code := ember(t, nil, "reindex", "--database-url", url)
+	if code != 0 || !strings.Contains(out, "reindexed 0 resources") {
+		t.Fatalf("reindex: %d %s", code, out)
+	}
+}
