@@ -95,12 +95,14 @@ func (s *Store) search(ctx context.Context, db querier, q *search.Query) (*Searc
 		return nil, err
 	}
 	backward := cur != nil && cur.Prev
+	// Choose the page's rids first and fetch documents for those alone:
+	// serialising every match's JSON before the LIMIT cost up to 2x.
 	var sel strings.Builder
-	sel.WriteString("SELECT rid, type, id, version, last_updated, doc")
+	sel.WriteString("WITH page AS (SELECT rid")
 	for i := range keys {
 		fmt.Fprintf(&sel, ", k%d", i)
 	}
-	sel.WriteString(" FROM (SELECT r.rid, r.type, r.id, r.version, r.last_updated, COALESCE(r.raw, r.content::text) AS doc")
+	sel.WriteString(" FROM (SELECT r.rid")
 	for i, k := range keys {
 		fmt.Fprintf(&sel, ", %s AS k%d", k.expr, i)
 	}
@@ -109,8 +111,12 @@ func (s *Store) search(ctx context.Context, db querier, q *search.Query) (*Searc
 		sel.WriteString(" WHERE " + b.after(keys, cur, backward))
 	}
 	sel.WriteString(" ORDER BY " + orderBy(keys, backward))
-	sel.WriteString(" LIMIT " + strconv.Itoa(q.Count+1))
-
+	sel.WriteString(" LIMIT " + strconv.Itoa(q.Count+1) + ")")
+	sel.WriteString(" SELECT rid, r.type, r.id, r.version, r.last_updated, COALESCE(r.raw, r.content::text)")
+	for i := range keys {
+		fmt.Fprintf(&sel, ", k%d", i)
+	}
+	sel.WriteString(" FROM page JOIN resources r USING (rid) ORDER BY " + orderBy(keys, backward))
 	rows, err := db.Query(ctx, sel.String(), b.args.list...)
 	if err != nil {
 		return nil, fmt.Errorf("store: search: %w", err)
@@ -435,7 +441,9 @@ func (b *queryBuilder) token(prm *search.Param) string {
 }
 
 func (b *queryBuilder) tokenValues(vs []search.Value) string {
-	var codes, pairCodes, pairs, systems []string
+	var codes, systems []string
+	bySystem := map[string][]string{} // system|code pairs, grouped by system
+	var order []string
 	for _, v := range vs {
 		switch {
 		case !v.HasSystem:
@@ -443,16 +451,25 @@ func (b *queryBuilder) tokenValues(vs []search.Value) string {
 		case v.Code == "":
 			systems = append(systems, v.System)
 		default:
-			pairCodes = append(pairCodes, v.Code)
-			pairs = append(pairs, v.System+"|"+v.Code)
+			if _, seen := bySystem[v.System]; !seen {
+				order = append(order, v.System)
+			}
+			bySystem[v.System] = append(bySystem[v.System], v.Code)
 		}
 	}
+	// Plain column predicates keep the planner's estimates right (an
+	// expression such as system||'|'||code hides them and once made
+	// patient+code searches start from every coded row).
 	var alts []string
 	if len(codes) > 0 {
 		alts = append(alts, "code = ANY("+b.arg(codes)+")")
 	}
-	if len(pairs) > 0 {
-		alts = append(alts, "(code = ANY("+b.arg(pairCodes)+") AND coalesce(system, '') || '|' || code = ANY("+b.arg(pairs)+"))")
+	for _, sys := range order {
+		if sys == "" { // |code: a code without a system
+			alts = append(alts, "(system IS NULL AND code = ANY("+b.arg(bySystem[sys])+"))")
+			continue
+		}
+		alts = append(alts, "(system = "+b.arg(sys)+" AND code = ANY("+b.arg(bySystem[sys])+"))")
 	}
 	if len(systems) > 0 {
 		alts = append(alts, "system = ANY("+b.arg(systems)+")")
@@ -597,10 +614,13 @@ func (b *queryBuilder) composite(sp *spec.SearchParam, v search.Value) string {
 	return c
 }
 
-// has is a reverse chain: some resource of the _has type refers to a.
+// has is a reverse chain: some resource of the _has type refers to a. The
+// referred type is bound as a literal (not a.type): a subquery that depends
+// on the outer row is re-run for every candidate instead of being hashed
+// once (12.9 s against 13 ms on 33k resources).
 func (b *queryBuilder) has(a string, prm *search.Param) string {
 	s := b.newAlias()
 	inner := b.cond(s, []string{prm.Has.Type}, prm.Has)
 	return a + ".id IN (SELECT x.target_id FROM idx_reference x JOIN resources " + s + " ON " + s + ".rid = x.rid WHERE x.param = " +
-		b.arg(prm.HasRef.ID) + " AND x.target_type = " + a + ".type AND NOT " + s + ".deleted AND " + inner + ")"
+		b.arg(prm.HasRef.ID) + " AND x.target_type = " + b.arg(prm.Type) + " AND NOT " + s + ".deleted AND " + inner + ")"
 }
