@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -48,6 +49,7 @@ type capRest struct {
 	Mode        string           `json:"mode"`
 	Resource    []capResource    `json:"resource"`
 	Interaction []capInteraction `json:"interaction"`
+	Operation   []capOperation   `json:"operation,omitempty"`
 }
 
 type capResource struct {
@@ -63,12 +65,18 @@ type capResource struct {
 	SearchInclude     []string         `json:"searchInclude,omitempty"`
 	SearchRevInclude  []string         `json:"searchRevInclude,omitempty"`
 	SearchParam       []capSearchParam `json:"searchParam,omitempty"`
+	Operation         []capOperation   `json:"operation,omitempty"`
 }
 
 type capSearchParam struct {
 	Name       string `json:"name"`
 	Definition string `json:"definition,omitempty"`
 	Type       string `json:"type"`
+}
+
+type capOperation struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
 }
 
 type capInteraction struct {
@@ -100,7 +108,7 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		FHIRVersion:    "4.0.1",
 		Format:         []string{"json"},
 	}
-	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions)}
+	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions), Operation: s.capOperations(opSystem, "")}
 	revIncludes := map[string][]string{}
 	for _, t := range spec.ResourceTypes() {
 		for _, sp := range spec.SearchParams(t) {
@@ -123,6 +131,7 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 			ConditionalUpdate: true,
 			ConditionalDelete: "multiple",
 			SearchRevInclude:  revIncludes[t],
+			Operation:         s.capOperations(opType|opInstance, t),
 		}
 		sort.Strings(res.SearchRevInclude)
 		params := spec.SearchParams(t)
@@ -149,6 +158,36 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 	}
 	cs.Rest = []capRest{rest}
 	return json.Marshal(cs)
+}
+
+// capOperations lists the registered operations invocable at any of levels
+// (on resource type typ, "" for the system level), sorted by name: the
+// statement is derived from the registry, so it cannot claim more.
+func (s *Server) capOperations(levels opLevel, typ string) []capOperation {
+	var out []capOperation
+	for name, op := range s.ops {
+		if op.levels&levels == 0 || (typ != "" && op.types != nil && !contains(op.types, typ)) {
+			continue
+		}
+		out = append(out, capOperation{Name: name, Definition: operationDefinition(name, typ)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// operationDefinition is the canonical OperationDefinition of an operation
+// on typ ("" at system level). The core ones are defined on Resource, except
+// $everything (Patient) and Bulk Data's $export.
+func operationDefinition(name, typ string) string {
+	switch {
+	case name == "everything":
+		return "http://hl7.org/fhir/OperationDefinition/" + typ + "-everything"
+	case name == "export" && typ == "":
+		return "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+	case name == "export":
+		return "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/" + strings.ToLower(typ) + "-export"
+	}
+	return "http://hl7.org/fhir/OperationDefinition/Resource-" + name
 }
 
 // capabilities serves GET /fhir/metadata.

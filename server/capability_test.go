@@ -125,3 +125,81 @@ func byTypeOf(resources []any, typ string) map[string]any {
 	}
 	return nil
 }
+
+// TestCapabilityStatementListsOperations checks the statement lists each
+// registered operation with its canonical definition, and exercises every
+// listed operation once, so no operation is claimed that does not answer.
+func TestCapabilityStatementListsOperations(t *testing.T) {
+	e := newEnv(t)
+	cs := e.do("GET", "/metadata", nil).json(t)
+	rest := cs["rest"].([]any)[0].(map[string]any)
+	expect(t, e.do("PUT", "/Patient/op-1", minimal("Patient", "op-1")), http.StatusCreated)
+	tag := []byte(`{"resourceType":"Parameters","parameter":[{"name":"meta","valueMeta":{"tag":[{"system":"http://t","code":"x"}]}}]}`)
+	// exercise invokes an operation at the level it is listed for: typ is
+	// "" at system level.
+	exercise := map[string]func(typ string) response{
+		"validate": func(typ string) response { return e.do("POST", "/"+typ+"/$validate", minimal(typ, "")) },
+		"meta": func(typ string) response {
+			if typ == "" {
+				return e.do("GET", "/$meta", nil)
+			}
+			return e.do("GET", "/"+typ+"/op-1/$meta", nil)
+		},
+		"meta-add":    func(typ string) response { return e.do("POST", "/"+typ+"/op-1/$meta-add", tag) },
+		"meta-delete": func(typ string) response { return e.do("POST", "/"+typ+"/op-1/$meta-delete", tag) },
+		"everything":  func(typ string) response { return e.do("GET", "/"+typ+"/op-1/$everything", nil) },
+	}
+	definitions := map[string]string{
+		"validate":    "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+		"meta":        "http://hl7.org/fhir/OperationDefinition/Resource-meta",
+		"meta-add":    "http://hl7.org/fhir/OperationDefinition/Resource-meta-add",
+		"meta-delete": "http://hl7.org/fhir/OperationDefinition/Resource-meta-delete",
+		"everything":  "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+	}
+	done := map[string]bool{}
+	check := func(where, typ string, ops []any) {
+		for _, op := range ops {
+			m := op.(map[string]any)
+			name, def := m["name"].(string), m["definition"].(string)
+			if def == "" {
+				t.Errorf("%s: operation %s has no definition", where, name)
+			}
+			if want, ok := definitions[name]; ok && def != want {
+				t.Errorf("%s: operation %s: definition %q, want %q", where, name, def, want)
+			}
+			key := name + "@" + map[bool]string{true: "system", false: "type"}[typ == ""]
+			if done[key] {
+				continue
+			}
+			done[key] = true
+			f := exercise[name]
+			if f == nil {
+				t.Errorf("%s claims operation %q, which this test does not exercise: add it", where, name)
+				continue
+			}
+			if r := f(typ); r.status != http.StatusOK {
+				t.Errorf("%s: $%s: status %d: %s", where, name, r.status, r.body)
+			}
+		}
+	}
+	sysOps, _ := rest["operation"].([]any)
+	check("rest", "", sysOps)
+	for _, res := range rest["resource"].([]any) {
+		m := res.(map[string]any)
+		ops, _ := m["operation"].([]any)
+		names := map[string]bool{}
+		for _, op := range ops {
+			names[op.(map[string]any)["name"].(string)] = true
+		}
+		typ := m["type"].(string)
+		if !names["validate"] || !names["meta"] || !names["meta-add"] || !names["meta-delete"] || names["everything"] != (typ == "Patient") {
+			t.Errorf("%s lists operations %v", typ, names)
+		}
+		if typ == "Patient" {
+			check(typ, typ, ops)
+		}
+	}
+	if !done["meta@system"] || !done["everything@type"] {
+		t.Errorf("expected operations not listed: exercised %v", done)
+	}
+}

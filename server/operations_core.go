@@ -1,5 +1,166 @@
 package server
 
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/emberfhir/ember/fhir"
+)
+
 // addCoreOperations registers $validate, $meta, $meta-add, $meta-delete and
-// $everything.
-func (s *Server) addCoreOperations(ops map[string]operationDef) {}
+// $everything. Their handlers live in operations_validate.go,
+// operations_meta.go and operations_everything.go.
+func (s *Server) addCoreOperations(ops map[string]operationDef) {
+	ops["validate"] = operationDef{
+		levels:  opType | opInstance,
+		methods: []string{http.MethodPost},
+		handle:  s.validateOp,
+	}
+	ops["meta"] = operationDef{
+		levels:  opSystem | opType | opInstance,
+		methods: []string{http.MethodGet, http.MethodPost},
+		handle:  s.metaOp,
+	}
+	ops["meta-add"] = operationDef{
+		levels:  opInstance,
+		methods: []string{http.MethodPost},
+		handle:  s.metaChangeOp(addMeta),
+	}
+	ops["meta-delete"] = operationDef{
+		levels:  opInstance,
+		methods: []string{http.MethodPost},
+		handle:  s.metaChangeOp(deleteMeta),
+	}
+	// Patient/$everything (all patients) is not implemented: the type
+	// level answers 404 through the registry.
+	ops["everything"] = operationDef{
+		levels:  opInstance,
+		types:   []string{"Patient"},
+		methods: []string{http.MethodGet},
+		handle:  s.everythingOp,
+	}
+}
+
+// opParameters is the part of a FHIR Parameters resource the core operations
+// read. It is decoded with encoding/json, never with the validating parser:
+// google/fhir mis-parses Parameters.parameter.resource, and the operations
+// validate what they take out of it themselves.
+type opParameters struct {
+	ResourceType string        `json:"resourceType"`
+	Parameter    []opParameter `json:"parameter"`
+}
+
+// opParameter is one Parameters.parameter; only the value types the core
+// operations accept are decoded.
+type opParameter struct {
+	Name           string          `json:"name"`
+	Resource       json.RawMessage `json:"resource"`
+	ValueCode      *string         `json:"valueCode"`
+	ValueString    *string         `json:"valueString"`
+	ValueURI       *string         `json:"valueUri"`
+	ValueCanonical *string         `json:"valueCanonical"`
+	ValueMeta      json.RawMessage `json:"valueMeta"`
+}
+
+// decodeParameters reads body as a Parameters resource; anything else is a
+// malformed request (400).
+func decodeParameters(body []byte) (*opParameters, *fhir.Error) {
+	var p opParameters
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, fhir.NewError(http.StatusBadRequest, "structure", "the body is not a valid Parameters resource: "+err.Error())
+	}
+	if p.ResourceType != "Parameters" {
+		return nil, fhir.Invalid("expected a Parameters resource, got resourceType "+quote(p.ResourceType), "resourceType")
+	}
+	for i, prm := range p.Parameter {
+		if prm.Name == "" {
+			return nil, fhir.Invalid(fmt.Sprintf("Parameters.parameter[%d] has no name", i), fmt.Sprintf("Parameters.parameter[%d].name", i))
+		}
+	}
+	return &p, nil
+}
+
+// primitive returns a code, string, uri or canonical parameter's value.
+func (p opParameter) primitive() (string, bool) {
+	for _, v := range []*string{p.ValueCode, p.ValueString, p.ValueURI, p.ValueCanonical} {
+		if v != nil {
+			return *v, true
+		}
+	}
+	return "", false
+}
+
+// returnMeta renders the Parameters answer of the $meta operations: one
+// "return" parameter holding meta (a JSON object).
+func returnMeta(meta []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"resourceType":"Parameters","parameter":[{"name":"return","valueMeta":`)
+	b.Write(meta)
+	b.WriteString(`}]}`)
+	return b.Bytes()
+}
+
+// jsonMember is one member of a JSON object, its value kept as written.
+type jsonMember struct {
+	key   string
+	value json.RawMessage
+}
+
+// errNotObject: the JSON is not an object.
+var errNotObject = errors.New("not a JSON object")
+
+// jsonMembers splits a JSON object into its members in order, keeping each
+// value's bytes (decimals keep their written precision).
+func jsonMembers(b []byte) ([]jsonMember, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errNotObject
+	}
+	var out []jsonMember
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string) // object keys are always strings
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, jsonMember{key, v})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// encodeMembers is the inverse of jsonMembers.
+func encodeMembers(ms []jsonMember) []byte {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(m.key) // a string: cannot fail
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(m.value)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// memberValue returns the value of key ("" absent).
+func memberValue(ms []jsonMember, key string) json.RawMessage {
+	for _, m := range ms {
+		if m.key == key {
+			return m.value
+		}
+	}
+	return nil
+}
