@@ -97,27 +97,36 @@ func (s *Store) search(ctx context.Context, db querier, q *search.Query) (*Searc
 	backward := cur != nil && cur.Prev
 	// Choose the page's rids first and fetch documents for those alone:
 	// serialising every match's JSON before the LIMIT cost up to 2x.
+	pb, page := b, ""
+	if len(keys) == 0 {
+		pb, page = b.drivingPage(cur, backward)
+	}
+	if page == "" {
+		var p strings.Builder
+		p.WriteString("SELECT rid")
+		for i := range keys {
+			fmt.Fprintf(&p, ", k%d", i)
+		}
+		p.WriteString(" FROM (SELECT r.rid")
+		for i, k := range keys {
+			fmt.Fprintf(&p, ", %s AS k%d", k.expr, i)
+		}
+		p.WriteString(" FROM resources r WHERE " + where + ") s")
+		if cur != nil {
+			p.WriteString(" WHERE " + b.after(keys, cur, backward))
+		}
+		p.WriteString(" ORDER BY " + orderBy(keys, backward))
+		p.WriteString(" LIMIT " + strconv.Itoa(q.Count+1))
+		page = p.String()
+	}
 	var sel strings.Builder
-	sel.WriteString("WITH page AS (SELECT rid")
-	for i := range keys {
-		fmt.Fprintf(&sel, ", k%d", i)
-	}
-	sel.WriteString(" FROM (SELECT r.rid")
-	for i, k := range keys {
-		fmt.Fprintf(&sel, ", %s AS k%d", k.expr, i)
-	}
-	sel.WriteString(" FROM resources r WHERE " + where + ") s")
-	if cur != nil {
-		sel.WriteString(" WHERE " + b.after(keys, cur, backward))
-	}
-	sel.WriteString(" ORDER BY " + orderBy(keys, backward))
-	sel.WriteString(" LIMIT " + strconv.Itoa(q.Count+1) + ")")
+	sel.WriteString("WITH page AS (" + page + ")")
 	sel.WriteString(" SELECT rid, r.type, r.id, r.version, r.last_updated, COALESCE(r.raw, r.content::text)")
 	for i := range keys {
 		fmt.Fprintf(&sel, ", k%d", i)
 	}
 	sel.WriteString(" FROM page JOIN resources r USING (rid) ORDER BY " + orderBy(keys, backward))
-	rows, err := db.Query(ctx, sel.String(), b.args.list...)
+	rows, err := db.Query(ctx, sel.String(), pb.args.list...)
 	if err != nil {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
@@ -326,9 +335,9 @@ func (b *queryBuilder) cond(a string, types []string, prm *search.Param) string 
 	if sp.Column != "" {
 		return b.column(a, prm)
 	}
-	ids := b.idsArg(prm, types)
-	tbl := table(sp.Type)
 	if prm.Modifier == "missing" {
+		ids := b.idsArg(prm, types)
+		tbl := table(sp.Type)
 		exists := "EXISTS (SELECT 1 FROM " + tbl + " x WHERE x.rid = " + a + ".rid AND x.param = ANY(" + ids + "))"
 		if prm.Values[0].Missing {
 			return "NOT " + exists
@@ -336,6 +345,7 @@ func (b *queryBuilder) cond(a string, types []string, prm *search.Param) string 
 		return exists
 	}
 	if len(prm.Chains) > 0 {
+		ids := b.idsArg(prm, types)
 		// One alternative per target type: each has its own parameter ids.
 		t := b.newAlias()
 		var alts []string
@@ -357,6 +367,23 @@ func (b *queryBuilder) cond(a string, types []string, prm *search.Param) string 
 		}
 		return a + ".rid IN (SELECT rid FROM idx_token WHERE param = ANY(" + b.arg(idIDs) + ") AND (" + b.tokenValues(prm.Values) + "))"
 	}
+	tbl, filter := b.indexFilter(prm, types)
+	if prm.Modifier == "not" || prm.Modifier == "not-in" {
+		return a + ".rid NOT IN (SELECT rid FROM " + tbl + " WHERE " + filter + ")"
+	}
+	return a + ".rid IN (SELECT rid FROM " + tbl + " WHERE " + filter + ")"
+}
+
+// indexFilter is the condition on a parameter's index table that its
+// values match: "param = … AND (OR'd values)".
+func (b *queryBuilder) indexFilter(prm *search.Param, types []string) (tbl, filter string) {
+	sp := prm.SP
+	var ids []int32
+	if prm.Type != "" && prm.Type != "Resource" {
+		ids = []int32{sp.ID}
+	} else {
+		ids = paramIDs(sp.Code, types)
+	}
 	var match string
 	switch sp.Type {
 	case spec.Token:
@@ -376,10 +403,71 @@ func (b *queryBuilder) cond(a string, types []string, prm *search.Param) string 
 	case spec.Composite:
 		match = b.orValues(prm.Values, func(v search.Value) string { return b.composite(sp, v) })
 	}
-	if prm.Modifier == "not" || prm.Modifier == "not-in" {
-		return a + ".rid NOT IN (SELECT rid FROM " + tbl + " WHERE param = ANY(" + ids + ") AND (" + match + "))"
+	return table(sp.Type), anyOf(b, "param", ids) + " AND (" + match + ")"
+}
+
+// anyOf is "col = $n" for one value and "col = ANY($n)" for several: an
+// equality keeps a B-tree's order on the following columns usable, which
+// lets a page be read in rid order and stop early.
+func anyOf[T any](b *queryBuilder, col string, vals []T) string {
+	if len(vals) == 1 {
+		return col + " = " + b.arg(vals[0])
 	}
-	return a + ".rid IN (SELECT rid FROM " + tbl + " WHERE param = ANY(" + ids + ") AND (" + match + "))"
+	return col + " = ANY(" + b.arg(vals) + ")"
+}
+
+// drivingPage builds the page query for a default-ordered search from its
+// first drivable parameter: the page is read straight from that index in rid
+// order (an index-only scan that stops after a page), the other conditions
+// checked per candidate. It uses its own builder (and arguments) and returns
+// "" when no parameter can drive.
+func (b *queryBuilder) drivingPage(cur *cursor, backward bool) (*queryBuilder, string) {
+	q := b.q
+	if q.Type == "" || q.Compartment != nil {
+		return b, ""
+	}
+	drive := -1
+	for i := range q.Params {
+		if drivable(&q.Params[i]) {
+			drive = i
+			break
+		}
+	}
+	if drive < 0 {
+		return b, ""
+	}
+	d := &queryBuilder{args: &sqlArgs{}, q: q}
+	tbl, filter := d.indexFilter(&q.Params[drive], d.types())
+	var others []string
+	for i := range q.Params {
+		if i != drive {
+			others = append(others, d.cond("r", d.types(), &q.Params[i]))
+		}
+	}
+	sql := "SELECT DISTINCT rid FROM " + tbl + " WHERE " + filter
+	if len(others) > 0 {
+		sql += " AND rid IN (SELECT r.rid FROM resources r WHERE NOT r.deleted AND " + strings.Join(others, " AND ") + ")"
+	}
+	if cur != nil {
+		sql += " AND " + d.after(nil, cur, backward)
+	}
+	sql += " ORDER BY " + orderBy(nil, backward) + " LIMIT " + strconv.Itoa(q.Count+1)
+	return d, sql
+}
+
+// drivable reports whether a parameter can drive a page by itself: a
+// positive match on one index table. Its rows exist only for current,
+// undeleted resources of the parameter's type (ids are per type and
+// tombstones have no index rows), so they imply the type and liveness.
+func drivable(prm *search.Param) bool {
+	if prm.Has != nil || len(prm.Chains) > 0 || prm.SP.Column != "" || prm.Type == "" || prm.Type == "Resource" {
+		return false
+	}
+	switch prm.Modifier {
+	case "missing", "not", "not-in", "identifier":
+		return false
+	}
+	return table(prm.SP.Type) != ""
 }
 
 func (b *queryBuilder) orValues(vs []search.Value, f func(search.Value) string) string {
@@ -462,17 +550,17 @@ func (b *queryBuilder) tokenValues(vs []search.Value) string {
 	// patient+code searches start from every coded row).
 	var alts []string
 	if len(codes) > 0 {
-		alts = append(alts, "code = ANY("+b.arg(codes)+")")
+		alts = append(alts, anyOf(b, "code", codes))
 	}
 	for _, sys := range order {
 		if sys == "" { // |code: a code without a system
-			alts = append(alts, "(system IS NULL AND code = ANY("+b.arg(bySystem[sys])+"))")
+			alts = append(alts, "(system IS NULL AND "+anyOf(b, "code", bySystem[sys])+")")
 			continue
 		}
-		alts = append(alts, "(system = "+b.arg(sys)+" AND code = ANY("+b.arg(bySystem[sys])+"))")
+		alts = append(alts, "(system = "+b.arg(sys)+" AND "+anyOf(b, "code", bySystem[sys])+")")
 	}
 	if len(systems) > 0 {
-		alts = append(alts, "system = ANY("+b.arg(systems)+")")
+		alts = append(alts, anyOf(b, "system", systems))
 	}
 	return strings.Join(alts, " OR ")
 }
