@@ -115,7 +115,7 @@ func TestBadInputIsRejectedAndNothingStored(t *testing.T) {
 		{"GET", "/Patient/keep/_history?_at=2020-13", "", 400},
 		{"GET", "/Patient/keep/extra/segments/here/too", "", 404},
 		{"GET", "/NotAType", "", 404},
-		{"PATCH", "/Patient/keep", "", 405},
+		{"PATCH", "/Patient/keep", "", 415}, // no patch document type
 		{"DELETE", "/Patient", "", 405},
 		{"PUT", "/Patient/keep", `If-Match: "garbage"`, 400},
 		{"DELETE", "/Patient/keep", `If-Match: W/"9"`, 412},

@@ -17,7 +17,7 @@ import (
 // typeInteractions are the type- and instance-level interactions dispatch
 // serves for every resource type. The CapabilityStatement is built from this
 // list, and a test exercises each entry, so the statement stays true.
-var typeInteractions = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"}
+var typeInteractions = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
 
 // systemInteractions are the system-level interactions dispatch serves.
 var systemInteractions = []string{"history-system", "search-system"}
@@ -32,6 +32,7 @@ type capabilityStatement struct {
 	Implementation capImpl     `json:"implementation"`
 	FHIRVersion    string      `json:"fhirVersion"`
 	Format         []string    `json:"format"`
+	PatchFormat    []string    `json:"patchFormat"`
 	Rest           []capRest   `json:"rest"`
 }
 
@@ -107,6 +108,7 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		Implementation: capImpl{Description: "Ember FHIR R4 server", URL: s.base},
 		FHIRVersion:    "4.0.1",
 		Format:         []string{"json"},
+		PatchFormat:    []string{jsonPatchType, "application/fhir+json"},
 	}
 	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions), Operation: s.capOperations(opSystem, "")}
 	revIncludes := map[string][]string{}

@@ -57,8 +57,12 @@ func TestCapabilityStatementIsValidAndTrue(t *testing.T) {
 	exercise := map[string]func(typ string) int{
 		"create": func(typ string) int { return e.do("POST", "/"+typ, minimal(typ, "")).status },
 		"update": func(typ string) int { return e.do("PUT", "/"+typ+"/cap-1", minimal(typ, "cap-1")).status },
-		"read":   func(typ string) int { return e.do("GET", "/"+typ+"/cap-1", nil).status },
-		"vread":  func(typ string) int { return e.do("GET", "/"+typ+"/cap-1/_history/1", nil).status },
+		"patch": func(typ string) int {
+			return e.do("PATCH", "/"+typ+"/cap-1", []byte(`[{"op":"test","path":"/id","value":"cap-1"}]`),
+				"Content-Type: application/json-patch+json").status
+		},
+		"read":  func(typ string) int { return e.do("GET", "/"+typ+"/cap-1", nil).status },
+		"vread": func(typ string) int { return e.do("GET", "/"+typ+"/cap-1/_history/1", nil).status },
 		"history-instance": func(typ string) int {
 			return e.do("GET", "/"+typ+"/cap-1/_history", nil).status
 		},
@@ -66,7 +70,7 @@ func TestCapabilityStatementIsValidAndTrue(t *testing.T) {
 		"search-type":  func(typ string) int { return e.do("GET", "/"+typ+"?_id=cap-1", nil).status },
 		"delete":       func(typ string) int { return e.do("DELETE", "/"+typ+"/cap-1", nil).status },
 	}
-	order := []string{"create", "update", "read", "vread", "history-instance", "history-type", "search-type", "delete"}
+	order := []string{"create", "update", "patch", "read", "vread", "history-instance", "history-type", "search-type", "delete"}
 	byType := map[string]map[string]any{}
 	for _, res := range resources {
 		m := res.(map[string]any)

@@ -200,7 +200,12 @@ func (s *Server) planEntry(i int, fullURL string, raw json.RawMessage, req *stru
 		}
 	case "GET", "HEAD":
 	case "PATCH":
-		return nil, entryError(i, fhir.NewError(http.StatusBadRequest, "not-supported", "PATCH entries are not supported yet"))
+		if (e.id == "") == (e.query == "") {
+			return nil, entryError(i, fhir.Invalid("a PATCH entry's request.url is Type/id or Type?condition"))
+		}
+		if _, _, err := entryPatch(raw); err != nil {
+			return nil, entryError(i, err)
+		}
 	default:
 		return nil, entryError(i, fhir.Invalid("unsupported request.method "+quote(req.Method)))
 	}
@@ -292,6 +297,14 @@ func (s *Server) resolveIdentities(ctx context.Context, tx *store.Tx, entries []
 				} else {
 					e.id = store.NewID()
 				}
+			}
+		case "PATCH":
+			if e.query != "" {
+				id, err := s.patchTarget(ctx, tx, e.typ, e.query)
+				if err != nil {
+					return entryError(e.index, err)
+				}
+				e.id = id
 			}
 		case "DELETE":
 			if e.id == "" {
@@ -468,6 +481,8 @@ func (s *Server) execute(ctx context.Context, tx *store.Tx, e *txEntry) error {
 			return fhir.Invalid("the resource's id "+quote(e.res.ID())+" does not match "+quote(e.id), e.typ+".id")
 		}
 		e.result, err = updated(tx.Update(ctx, e.res, e.id, e.ifMatch))
+	case "PATCH":
+		e.result, err = s.executePatch(ctx, tx, e)
 	case "GET", "HEAD":
 		return s.executeGet(ctx, tx, e)
 	}
