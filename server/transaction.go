@@ -28,15 +28,18 @@ type bundleRequest struct {
 	Entry        []struct {
 		FullURL  string          `json:"fullUrl"`
 		Resource json.RawMessage `json:"resource"`
-		Request  *struct {
-			Method          string `json:"method"`
-			URL             string `json:"url"`
-			IfNoneMatch     string `json:"ifNoneMatch"`
-			IfModifiedSince string `json:"ifModifiedSince"`
-			IfMatch         string `json:"ifMatch"`
-			IfNoneExist     string `json:"ifNoneExist"`
-		} `json:"request"`
+		Request  *entryRequestIn `json:"request"`
 	} `json:"entry"`
+}
+
+// entryRequestIn is Bundle.entry.request as sent.
+type entryRequestIn struct {
+	Method          string `json:"method"`
+	URL             string `json:"url"`
+	IfNoneMatch     string `json:"ifNoneMatch"`
+	IfModifiedSince string `json:"ifModifiedSince"`
+	IfMatch         string `json:"ifMatch"`
+	IfNoneExist     string `json:"ifNoneExist"`
 }
 
 // txEntry is one entry being processed.
@@ -143,14 +146,7 @@ func entryError(i int, err error) error {
 }
 
 // planEntry checks one entry's request and works out its target.
-func (s *Server) planEntry(i int, fullURL string, raw json.RawMessage, req *struct {
-	Method          string `json:"method"`
-	URL             string `json:"url"`
-	IfNoneMatch     string `json:"ifNoneMatch"`
-	IfModifiedSince string `json:"ifModifiedSince"`
-	IfMatch         string `json:"ifMatch"`
-	IfNoneExist     string `json:"ifNoneExist"`
-}) (*txEntry, error) {
+func (s *Server) planEntry(i int, fullURL string, raw json.RawMessage, req *entryRequestIn) (*txEntry, error) {
 	if req == nil || req.Method == "" || req.URL == "" {
 		return nil, entryError(i, fhir.Invalid("an entry needs request.method and request.url"))
 	}
