@@ -130,6 +130,12 @@ func asFHIRError(err error) (*fhir.Error, bool) {
 		return fhir.NewError(http.StatusPreconditionFailed, "conflict", "version conflict: the If-Match version is not the current version"), true
 	case errors.Is(err, store.ErrExists):
 		return fhir.NewError(http.StatusConflict, "duplicate", "a resource with that id exists already"), true
+	case errors.Is(err, store.ErrNotFound):
+		return fhir.NotFound("the resource is not known"), true
+	case errors.Is(err, store.ErrDeleted):
+		return fhir.NewError(http.StatusGone, "deleted", "the resource was deleted"), true
+	case errors.Is(err, store.ErrBadCursor):
+		return fhir.NewError(http.StatusBadRequest, "invalid", "the paging link is invalid or has expired: repeat the search"), true
 	case errors.Is(err, errMultipleMatches):
 		return fhir.NewError(http.StatusPreconditionFailed, "multiple-matches", "the condition matches more than one resource"), true
 	case errors.Is(err, context.DeadlineExceeded):

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -92,9 +91,6 @@ func (s *Server) runSearch(c *gin.Context, typ string, comp *search.Compartment,
 	q.Compartment = comp
 	res, err := s.store.Search(c.Request.Context(), q)
 	if err != nil {
-		if errors.Is(err, store.ErrBadCursor) {
-			err = fhir.NewError(http.StatusBadRequest, "invalid", "the paging link is invalid or has expired: repeat the search")
-		}
 		s.fail(c, err)
 		return
 	}
