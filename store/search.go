@@ -442,18 +442,26 @@ func (b *queryBuilder) drivingPage(cur *cursor, backward bool) (*queryBuilder, s
 	}
 	d := &queryBuilder{args: &sqlArgs{}, q: q}
 	tbl, filter := d.indexFilter(&q.Params[drive], d.types())
-	var others []string
+	sql := "SELECT DISTINCT d.rid FROM " + tbl + " d WHERE " + filter
+	var rest []string
 	for i := range q.Params {
-		if i != drive {
-			others = append(others, d.cond("r", d.types(), &q.Params[i]))
+		if i == drive {
+			continue
 		}
+		if drivable(&q.Params[i]) {
+			// Probe each candidate's own rows (index on rid) rather than
+			// build the set of every resource matching this parameter.
+			t2, f2 := d.indexFilter(&q.Params[i], d.types())
+			sql += " AND EXISTS (SELECT 1 FROM " + t2 + " o WHERE o.rid = d.rid AND " + f2 + ")"
+			continue
+		}
+		rest = append(rest, d.cond("r", d.types(), &q.Params[i]))
 	}
-	sql := "SELECT DISTINCT rid FROM " + tbl + " WHERE " + filter
-	if len(others) > 0 {
-		sql += " AND rid IN (SELECT r.rid FROM resources r WHERE NOT r.deleted AND " + strings.Join(others, " AND ") + ")"
+	if len(rest) > 0 {
+		sql += " AND d.rid IN (SELECT r.rid FROM resources r WHERE NOT r.deleted AND " + strings.Join(rest, " AND ") + ")"
 	}
 	if cur != nil {
-		sql += " AND " + d.after(nil, cur, backward)
+		sql += " AND d." + d.after(nil, cur, backward)
 	}
 	sql += " ORDER BY " + orderBy(nil, backward) + " LIMIT " + strconv.Itoa(q.Count+1)
 	return d, sql
