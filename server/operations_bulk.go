@@ -1,4 +1,17 @@
 package server
 
-// addBulkOperations registers the Bulk Data $export operations.
-func (s *Server) addBulkOperations(ops map[string]operationDef) {}
+import "net/http"
+
+// addBulkOperations registers the Bulk Data $export operations, when the
+// server has somewhere to write files (Config.DataDir).
+func (s *Server) addBulkOperations(ops map[string]operationDef) {
+	if s.jobs == nil {
+		return
+	}
+	ops["export"] = operationDef{
+		levels:  opSystem | opType | opInstance,
+		types:   []string{"Patient", "Group"},
+		methods: []string{http.MethodGet, http.MethodPost},
+		handle:  s.exportKickoff,
+	}
+}

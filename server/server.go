@@ -33,6 +33,14 @@ type Config struct {
 	// (_count); 0 means 20 and 1000.
 	DefaultPageSize, MaxPageSize int
 	Logger                       *slog.Logger
+	// DataDir is Ember's data directory; Bulk Data export files go under
+	// DataDir/export. Empty disables $export. Replicas that share a
+	// database must share this directory for any of them to serve the
+	// files another wrote.
+	DataDir string
+	// ExportWorkers is how many exports this process runs at once: 0 means
+	// 1, negative none (it only accepts and reports exports). Start runs them.
+	ExportWorkers int
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is 0.
@@ -49,6 +57,7 @@ type Server struct {
 	ops        map[string]operationDef
 	metrics    *metrics
 	registry   *prometheus.Registry
+	jobs       *store.Jobs // background jobs (bulk export); nil without a DataDir
 }
 
 // New builds a Server.
@@ -84,6 +93,9 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 		metrics:  newMetrics(reg),
 		registry: reg,
 	}
+	if err := s.initBulk(); err != nil {
+		return nil, err
+	}
 	s.ops = s.operations()
 	s.capability, err = s.buildCapability(time.Now())
 	if err != nil {
@@ -103,7 +115,7 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
 	r.Any("/fhir", s.dispatch)
-	r.Any("/fhir/*path", s.dispatch)
+	r.Any("/fhir/*path", s.bulkPaths, s.dispatch)
 	r.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.NotFound("no endpoint at "+c.Request.URL.Path+"; the FHIR API is under /fhir"))
 	})

@@ -41,7 +41,7 @@ func scenarios() []scenario {
 	},
 		// Last, so they do not change what the figures above measure;
 		// search330k takes several minutes (see search.go).
-		searchScenarios()...)
+		append(searchScenarios(), bulkScenarios()...)...)
 }
 
 // selectScenarios keeps the scenarios whose name matches only, plus what

@@ -1,5 +1,5 @@
 // Command ember is the Ember FHIR R4 server: `ember serve`, `ember migrate`,
-// `ember version`.
+// `ember import`, `ember version`.
 package main
 
 import (
@@ -36,6 +36,7 @@ Usage:
   ember serve     run the server
   ember migrate   apply database migrations and exit
   ember reindex   rebuild every search index row
+  ember import    load ndjson files and Bundles
   ember version   print the version
 
 Run "ember <command> --help" for a command's flags.
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = migrate(ctx, args[1:], stdout, stderr)
 	case "reindex":
 		err = reindex(ctx, args[1:], stdout, stderr)
+	case "import":
+		err = importCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fs := flag.NewFlagSet("ember version", flag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -130,6 +133,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	maxBody := fs.Int64("max-body", envInt("EMBER_MAX_BODY", server.DefaultMaxBody), "largest accepted request body in bytes (env EMBER_MAX_BODY)")
 	maxConns := fs.Int("db-max-conns", int(envInt("EMBER_DB_MAX_CONNS", 0)), "database connection pool size; 0 = 4 per CPU (env EMBER_DB_MAX_CONNS)")
 	debugAddr := fs.String("debug-addr", env("EMBER_DEBUG_ADDR", ""), "serve Go pprof profiles on this address (env EMBER_DEBUG_ADDR; off when empty)")
+	exportWorkers := fs.Int("export-workers", int(envInt("EMBER_EXPORT_WORKERS", 1)),
+		"Bulk Data exports this process runs at once; 0 = none, only accept them (env EMBER_EXPORT_WORKERS); files go under <data-dir>/export")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -147,6 +152,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer stopDB()
 	if err := store.Migrate(ctx, url); err != nil {
+		return err
+	}
+	if err := store.MigrateJobs(ctx, url); err != nil {
 		return err
 	}
 	conns := int32(*maxConns)
@@ -167,11 +175,30 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if base == "" {
 		base = "http://" + ln.Addr().String() + "/fhir"
 	}
-	srv, err := server.New(server.Config{BaseURL: base, MaxBody: *maxBody, Version: version, Logger: log}, st)
+	workers := *exportWorkers
+	if workers <= 0 {
+		workers = -1 // server.Config: negative means none
+	}
+	srv, err := server.New(server.Config{BaseURL: base, MaxBody: *maxBody, Version: version, Logger: log,
+		DataDir: db.dataDir, ExportWorkers: workers}, st)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	if err := srv.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	// Stopped after the HTTP server (deferred calls run last-first) and
+	// before the store closes: running exports checkpoint and resume on
+	// the next start.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Error("background work shutdown", "err", err)
+		}
+	}()
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -218,6 +245,9 @@ func withDatabase(ctx context.Context, name string, args []string, stderr io.Wri
 	}
 	defer stop()
 	if err := store.Migrate(ctx, url); err != nil {
+		return err
+	}
+	if err := store.MigrateJobs(ctx, url); err != nil {
 		return err
 	}
 	return fn(ctx, url)

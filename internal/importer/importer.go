@@ -1,0 +1,584 @@
+// Package importer loads FHIR resources from files through Ember's one write
+// path: ndjson (one resource per line, as Bulk Data $export writes it) and
+// Bundles. Every resource is validated by fhir.Parser and written with
+// store.Tx.Update under its own id (so importing twice does not duplicate)
+// or store.Tx.Create when it has none. Transaction and batch Bundles are
+// executed as the REST API would (ProcessBundle); other Bundles contribute
+// their entries' resources.
+//
+// Validation, the costly part (~275 µs a resource), runs on every core
+// while one writer commits batches in file order, so the last copy of a
+// resource that appears twice is the one kept, as with sequential writes.
+package importer
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/store"
+)
+
+// BundleProcessor executes a transaction or batch Bundle and returns the
+// response Bundle; server.Server.ProcessBundle is one.
+type BundleProcessor interface {
+	ProcessBundle(ctx context.Context, body []byte, returnPref string) ([]byte, error)
+}
+
+// Options tune Import.
+type Options struct {
+	// BatchSize is how many resources one database transaction writes;
+	// 0 means 200.
+	BatchSize int
+	// Workers is how many goroutines validate; 0 means GOMAXPROCS.
+	Workers int
+	// Bundles executes transaction and batch Bundles; without it they are
+	// reported as errors.
+	Bundles BundleProcessor
+	// MaxErrors bounds the errors kept in Result.Errors (all are counted);
+	// 0 means 20.
+	MaxErrors int
+	// Progress, when set, is called about every ProgressEvery (default
+	// 250 ms) from a separate goroutine with the counts so far.
+	Progress      func(Stats)
+	ProgressEvery time.Duration
+}
+
+// Stats are an import's running counts.
+type Stats struct {
+	Files     int64 // files read to the end
+	Resources int64 // resources written (including transaction/batch entries that succeeded)
+	Failed    int64 // resources or entries not written
+	Elapsed   time.Duration
+}
+
+// Rate is resources written per second.
+func (s Stats) Rate() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Resources) / s.Elapsed.Seconds()
+}
+
+// ItemError is one resource or entry that was not written.
+type ItemError struct {
+	File  string
+	Line  int // 1-based ndjson line; 0 for a JSON file
+	Entry int // 0-based Bundle entry; -1 when not in a Bundle (or the whole Bundle failed)
+	Err   error
+}
+
+func (e ItemError) Error() string {
+	loc := e.File
+	switch {
+	case e.Line > 0:
+		loc += fmt.Sprintf(":%d", e.Line)
+	case e.Entry >= 0:
+		loc += fmt.Sprintf(": entry %d", e.Entry)
+	}
+	return loc + ": " + e.Err.Error()
+}
+
+func (e ItemError) Unwrap() error { return e.Err }
+
+// Result is a finished import.
+type Result struct {
+	Stats
+	Errors []ItemError // the first Options.MaxErrors, in file order
+}
+
+// Import reads paths (files, or directories searched recursively for
+// *.ndjson, *.jsonl, *.json and their .gz forms) and writes their resources
+// to st. Per-resource problems are collected in Result; the error is for
+// what stops the import (unreadable file, database gone, ctx done).
+func Import(ctx context.Context, st *store.Store, p *fhir.Parser, paths []string, opts Options) (Result, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 200
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.MaxErrors <= 0 {
+		opts.MaxErrors = 20
+	}
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = 250 * time.Millisecond
+	}
+	files, err := expand(paths)
+	if err != nil {
+		return Result{}, err
+	}
+	im := &importer{st: st, p: p, opts: opts, start: time.Now()}
+	return im.run(ctx, files)
+}
+
+// expand lists the files to read, in a stable order.
+func expand(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+		if !fi.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && importable(path) {
+				found = append(found, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+func importable(path string) bool {
+	name := strings.TrimSuffix(strings.ToLower(path), ".gz")
+	return strings.HasSuffix(name, ".ndjson") || strings.HasSuffix(name, ".jsonl") || strings.HasSuffix(name, ".json")
+}
+
+// isNDJSON tells a line-per-resource file from a single JSON document by
+// its name; a file named on the command line with another suffix is read
+// as ndjson, the format bulk tools exchange.
+func isNDJSON(path string) bool {
+	return !strings.HasSuffix(strings.TrimSuffix(strings.ToLower(path), ".gz"), ".json")
+}
+
+type importer struct {
+	st    *store.Store
+	p     *fhir.Parser
+	opts  Options
+	start time.Time
+
+	files, resources, errCount atomic.Int64
+
+	mu     sync.Mutex
+	errors []ItemError
+}
+
+// item is one resource to validate and write.
+type item struct {
+	line, entry int
+	raw         []byte
+	res         *fhir.Resource
+	err         error
+}
+
+// chunk is a batch of one file's items, validated together and written in
+// one transaction; or a transaction/batch Bundle (bundle != nil), which
+// ProcessBundle validates and writes itself.
+type chunk struct {
+	file   string
+	items  []item
+	bundle []byte
+	last   bool          // the file's last chunk
+	done   chan struct{} // closed when validated
+}
+
+func (im *importer) fail(e ItemError) {
+	im.errCount.Add(1)
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if len(im.errors) < im.opts.MaxErrors {
+		im.errors = append(im.errors, e)
+	}
+}
+
+func (im *importer) stats() Stats {
+	return Stats{Files: im.files.Load(), Resources: im.resources.Load(), Failed: im.errCount.Load(), Elapsed: time.Since(im.start)}
+}
+
+func (im *importer) run(ctx context.Context, files []string) (Result, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// order carries chunks to the writer in file order; work carries the
+	// same chunks to the validators. Its capacity bounds the chunks in
+	// memory.
+	order := make(chan *chunk, 2*im.opts.Workers)
+	work := make(chan *chunk, 2*im.opts.Workers)
+	var wg sync.WaitGroup
+	for range im.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				for i := range c.items {
+					it := &c.items[i]
+					if it.err == nil {
+						it.res, it.err = im.p.Parse(it.raw, "")
+					}
+				}
+				close(c.done)
+			}
+		}()
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(order)
+		defer close(work)
+		readErr <- im.read(ctx, files, order, work)
+	}()
+	stopProgress := im.progress()
+	writeErr := im.write(ctx, order)
+	if writeErr != nil {
+		cancel(writeErr)
+		for range order { // let the reader finish
+		}
+	}
+	wg.Wait()
+	stopProgress()
+	err := <-readErr
+	if writeErr != nil {
+		err = writeErr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return Result{Stats: im.stats(), Errors: im.errors}, err
+}
+
+// progress calls Options.Progress periodically until the returned stop.
+func (im *importer) progress() (stop func()) {
+	if im.opts.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(im.opts.ProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				im.opts.Progress(im.stats())
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// send queues c for validation (unless it is a Bundle to execute) and
+// writing.
+func (im *importer) send(ctx context.Context, c *chunk, order, work chan<- *chunk) error {
+	c.done = make(chan struct{})
+	select {
+	case order <- c:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	if c.bundle != nil {
+		close(c.done)
+		return nil
+	}
+	select {
+	case work <- c:
+	case <-ctx.Done():
+		close(c.done)
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+func (im *importer) read(ctx context.Context, files []string, order, work chan<- *chunk) error {
+	for _, f := range files {
+		var err error
+		if isNDJSON(f) {
+			err = im.readNDJSON(ctx, f, order, work)
+		} else {
+			err = im.readJSON(ctx, f, order, work)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// open opens a file, decompressing .gz.
+func open(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if !strings.HasSuffix(strings.ToLower(path), ".gz") {
+		return f, nil
+	}
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("import: %s: %w", path, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{z, f}, nil
+}
+
+func (im *importer) readNDJSON(ctx context.Context, path string, order, work chan<- *chunk) error {
+	f, err := open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	c := &chunk{file: path}
+	for line := 1; ; line++ {
+		raw, err := br.ReadBytes('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("import: %s:%d: %w", path, line, err)
+		}
+		eof := err != nil
+		if line == 1 {
+			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf")) // a UTF-8 BOM
+		}
+		if raw = bytes.TrimSpace(raw); len(raw) > 0 {
+			c.items = append(c.items, item{line: line, entry: -1, raw: raw})
+		}
+		if eof || len(c.items) >= im.opts.BatchSize {
+			c.last = eof
+			if err := im.send(ctx, c, order, work); err != nil {
+				return err
+			}
+			if eof {
+				return nil
+			}
+			c = &chunk{file: path}
+		}
+	}
+}
+
+// maxJSONFile bounds a single JSON document (a Bundle is read whole).
+const maxJSONFile = 1 << 30
+
+func (im *importer) readJSON(ctx context.Context, path string, order, work chan<- *chunk) error {
+	f, err := open(path)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(io.LimitReader(f, maxJSONFile+1))
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("import: %s: %w", path, err)
+	}
+	if len(body) > maxJSONFile {
+		return fmt.Errorf("import: %s: larger than %d bytes; split it into ndjson", path, maxJSONFile)
+	}
+	var head struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+		Entry        []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil || head.ResourceType != "Bundle" {
+		// Not a Bundle (or not JSON): one resource, which validation judges.
+		return im.send(ctx, &chunk{file: path, last: true, items: []item{{entry: -1, raw: body}}}, order, work)
+	}
+	if head.Type == "transaction" || head.Type == "batch" {
+		return im.send(ctx, &chunk{file: path, last: true, bundle: body}, order, work)
+	}
+	c := &chunk{file: path}
+	for i, e := range head.Entry {
+		it := item{entry: i, raw: e.Resource}
+		if len(e.Resource) == 0 {
+			it.err = errors.New("entry without a resource")
+		}
+		c.items = append(c.items, it)
+		if len(c.items) >= im.opts.BatchSize {
+			if err := im.send(ctx, c, order, work); err != nil {
+				return err
+			}
+			c = &chunk{file: path}
+		}
+	}
+	c.last = true
+	return im.send(ctx, c, order, work)
+}
+
+// write commits chunks in order.
+func (im *importer) write(ctx context.Context, order <-chan *chunk) error {
+	for c := range order {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		var err error
+		if c.bundle != nil {
+			err = im.writeBundle(ctx, c)
+		} else {
+			err = im.writeItems(ctx, c)
+		}
+		if err != nil {
+			return err
+		}
+		if c.last {
+			im.files.Add(1)
+		}
+	}
+	return nil
+}
+
+// writeItems writes a chunk's valid resources in one transaction. If the
+// transaction fails, each resource is retried on its own so one bad write
+// costs only itself.
+func (im *importer) writeItems(ctx context.Context, c *chunk) error {
+	var valid []*item
+	for i := range c.items {
+		it := &c.items[i]
+		if it.err != nil {
+			im.fail(ItemError{File: c.file, Line: it.line, Entry: it.entry, Err: it.err})
+			continue
+		}
+		valid = append(valid, it)
+	}
+	if len(valid) == 0 {
+		return nil
+	}
+	err := im.st.InTx(ctx, func(tx *store.Tx) error { return putBatch(ctx, tx, valid) })
+	if err == nil {
+		im.resources.Add(int64(len(valid)))
+		return nil
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	for _, it := range valid {
+		err := im.st.InTx(ctx, func(tx *store.Tx) error { return put(ctx, tx, it.res) })
+		switch {
+		case err == nil:
+			im.resources.Add(1)
+		case ctx.Err() != nil:
+			return context.Cause(ctx)
+		default:
+			im.fail(ItemError{File: c.file, Line: it.line, Entry: it.entry, Err: err})
+		}
+	}
+	return nil
+}
+
+// putBatch writes items in order. Resources whose id is not in the
+// database yet (the bulk of a first import) are created in one pipelined
+// round trip with CreateMany; the rest (re-imports, ids repeated within
+// the batch, resources without an id) go through put one by one. A
+// concurrent writer creating one of the ids in between makes CreateMany
+// fail, and the caller's per-resource retry then updates it.
+func putBatch(ctx context.Context, tx *store.Tx, items []*item) error {
+	keys := make([]store.ResourceKey, 0, len(items))
+	for _, it := range items {
+		if id := it.res.ID(); id != "" {
+			keys = append(keys, store.ResourceKey{Type: it.res.Type(), ID: id})
+		}
+	}
+	exists, err := tx.Existing(ctx, keys)
+	if err != nil {
+		return err
+	}
+	var fresh []store.NewResource
+	var rest []*item
+	for _, it := range items {
+		k := store.ResourceKey{Type: it.res.Type(), ID: it.res.ID()}
+		if k.ID == "" || exists[k] {
+			rest = append(rest, it)
+			continue
+		}
+		exists[k] = true // a repeat later in the batch updates this one
+		fresh = append(fresh, store.NewResource{Res: it.res, ID: k.ID})
+	}
+	if len(fresh) > 0 {
+		if _, err := tx.CreateMany(ctx, fresh); err != nil {
+			return err
+		}
+	}
+	for _, it := range rest {
+		if err := put(ctx, tx, it.res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// put writes one resource: under its id when it has one, so a re-import
+// updates instead of duplicating.
+func put(ctx context.Context, tx *store.Tx, r *fhir.Resource) error {
+	if id := r.ID(); id != "" {
+		_, _, err := tx.Update(ctx, r, id, 0)
+		return err
+	}
+	_, err := tx.Create(ctx, r)
+	return err
+}
+
+// writeBundle executes a transaction or batch Bundle.
+func (im *importer) writeBundle(ctx context.Context, c *chunk) error {
+	if im.opts.Bundles == nil {
+		im.fail(ItemError{File: c.file, Entry: -1, Err: errors.New("transaction and batch Bundles need a bundle processor")})
+		return nil
+	}
+	resp, err := im.opts.Bundles.ProcessBundle(ctx, c.bundle, "minimal")
+	if err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		im.fail(ItemError{File: c.file, Entry: -1, Err: err})
+		return nil
+	}
+	var out struct {
+		Entry []struct {
+			Response struct {
+				Status  string          `json:"status"`
+				Outcome json.RawMessage `json:"outcome"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(resp, &out); err != nil {
+		return fmt.Errorf("import: %s: response Bundle: %w", c.file, err)
+	}
+	for i, e := range out.Entry {
+		if strings.HasPrefix(e.Response.Status, "2") {
+			im.resources.Add(1)
+			continue
+		}
+		msg := e.Response.Status
+		var oo struct {
+			Issue []fhir.Issue `json:"issue"`
+		}
+		if json.Unmarshal(e.Response.Outcome, &oo) == nil && len(oo.Issue) > 0 {
+			msg += ": " + (&fhir.Error{Issues: oo.Issue}).Error()
+		}
+		im.fail(ItemError{File: c.file, Entry: i, Err: errors.New(msg)})
+	}
+	return nil
+}

@@ -1,0 +1,570 @@
+package server
+
+// Bulk Data Access IG v2 $export: kick-off, status, cancel and file
+// download. The work itself runs as a River job (bulk_worker.go), so any
+// process on the database can run it and a restart resumes it.
+//
+// URLs (under the FHIR base):
+//
+//	GET|POST [base]/$export, [base]/Patient/$export, [base]/Group/[id]/$export   kick-off → 202, Content-Location: status URL
+//	GET      [base]/$export-status/[job]   202 + X-Progress while running, 200 + manifest when done
+//	DELETE   [base]/$export-status/[job]   cancel, delete the files → 202
+//	GET      [base]/$export-file/[job]/[file]   one ndjson file (application/fhir+ndjson)
+//
+// The status and file URLs are not FHIR interactions and are served before
+// the FHIR dispatcher: a client downloading ndjson sends an Accept header
+// the FHIR content negotiation would refuse.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/fhir/search"
+	"github.com/emberfhir/ember/fhir/spec"
+	"github.com/emberfhir/ember/store"
+)
+
+const (
+	exportStatusPath  = "/$export-status/"
+	exportFilePath    = "/$export-file/"
+	contentTypeNDJSON = "application/fhir+ndjson"
+)
+
+// exportParams are an export's kick-off parameters as the worker needs
+// them; they are stored with the job as JSON.
+type exportParams struct {
+	Level string `json:"level"` // system, patient or group
+	Group string `json:"group,omitempty"`
+	// Patients are a Group export's members, resolved at kick-off. For a
+	// group it is never nil (an empty group exports nothing).
+	Patients    []string   `json:"patients"`
+	Types       []string   `json:"types,omitempty"`
+	Since       *time.Time `json:"since,omitempty"`
+	TypeFilters []string   `json:"typeFilters,omitempty"` // "Type?query", as given
+}
+
+// initBulk sets up the export job queue when Config.DataDir is set.
+func (s *Server) initBulk() error {
+	if s.cfg.DataDir == "" {
+		return nil
+	}
+	workers := s.cfg.ExportWorkers
+	switch {
+	case workers == 0:
+		workers = 1 // an export is I/O- and database-bound; one at a time per process
+	case workers < 0:
+		workers = 0
+	}
+	jobs, err := s.store.NewJobs(newExportRunner(s), store.JobsOptions{Workers: workers, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	s.jobs = jobs
+	return nil
+}
+
+// Start starts the server's background work: the export workers. Call
+// store.MigrateJobs first.
+func (s *Server) Start(ctx context.Context) error {
+	if s.jobs == nil {
+		return nil
+	}
+	return s.jobs.Start(ctx)
+}
+
+// Shutdown stops the background work. Running exports are interrupted at
+// once and resume from their last checkpoint on the next worker to start.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.jobs == nil {
+		return nil
+	}
+	return s.jobs.Stop(ctx)
+}
+
+// exportDir is where export id's files live.
+func (s *Server) exportDir(id string) string {
+	return filepath.Join(s.cfg.DataDir, "export", id)
+}
+
+// bulkPaths serves the status and file URLs ahead of the FHIR dispatcher
+// and passes every other request on.
+func (s *Server) bulkPaths(c *gin.Context) {
+	path := strings.TrimPrefix(c.Request.URL.Path, "/fhir")
+	var rest string
+	var handler func(*gin.Context, string)
+	switch {
+	case strings.HasPrefix(path, exportStatusPath):
+		rest, handler = strings.TrimPrefix(path, exportStatusPath), s.exportStatus
+		c.Set(interactionKey, "export-status")
+	case strings.HasPrefix(path, exportFilePath):
+		rest, handler = strings.TrimPrefix(path, exportFilePath), s.exportFile
+		c.Set(interactionKey, "export-file")
+	default:
+		return
+	}
+	c.Abort()
+	if s.jobs == nil {
+		s.fail(c, fhir.NotFound("bulk export is not enabled on this server"))
+		return
+	}
+	handler(c, rest)
+}
+
+// exportIDPattern is the shape of a job id (store.NewID's UUIDs); checking
+// it keeps arbitrary text out of paths and queries.
+var exportIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// exportKickoff starts an export: GET with query parameters, or POST with
+// a Parameters resource.
+func (s *Server) exportKickoff(c *gin.Context, typ, id string) {
+	ctx := c.Request.Context()
+	if (typ == "Patient" && id != "") || (typ == "Group" && id == "") {
+		s.fail(c, fhir.NotFound("$export is defined on the system, on Patient and on a Group instance"))
+		return
+	}
+	if !preferAsync(c.Request) {
+		s.fail(c, fhir.NewError(http.StatusBadRequest, "invalid", "$export runs asynchronously: send Prefer: respond-async"))
+		return
+	}
+	params := c.Request.URL.Query()
+	if c.Request.Method == http.MethodPost {
+		body, ferr := s.readBody(c)
+		if ferr != nil {
+			s.fail(c, ferr)
+			return
+		}
+		if err := addParameters(params, body); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	p, err := s.parseExportParams(params, typ, lenient(c.Request))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if typ == "Group" {
+		p.Level, p.Group = "group", id
+		if p.Patients, err = s.groupPatients(ctx, id); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	request := s.base + strings.TrimPrefix(c.Request.URL.Path, "/fhir")
+	if c.Request.URL.RawQuery != "" {
+		request += "?" + c.Request.URL.RawQuery
+	}
+	job := store.ExportJob{ID: store.NewID(), Request: request, Params: raw}
+	if err := s.jobs.EnqueueExport(ctx, job); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Content-Location", s.base+exportStatusPath+job.ID)
+	s.writeJSON(c, http.StatusAccepted, fhir.Information("export "+job.ID+" accepted; poll the Content-Location URL for its status"))
+}
+
+// preferAsync reports whether a Prefer header asks for respond-async.
+func preferAsync(r *http.Request) bool {
+	for _, h := range r.Header.Values("Prefer") {
+		for _, part := range strings.Split(h, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lenient reports Prefer: handling=lenient, under which unknown kick-off
+// parameters are ignored rather than refused.
+func lenient(r *http.Request) bool { return strings.EqualFold(prefer(r, "handling"), "lenient") }
+
+// addParameters merges a POST kick-off's Parameters resource into params.
+// Every value is carried as the string the GET form would have had.
+func addParameters(params url.Values, body []byte) error {
+	if err := fhir.CheckJSON(body); err != nil {
+		return err
+	}
+	var p struct {
+		ResourceType string `json:"resourceType"`
+		Parameter    []struct {
+			Name    string  `json:"name"`
+			Str     *string `json:"valueString"`
+			Code    *string `json:"valueCode"`
+			Instant *string `json:"valueInstant"`
+			Ref     *struct {
+				Reference string `json:"reference"`
+			} `json:"valueReference"`
+		} `json:"parameter"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil || p.ResourceType != "Parameters" {
+		return fhir.NewError(http.StatusBadRequest, "structure", "a POST $export needs a Parameters resource")
+	}
+	for _, prm := range p.Parameter {
+		var v string
+		switch {
+		case prm.Str != nil:
+			v = *prm.Str
+		case prm.Code != nil:
+			v = *prm.Code
+		case prm.Instant != nil:
+			v = *prm.Instant
+		case prm.Ref != nil:
+			v = prm.Ref.Reference
+		default:
+			return fhir.NewError(http.StatusBadRequest, "invalid", "parameter "+quote(prm.Name)+" needs a valueString, valueCode, valueInstant or valueReference")
+		}
+		params.Add(prm.Name, v)
+	}
+	return nil
+}
+
+// parseExportParams checks the kick-off parameters. Anything Ember cannot
+// honour is refused: an export that silently ignored a filter would hand
+// out more data than asked for.
+func (s *Server) parseExportParams(params url.Values, typ string, lenient bool) (*exportParams, error) {
+	p := &exportParams{Level: "system"}
+	if typ != "" {
+		p.Level = "patient"
+	}
+	for name, vals := range params {
+		switch name {
+		case "_outputFormat":
+			for _, v := range vals {
+				switch strings.ToLower(strings.ReplaceAll(strings.TrimSpace(v), " ", "+")) {
+				case "application/fhir+ndjson", "application/ndjson", "ndjson":
+				default:
+					return nil, fhir.NewError(http.StatusBadRequest, "not-supported",
+						fmt.Sprintf("_outputFormat %q is not supported: Ember writes application/fhir+ndjson", v))
+				}
+			}
+		case "_type":
+			for _, v := range vals {
+				for _, t := range strings.Split(v, ",") {
+					t = strings.TrimSpace(t)
+					if !spec.IsResourceType(t) {
+						return nil, fhir.NewError(http.StatusBadRequest, "invalid", "unknown resource type "+quote(t)+" in _type")
+					}
+					if !slices.Contains(p.Types, t) {
+						p.Types = append(p.Types, t)
+					}
+				}
+			}
+		case "_since":
+			if len(vals) != 1 {
+				return nil, fhir.NewError(http.StatusBadRequest, "invalid", "_since may be given once")
+			}
+			// An unescaped "+" of a time zone arrives as a space.
+			t, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(strings.TrimSpace(vals[0]), " ", "+"))
+			if err != nil {
+				return nil, fhir.NewError(http.StatusBadRequest, "invalid",
+					fmt.Sprintf("_since %q is not a FHIR instant (YYYY-MM-DDThh:mm:ss[.fff]Z or ±hh:mm)", vals[0]))
+			}
+			t = t.UTC()
+			p.Since = &t
+		case "_typeFilter":
+			for _, v := range vals {
+				p.TypeFilters = append(p.TypeFilters, splitTypeFilter(v)...)
+			}
+		case "_format", "_pretty":
+		case "patient", "_elements", "includeAssociatedData", "organizeOutputBy", "allowPartialManifests", "_until":
+			return nil, fhir.NewError(http.StatusBadRequest, "not-supported", "$export parameter "+name+" is not supported")
+		default:
+			if !lenient {
+				return nil, fhir.NewError(http.StatusBadRequest, "not-supported",
+					"unknown $export parameter "+quote(name)+" (send Prefer: handling=lenient to ignore unknown parameters)")
+			}
+		}
+	}
+	slices.Sort(p.Types)
+	if p.Level != "system" {
+		for _, t := range p.Types {
+			if spec.CompartmentParams("Patient", t) == nil {
+				return nil, fhir.NewError(http.StatusBadRequest, "invalid",
+					"_type "+t+" is not in the Patient compartment, which a Patient or Group export is limited to")
+			}
+		}
+	}
+	if _, err := s.typeFilters(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// typeFilterStart matches the start of one _typeFilter query: "Type?".
+var typeFilterStart = regexp.MustCompile(`^[A-Z][A-Za-z]+\?`)
+
+// splitTypeFilter splits a comma-delimited _typeFilter value. A query may
+// itself hold commas (ORed values), so the value is cut only at commas
+// followed by the start of another query.
+func splitTypeFilter(v string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(v); i++ {
+		if v[i] == ',' && typeFilterStart.MatchString(v[i+1:]) {
+			out = append(out, v[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, v[start:])
+}
+
+// typeFilterResultParams are search parameters that shape a result page
+// rather than select resources; in a _typeFilter they mean nothing.
+var typeFilterResultParams = []string{"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_cursor", "_contained", "_containedType"}
+
+// typeFilters parses p's _typeFilter queries strictly: an unsupported
+// parameter is an error, never dropped. Filters on types the export does
+// not include are left out, as the IG says.
+func (s *Server) typeFilters(p *exportParams) (map[string][]*search.Query, error) {
+	out := map[string][]*search.Query{}
+	for _, f := range p.TypeFilters {
+		typ, query, ok := strings.Cut(strings.TrimSpace(f), "?")
+		if !ok || !spec.IsResourceType(typ) {
+			return nil, fhir.NewError(http.StatusBadRequest, "invalid", "_typeFilter "+quote(f)+" must be [ResourceType]?[search parameters]")
+		}
+		vals, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, fhir.NewError(http.StatusBadRequest, "invalid", "_typeFilter "+quote(f)+": "+err.Error())
+		}
+		for name := range vals {
+			base, _, _ := strings.Cut(name, ":")
+			if slices.Contains(typeFilterResultParams, base) {
+				return nil, fhir.NewError(http.StatusBadRequest, "not-supported", "_typeFilter "+quote(f)+": "+name+" selects no resources and is not supported")
+			}
+		}
+		q, err := search.Parse(typ, vals, search.Options{Strict: true, Base: s.base})
+		if err != nil {
+			return nil, err
+		}
+		if p.Types != nil && !slices.Contains(p.Types, typ) {
+			continue
+		}
+		if p.Level != "system" && spec.CompartmentParams("Patient", typ) == nil {
+			continue
+		}
+		out[typ] = append(out[typ], q)
+	}
+	return out, nil
+}
+
+// selection turns stored parameters into the store's export selection.
+func (s *Server) selection(p *exportParams) (store.ExportSelection, error) {
+	filters, err := s.typeFilters(p)
+	if err != nil {
+		return store.ExportSelection{}, err
+	}
+	sel := store.ExportSelection{Types: p.Types, Filters: filters}
+	if p.Since != nil {
+		sel.Since = *p.Since
+	}
+	switch p.Level {
+	case "patient":
+		sel.PatientCompartment = true
+	case "group":
+		sel.PatientCompartment = true
+		sel.PatientIDs = p.Patients
+		if sel.PatientIDs == nil {
+			sel.PatientIDs = []string{}
+		}
+	}
+	return sel, nil
+}
+
+// groupPatients returns the ids of a Group's active Patient members.
+func (s *Server) groupPatients(ctx context.Context, id string) ([]string, error) {
+	v, err := s.store.Read(ctx, "Group", id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
+			return nil, fhir.NotFound("Group/" + id + " does not exist")
+		}
+		return nil, err
+	}
+	var g struct {
+		Member []struct {
+			Entity struct {
+				Reference string `json:"reference"`
+			} `json:"entity"`
+			Inactive bool `json:"inactive"`
+		} `json:"member"`
+	}
+	if err := json.Unmarshal(v.Content, &g); err != nil {
+		return nil, fmt.Errorf("server: Group/%s: %w", id, err)
+	}
+	ids := []string{}
+	for _, m := range g.Member {
+		ref := strings.TrimPrefix(m.Entity.Reference, s.base+"/")
+		pid, ok := strings.CutPrefix(ref, "Patient/")
+		if m.Inactive || !ok || !fhir.ValidID(pid) || slices.Contains(ids, pid) {
+			continue
+		}
+		ids = append(ids, pid)
+	}
+	return ids, nil
+}
+
+// exportManifest is the completed export's status body (Bulk Data IG v2).
+type exportManifest struct {
+	TransactionTime string `json:"transactionTime"`
+	Request         string `json:"request"`
+	// RequiresAccessToken is false until Ember has SMART authorization;
+	// then file downloads will need the kick-off's token.
+	RequiresAccessToken bool                 `json:"requiresAccessToken"`
+	Output              []exportManifestFile `json:"output"`
+	Error               []exportManifestFile `json:"error"`
+}
+
+type exportManifestFile struct {
+	Type  string `json:"type"`
+	URL   string `json:"url"`
+	Count int64  `json:"count"`
+}
+
+// exportStatus serves GET (status) and DELETE (cancel) of a status URL.
+func (s *Server) exportStatus(c *gin.Context, id string) {
+	ctx := c.Request.Context()
+	if !exportIDPattern.MatchString(id) {
+		s.fail(c, fhir.NotFound("no export "+quote(id)))
+		return
+	}
+	switch c.Request.Method {
+	case http.MethodDelete:
+		if _, err := s.jobs.CancelExport(ctx, id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				err = fhir.NotFound("no export " + id)
+			}
+			s.fail(c, err)
+			return
+		}
+		// A worker still running removes the directory again when it sees
+		// the export gone.
+		if err := os.RemoveAll(s.exportDir(id)); err != nil {
+			s.log.Error("removing cancelled export files", "export", id, "err", err)
+		}
+		s.writeJSON(c, http.StatusAccepted, fhir.Information("export "+id+" cancelled and its files deleted"))
+		return
+	case http.MethodGet, http.MethodHead:
+	default:
+		c.Header("Allow", "GET, DELETE")
+		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed on an export status URL"))
+		return
+	}
+	job, err := s.store.ExportJob(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = fhir.NotFound("no export " + id + " (unknown, or cancelled)")
+		}
+		s.fail(c, err)
+		return
+	}
+	switch job.Status {
+	case store.ExportAccepted, store.ExportRunning:
+		progress := "queued"
+		if job.Status == store.ExportRunning {
+			progress = "in progress: " + strconv.FormatInt(job.Exported, 10) + " resources exported"
+		}
+		c.Header("X-Progress", progress)
+		c.Header("Retry-After", "2")
+		c.Status(http.StatusAccepted)
+	case store.ExportFailed:
+		s.writeOutcome(c, http.StatusInternalServerError, fhir.Outcome(fhir.Issue{Severity: "error", Code: "exception", Diagnostics: "export failed: " + job.Error}))
+	case store.ExportCompleted:
+		var cp exportCheckpoint
+		if err := json.Unmarshal(job.Checkpoint, &cp); err != nil {
+			s.fail(c, fmt.Errorf("server: export %s checkpoint: %w", id, err))
+			return
+		}
+		m := exportManifest{
+			TransactionTime: job.TransactionTime.UTC().Format(time.RFC3339Nano),
+			Request:         job.Request,
+			Output:          []exportManifestFile{},
+			Error:           []exportManifestFile{},
+		}
+		for _, f := range cp.Files {
+			m.Output = append(m.Output, exportManifestFile{Type: f.Type, URL: s.base + exportFilePath + id + "/" + f.Name, Count: f.Count})
+		}
+		body, err := json.Marshal(m)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.Header("Expires", job.FinishedAt.Add(exportRetention).UTC().Format(http.TimeFormat))
+		c.Data(http.StatusOK, "application/json", body)
+	default:
+		s.fail(c, fmt.Errorf("server: export %s in unknown state %q", id, job.Status))
+	}
+}
+
+// exportRetention is advertised as the manifest's Expires. Nothing deletes
+// files yet but DELETE; the header tells clients not to count on them
+// longer.
+const exportRetention = 24 * time.Hour
+
+// exportFile streams one output file from disk.
+func (s *Server) exportFile(c *gin.Context, rest string) {
+	if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
+		c.Header("Allow", "GET")
+		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed on an export file"))
+		return
+	}
+	id, name, _ := strings.Cut(rest, "/")
+	if !exportIDPattern.MatchString(id) {
+		s.fail(c, fhir.NotFound("no export "+quote(id)))
+		return
+	}
+	job, err := s.store.ExportJob(c.Request.Context(), id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = fhir.NotFound("no export " + id)
+		}
+		s.fail(c, err)
+		return
+	}
+	var cp exportCheckpoint
+	if job.Status != store.ExportCompleted || json.Unmarshal(job.Checkpoint, &cp) != nil {
+		s.fail(c, fhir.NotFound("export "+id+" has no files yet"))
+		return
+	}
+	// Only names the manifest lists are served: no path ever comes from
+	// the request.
+	i := slices.IndexFunc(cp.Files, func(f exportFile) bool { return f.Name == name })
+	if i < 0 {
+		s.fail(c, fhir.NotFound("export "+id+" has no file "+quote(name)))
+		return
+	}
+	f, err := os.Open(filepath.Join(s.exportDir(id), cp.Files[i].Name))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			err = fhir.NotFound("the file " + name + " of export " + id + " is not on this server's data directory")
+		}
+		s.fail(c, err)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Content-Type", contentTypeNDJSON)
+	http.ServeContent(c.Writer, c.Request, name, st.ModTime(), f)
+}

@@ -1,0 +1,187 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emberfhir/ember/internal/pgtest"
+	"github.com/emberfhir/ember/store"
+)
+
+// TestExportResume interrupts an export between checkpoints, leaves junk
+// past the checkpoint in its files (a partial write, a stray file), and
+// checks the next run resumes to exactly one copy of every resource. It
+// drives the runner directly, without River, to control the interruption.
+func TestExportResume(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	if err := store.MigrateJobs(ctx, dbURL); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	dataDir := t.TempDir()
+	s, err := New(Config{BaseURL: "http://ember.test/fhir", DataDir: dataDir, ExportWorkers: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	err = st.InTx(ctx, func(tx *store.Tx) error {
+		for i := range n {
+			for _, body := range []string{
+				fmt.Sprintf(`{"resourceType":"Patient","id":"p%d","gender":"female"}`, i),
+				fmt.Sprintf(`{"resourceType":"Observation","id":"o%d","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p%d"}}`, i, i),
+			} {
+				r, err := s.parser.Parse([]byte(body), "")
+				if err != nil {
+					return err
+				}
+				if _, _, err := tx.Update(ctx, r, r.ID(), 0); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := store.NewID()
+	if err := s.jobs.EnqueueExport(ctx, store.ExportJob{ID: id, Request: "http://ember.test/fhir/$export", Params: []byte(`{"level":"system"}`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second worker is turned away while the first holds the export.
+	held, err := st.OpenExport(ctx, id, store.ExportSelection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := exportRunner{s: s, fetch: 7, checkpointEvery: 0, fileLines: 100}
+	if err := r.run(ctx, id); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("run while locked: %v, want ErrBusy", err)
+	}
+	held.Close(ctx)
+
+	// Interrupt after some checkpoints.
+	runCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cancel()
+		for runCtx.Err() == nil {
+			if j, err := st.ExportJob(ctx, id); err == nil && j.Exported >= 100 {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	if err := r.run(runCtx, id); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	job, err := st.ExportJob(ctx, id)
+	if err != nil || job.Status != store.ExportRunning || job.Exported < 100 || job.Exported >= 2*n {
+		t.Fatalf("after interruption: %+v %v", job, err)
+	}
+	var cp exportCheckpoint
+	if err := json.Unmarshal(job.Checkpoint, &cp); err != nil || len(cp.Files) == 0 {
+		t.Fatalf("checkpoint %s: %v", job.Checkpoint, err)
+	}
+	dir := s.exportDir(id)
+	last := filepath.Join(dir, cp.Files[len(cp.Files)-1].Name)
+	f, err := os.OpenFile(last, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"resourceType":"Patient","id":"half-writ`); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.WriteFile(filepath.Join(dir, "Stray-9.ndjson"), []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r.fetch, r.checkpointEvery = 1000, time.Hour
+	// The interrupted run's connection may take a moment to end on the
+	// server side, releasing the export's lock; River would snooze.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := r.run(ctx, id)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrBusy) || time.Now().After(deadline) {
+			t.Fatalf("resumed run: %v", err)
+		}
+	}
+	job, err = st.ExportJob(ctx, id)
+	if err != nil || job.Status != store.ExportCompleted || job.Exported != 2*n {
+		t.Fatalf("after resume: %+v %v", job, err)
+	}
+	cp = exportCheckpoint{}
+	if err := json.Unmarshal(job.Checkpoint, &cp); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range cp.Files {
+		if f.Count > 100 {
+			t.Errorf("%s has %d lines, more than the split size", f.Name, f.Count)
+		}
+		fh, err := os.Open(filepath.Join(dir, f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(fh)
+		lines := int64(0)
+		for sc.Scan() {
+			var res struct{ ResourceType, ID string }
+			if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
+				t.Fatalf("%s line %d: %v", f.Name, lines+1, err)
+			}
+			key := res.ResourceType + "/" + res.ID
+			if seen[key] || res.ResourceType != f.Type {
+				t.Fatalf("%s: %s duplicated or misfiled", f.Name, key)
+			}
+			seen[key] = true
+			lines++
+		}
+		fh.Close()
+		if lines != f.Count {
+			t.Fatalf("%s: %d lines, checkpoint says %d", f.Name, lines, f.Count)
+		}
+	}
+	if len(seen) != 2*n {
+		t.Fatalf("%d resources exported, want %d", len(seen), 2*n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "Stray-9.ndjson")); !os.IsNotExist(err) {
+		t.Fatalf("stray file kept: %v", err)
+	}
+
+	// An export whose stored parameters no longer parse fails at once,
+	// and its status says so.
+	bad := store.NewID()
+	if err := s.jobs.EnqueueExport(ctx, store.ExportJob{ID: bad, Request: "x", Params: []byte(`{"level":"system","typeFilters":["Patient?nonsense=1"]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.run(ctx, bad); err != nil {
+		t.Fatalf("permanently failing export: %v", err)
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/fhir/$export-status/"+bad, nil))
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "nonsense") {
+		t.Fatalf("failed export status: %d %s", rec.Code, rec.Body)
+	}
+
+}
