@@ -115,6 +115,9 @@ func Extract(typ string, doc []byte) (*Entries, error) {
 			continue
 		}
 		if sp.Fallback {
+			if e.nativeFallback(sp, root) {
+				continue
+			}
 			if err := e.fallback(sp, doc); err != nil {
 				return nil, err
 			}

@@ -2,6 +2,7 @@ package index
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -163,6 +164,36 @@ func BenchmarkExtractSynthea(b *testing.B) {
 		r := res[i%len(res)]
 		if _, err := Extract(r[0], []byte(r[1])); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDeceasedMatchesFHIRPath checks the native Patient.deceased evaluation
+// against the FHIRPath engine's answer for every form of deceased[x].
+func TestDeceasedMatchesFHIRPath(t *testing.T) {
+	sp := spec.SearchParams("Patient")["deceased"]
+	for _, doc := range []string{
+		`{"resourceType":"Patient"}`,
+		`{"resourceType":"Patient","deceasedBoolean":true}`,
+		`{"resourceType":"Patient","deceasedBoolean":false}`,
+		`{"resourceType":"Patient","deceasedDateTime":"2020-01-01"}`,
+	} {
+		native := mustExtract(t, "Patient", doc)
+		engine := &Entries{typ: "Patient"}
+		if err := engine.fallback(sp, []byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+		var got, want []string
+		for _, k := range native.Tokens {
+			if k.Param == sp.ID {
+				got = append(got, k.Code)
+			}
+		}
+		for _, k := range engine.Tokens {
+			want = append(want, k.Code)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: native %v, FHIRPath engine %v", doc, got, want)
 		}
 	}
 }
