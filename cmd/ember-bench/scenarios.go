@@ -38,6 +38,7 @@ func scenarios() []scenario {
 		readScenario(1),
 		readScenario(32),
 		createScenario(8),
+		{name: "ingest_tx", run: ingestTx},
 	},
 		// Last, so they do not change what the figures above measure;
 		// search330k takes several minutes (see search.go).
