@@ -59,14 +59,11 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	url, stop, err := db.open(ctx, log)
+	url, stop, err := db.openMigrated(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	if err := store.Migrate(ctx, url); err != nil {
-		return err
-	}
 	st, err := store.Open(ctx, url, store.Options{})
 	if err != nil {
 		return err

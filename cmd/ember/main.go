@@ -146,17 +146,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	url, stopDB, err := db.open(ctx, log)
+	url, stopDB, err := db.openMigrated(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer stopDB()
-	if err := store.Migrate(ctx, url); err != nil {
-		return err
-	}
-	if err := store.MigrateJobs(ctx, url); err != nil {
-		return err
-	}
 	conns := int32(*maxConns)
 	if conns == 0 {
 		conns = int32(4 * max(1, numCPU()))
@@ -239,18 +233,30 @@ func withDatabase(ctx context.Context, name string, args []string, stderr io.Wri
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	url, stop, err := db.open(ctx, log)
+	url, stop, err := db.openMigrated(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	return fn(ctx, url)
+}
+
+// openMigrated is open followed by every migration (Ember's schema and the
+// job queue's), for every command that uses the database.
+func (d *dbFlags) openMigrated(ctx context.Context, log *slog.Logger) (string, func(), error) {
+	url, stop, err := d.open(ctx, log)
+	if err != nil {
+		return "", nil, err
+	}
 	if err := store.Migrate(ctx, url); err != nil {
-		return err
+		stop()
+		return "", nil, err
 	}
 	if err := store.MigrateJobs(ctx, url); err != nil {
-		return err
+		stop()
+		return "", nil, err
 	}
-	return fn(ctx, url)
+	return url, stop, nil
 }
 
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
