@@ -507,31 +507,6 @@ func (e *env) everything(t *testing.T, path string) everythingResult {
 	return out
 }
 
-// everythingFiles: the hospital and practitioner bundles and the first
-// three patient bundles.
-func everythingFiles(t *testing.T) []string {
-	t.Helper()
-	dir, ok := synthea.Dir()
-	if !ok {
-		t.Skip("no Synthea data (../shared/data/synthea or $" + synthea.EnvDir + ")")
-	}
-	files, err := synthea.Files(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	patients := 0
-	for _, f := range files {
-		if !synthea.IsPatientBundle(f) {
-			out = append(out, f)
-		} else if patients < 3 {
-			out = append(out, f)
-			patients++
-		}
-	}
-	return out
-}
-
 // simplePath is what compartmentPaths understands of a FHIRPath expression.
 var simplePath = regexp.MustCompile(`^[A-Z][A-Za-z]*(\.[a-z][A-Za-z]*)+$`)
 
@@ -574,7 +549,7 @@ func inCompartmentBySpec(t *testing.T, typ string, r res, pid string) bool {
 }
 
 func TestEverythingSynthea(t *testing.T) {
-	files := everythingFiles(t)
+	files := syntheaFiles(t, 3)
 	o, err := newOracle(files)
 	if err != nil {
 		t.Fatal(err)

@@ -61,9 +61,9 @@ type keepTB struct{ testing.TB }
 
 func (keepTB) Cleanup(func()) {}
 
-// searchFiles is the fixed subset: hospital and practitioner bundles plus
-// the first searchPatients patient bundles in name order.
-func searchFiles(t testing.TB) []string {
+// syntheaFiles is a fixed subset: hospital and practitioner bundles plus
+// the first patients patient bundles in name order.
+func syntheaFiles(t testing.TB, patients int) []string {
 	t.Helper()
 	dir, ok := synthea.Dir()
 	if !ok {
@@ -78,7 +78,7 @@ func searchFiles(t testing.TB) []string {
 	for _, f := range files {
 		if !synthea.IsPatientBundle(f) {
 			out = append(out, f)
-		} else if n < searchPatients {
+		} else if n < patients {
 			out = append(out, f)
 			n++
 		}
@@ -91,7 +91,7 @@ func searchFiles(t testing.TB) []string {
 // must not write.
 func searchEnv(t *testing.T) (*env, *oracle) {
 	t.Helper()
-	files := searchFiles(t)
+	files := syntheaFiles(t, searchPatients)
 	searchOnce.Do(func() {
 		searchErr = "building the shared search environment failed in an earlier test"
 		o, err := newOracle(files)
