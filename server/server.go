@@ -41,6 +41,17 @@ type Config struct {
 	// ExportWorkers is how many exports this process runs at once: 0 means
 	// 1, negative none (it only accepts and reports exports). Start runs them.
 	ExportWorkers int
+	// Mounts are handlers served beside the FHIR API, each for a path and
+	// everything below it (the authorization server at /auth, DICOMweb at
+	// /dicomweb, SMART discovery at /fhir/.well-known). They take
+	// precedence over the FHIR routes.
+	Mounts []Mount
+}
+
+// Mount serves Handler for Prefix and every path below it.
+type Mount struct {
+	Prefix  string
+	Handler http.Handler
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is 0.
@@ -119,7 +130,19 @@ func (s *Server) Handler() http.Handler {
 	r.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.NotFound("no endpoint at "+c.Request.URL.Path+"; the FHIR API is under /fhir"))
 	})
-	return r
+	if len(s.cfg.Mounts) == 0 {
+		return r
+	}
+	mounts := s.cfg.Mounts
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		for _, m := range mounts {
+			if p := req.URL.Path; p == m.Prefix || strings.HasPrefix(p, strings.TrimSuffix(m.Prefix, "/")+"/") {
+				m.Handler.ServeHTTP(w, req)
+				return
+			}
+		}
+		r.ServeHTTP(w, req)
+	})
 }
 
 func (s *Server) ready(c *gin.Context) {
