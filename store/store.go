@@ -142,3 +142,12 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (Versi
 	}
 	return v, nil
 }
+
+// Pool is the connection pool, for packages that keep their own tables beside
+// the resources (DICOM metadata, the authorization server's clients and
+// tokens). FHIR resources are written only through Tx.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// DB is the database transaction under t, for writing a package's own tables
+// atomically with the resources t writes.
+func (t *Tx) DB() pgx.Tx { return t.tx }
