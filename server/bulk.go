@@ -157,6 +157,12 @@ func (s *Server) exportKickoff(c *gin.Context, typ, id string) {
 		s.fail(c, err)
 		return
 	}
+	// The export runs later without the request's guard, so the grant
+	// must read everything it will write out.
+	if err := policyOf(ctx).requireUnrestricted(p.Types); err != nil {
+		s.fail(c, err)
+		return
+	}
 	if typ == "Group" {
 		p.Level, p.Group = "group", id
 		if p.Patients, err = s.groupPatients(ctx, id); err != nil {

@@ -48,6 +48,7 @@ type capImpl struct {
 
 type capRest struct {
 	Mode        string           `json:"mode"`
+	Security    *capSecurity     `json:"security,omitempty"`
 	Resource    []capResource    `json:"resource"`
 	Interaction []capInteraction `json:"interaction"`
 	Operation   []capOperation   `json:"operation,omitempty"`
@@ -110,7 +111,7 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		Format:         []string{"json"},
 		PatchFormat:    []string{jsonPatchType, "application/fhir+json"},
 	}
-	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions), Operation: s.capOperations(opSystem, "")}
+	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions), Operation: s.capOperations(opSystem, ""), Security: s.capSecurity()}
 	revIncludes := map[string][]string{}
 	for _, t := range spec.ResourceTypes() {
 		for _, sp := range spec.SearchParams(t) {
@@ -195,4 +196,54 @@ func operationDefinition(name, typ string) string {
 // capabilities serves GET /fhir/metadata.
 func (s *Server) capabilities(c *gin.Context, _ []string) {
 	s.writeJSON(c, http.StatusOK, s.capability)
+}
+
+type capSecurity struct {
+	Extension   []capExtension `json:"extension"`
+	CORS        bool           `json:"cors"`
+	Service     []capConcept   `json:"service"`
+	Description string         `json:"description"`
+}
+
+type capExtension struct {
+	URL       string         `json:"url"`
+	ValueURI  string         `json:"valueUri,omitempty"`
+	Extension []capExtension `json:"extension,omitempty"`
+}
+
+type capConcept struct {
+	Coding []capCoding `json:"coding"`
+	Text   string      `json:"text,omitempty"`
+}
+
+type capCoding struct {
+	System string `json:"system"`
+	Code   string `json:"code"`
+}
+
+// capSecurity advertises the SMART authorization server (the oauth-uris
+// extension and the SMART-on-FHIR service code), when auth is on.
+func (s *Server) capSecurity() *capSecurity {
+	e := s.cfg.OAuth
+	if s.cfg.Verifier == nil || e == nil {
+		return nil
+	}
+	var uris []capExtension
+	for _, u := range []struct{ name, uri string }{
+		{"authorize", e.Authorize}, {"token", e.Token}, {"introspect", e.Introspect},
+		{"revoke", e.Revoke}, {"register", e.Register}, {"manage", e.Manage},
+	} {
+		if u.uri != "" {
+			uris = append(uris, capExtension{URL: u.name, ValueURI: u.uri})
+		}
+	}
+	return &capSecurity{
+		Extension: []capExtension{{URL: "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", Extension: uris}},
+		CORS:      true,
+		Service: []capConcept{{
+			Coding: []capCoding{{System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR"}},
+			Text:   "OAuth2 using SMART-on-FHIR profile (see /.well-known/smart-configuration)",
+		}},
+		Description: "SMART App Launch 2.0 and Backend Services; bearer tokens required on every interaction except this statement",
+	}
 }

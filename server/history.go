@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/smart/scope"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -68,6 +69,12 @@ func (s *Server) history(c *gin.Context, seg []string) {
 		q.After = &cur
 		self = cloneValues(params)
 		self.Set("_cursor", v)
+	}
+	if p := policyOf(c.Request.Context()); p != nil && q.Type != "" {
+		if _, err := p.decide(q.Type, scope.Read); err != nil {
+			s.fail(c, err)
+			return
+		}
 	}
 	page, err := s.store.History(c.Request.Context(), q)
 	switch {

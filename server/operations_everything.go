@@ -14,6 +14,7 @@ import (
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/fhir/spec"
+	"github.com/emberfhir/ember/smart/scope"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -66,6 +67,16 @@ func (s *Server) everythingOp(c *gin.Context, _, id string) {
 		return
 	}
 	ctx := c.Request.Context()
+	if p := policyOf(ctx); p != nil {
+		// Types the grant cannot search are left out, not refused.
+		kept := req.types[:0:0]
+		for _, t := range req.types {
+			if _, err := p.decide(t, scope.Search); err == nil {
+				kept = append(kept, t)
+			}
+		}
+		req.types = kept
+	}
 	if _, err := s.currentVersion(ctx, s.store.Read, "Patient", id); err != nil {
 		s.fail(c, err)
 		return

@@ -70,6 +70,14 @@ func (s *Server) metaOp(c *gin.Context, typ, id string) {
 		s.writeJSON(c, http.StatusOK, returnMeta(labels.encode()))
 		return
 	}
+	var types []string
+	if typ != "" {
+		types = []string{typ}
+	}
+	if err := policyOf(ctx).requireUnrestricted(types); err != nil {
+		s.fail(c, err)
+		return
+	}
 	profiles, tags, security, err := s.store.DistinctMeta(ctx, typ)
 	if err != nil {
 		s.fail(c, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/smart/access"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -46,6 +47,18 @@ type Config struct {
 	// /dicomweb, SMART discovery at /fhir/.well-known). They take
 	// precedence over the FHIR routes.
 	Mounts []Mount
+	// Verifier authenticates bearer tokens; every FHIR interaction then
+	// needs one and is confined to its grant (SMART scopes). Nil serves
+	// without authorisation (auth mode none).
+	Verifier access.Verifier
+	// OAuth are the authorization server's endpoints, advertised in the
+	// CapabilityStatement's rest.security when Verifier is set.
+	OAuth *OAuthEndpoints
+}
+
+// OAuthEndpoints are the SMART authorization server's URLs.
+type OAuthEndpoints struct {
+	Authorize, Token, Introspect, Revoke, Register, Manage string
 }
 
 // Mount serves Handler for Prefix and every path below it.
@@ -125,8 +138,8 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
-	r.Any("/fhir", s.dispatch)
-	r.Any("/fhir/*path", s.bulkPaths, s.dispatch)
+	r.Any("/fhir", s.authenticate, s.dispatch)
+	r.Any("/fhir/*path", s.authenticate, s.bulkPaths, s.dispatch)
 	r.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.NotFound("no endpoint at "+c.Request.URL.Path+"; the FHIR API is under /fhir"))
 	})

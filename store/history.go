@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/emberfhir/ember/fhir"
 )
 
 // HistoryQuery selects versions for an instance (Type and ID), a type (Type)
@@ -120,18 +123,36 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) (HistoryPage, error
 	}
 	defer rows.Close()
 	var last Cursor
+	seen := 0 // rows consumed, hidden ones included
 	for rows.Next() {
 		var v Version
 		var rid int64
 		if err := rows.Scan(&rid, &v.Type, &v.ID, &v.VersionID, &v.LastUpdated, &v.Method, &v.Deleted, &v.Content); err != nil {
 			return page, fmt.Errorf("store: history: %w", err)
 		}
-		if len(page.Versions) == q.Count {
+		if seen == q.Count {
 			page.Next = &last
 			break
 		}
-		page.Versions = append(page.Versions, v)
+		seen++
 		last = Cursor{LastUpdated: v.LastUpdated, RID: rid, Version: v.VersionID}
+		if g := guardOf(ctx); g != nil {
+			var content []byte
+			if !v.Deleted {
+				content = v.Content
+			}
+			ok, err := g.Visible(ctx, v.Type, v.ID, content)
+			var refused *fhir.Error
+			if err != nil && !errors.As(err, &refused) {
+				return page, err
+			}
+			if !ok {
+				// A hidden version still counts toward the page (the
+				// cursor moves past it), so pages may come back short.
+				continue
+			}
+		}
+		page.Versions = append(page.Versions, v)
 	}
 	if err := rows.Err(); err != nil {
 		return page, fmt.Errorf("store: history: %w", err)

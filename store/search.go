@@ -73,6 +73,11 @@ func (t *Tx) Lock(ctx context.Context, key string) error {
 }
 
 func (s *Store) search(ctx context.Context, db querier, q *search.Query) (*SearchResult, error) {
+	if g := guardOf(ctx); g != nil {
+		if err := g.Confine(ctx, q); err != nil {
+			return nil, err
+		}
+	}
 	b := &queryBuilder{args: &sqlArgs{}, q: q}
 	where := b.where()
 	// The count and estimate queries take the WHERE clause's arguments only;

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/fhir/spec"
 )
@@ -235,7 +237,22 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []Match)
 		}
 		frontier = nil
 		for _, m := range next {
-			if !seen[m.RID] && len(out) < maxIncluded {
+			if seen[m.RID] {
+				continue
+			}
+			if g := guardOf(ctx); g != nil {
+				// What the grant hides is neither returned nor followed.
+				ok, err := g.Visible(ctx, m.Type, m.ID, m.Content)
+				var refused *fhir.Error
+				if err != nil && !errors.As(err, &refused) {
+					return nil, err
+				}
+				if !ok {
+					seen[m.RID] = true
+					continue
+				}
+			}
+			if len(out) < maxIncluded {
 				seen[m.RID] = true
 				out = append(out, m)
 				frontier = append(frontier, m)

@@ -94,7 +94,8 @@ func (s *Store) Ready(ctx context.Context) error {
 // Read returns the current version of type/id. A deleted resource returns its
 // tombstone version together with ErrDeleted.
 func (s *Store) Read(ctx context.Context, typ, id string) (Version, error) {
-	return read(ctx, s.pool, typ, id)
+	v, err := read(ctx, s.pool, typ, id)
+	return visible(ctx, v, err)
 }
 
 func read(ctx context.Context, db querier, typ, id string) (Version, error) {
@@ -117,7 +118,8 @@ func read(ctx context.Context, db querier, typ, id string) (Version, error) {
 // Read returns the current version of type/id inside the transaction, so a
 // transaction's GET entries see its own writes.
 func (t *Tx) Read(ctx context.Context, typ, id string) (Version, error) {
-	return read(ctx, t.tx, typ, id)
+	v, err := read(ctx, t.tx, typ, id)
+	return visible(ctx, v, err)
 }
 
 // VRead returns one version of type/id. A tombstone version returns ErrDeleted.
@@ -138,9 +140,9 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (Versi
 		return v, fmt.Errorf("store: vread %s/%s/_history/%d: %w", typ, id, version, err)
 	}
 	if v.Deleted {
-		return v, ErrDeleted
+		return visible(ctx, v, ErrDeleted)
 	}
-	return v, nil
+	return visible(ctx, v, nil)
 }
 
 // Pool is the connection pool, for packages that keep their own tables beside

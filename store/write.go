@@ -78,6 +78,9 @@ func NewID() string {
 func (t *Tx) Create(ctx context.Context, r *fhir.Resource) (Version, error) {
 	v := Version{Type: r.Type(), ID: NewID(), VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
 	v.Content = r.Stamp(v.ID, v.VersionID, v.LastUpdated)
+	if err := t.checkWrite(ctx, OpCreate, v.Type, v.ID, v.Content); err != nil {
+		return v, err
+	}
 	if _, err := t.insert(ctx, r, v); err != nil {
 		return v, fmt.Errorf("store: create %s: %w", v.Type, err)
 	}
@@ -90,6 +93,9 @@ func (t *Tx) Create(ctx context.Context, r *fhir.Resource) (Version, error) {
 func (t *Tx) CreateAs(ctx context.Context, r *fhir.Resource, id string) (Version, error) {
 	v := Version{Type: r.Type(), ID: id, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
 	v.Content = r.Stamp(v.ID, v.VersionID, v.LastUpdated)
+	if err := t.checkWrite(ctx, OpCreate, v.Type, v.ID, v.Content); err != nil {
+		return v, err
+	}
 	ok, err := t.insert(ctx, r, v)
 	if err != nil {
 		return v, fmt.Errorf("store: create %s/%s: %w", v.Type, id, err)
@@ -124,6 +130,9 @@ func (t *Tx) CreateMany(ctx context.Context, items []NewResource) ([]Version, er
 	for i, it := range items {
 		v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
 		v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
+		if err := t.checkWrite(ctx, OpCreate, v.Type, v.ID, v.Content); err != nil {
+			return nil, &ItemError{Index: i, Err: err}
+		}
 		sql, args, err := insertStatement(it.Res, v)
 		if err != nil {
 			return nil, fmt.Errorf("store: create %s/%s: %w", v.Type, v.ID, err)
@@ -210,6 +219,12 @@ func (t *Tx) lock(ctx context.Context, typ, id string) (c current, ok bool, err 
 // ifMatch > 0 requires that version to be the current one (ErrVersionConflict).
 func (t *Tx) Update(ctx context.Context, r *fhir.Resource, id string, ifMatch int64) (Version, bool, error) {
 	typ := r.Type()
+	if g := guardOf(ctx); g != nil {
+		// The guard sees the new content as it will be stored.
+		if err := t.checkWrite(ctx, OpUpdate, typ, id, r.Stamp(id, 0, time.Time{})); err != nil {
+			return Version{}, false, err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		c, ok, err := t.lock(ctx, typ, id)
 		if err != nil {
@@ -247,6 +262,9 @@ func (t *Tx) Update(ctx context.Context, r *fhir.Resource, id string, ifMatch in
 // version is written) when the resource is already deleted. A resource that
 // never existed gives ErrNotFound.
 func (t *Tx) Delete(ctx context.Context, typ, id string, ifMatch int64) (Version, bool, error) {
+	if err := t.checkWrite(ctx, OpDelete, typ, id, nil); err != nil {
+		return Version{}, false, err
+	}
 	c, ok, err := t.lock(ctx, typ, id)
 	if err != nil {
 		return Version{}, false, err

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/smart/access"
+)
+
+// authenticate requires a valid bearer token on every FHIR request except
+// the public ones (the CapabilityStatement, CORS preflights), and puts the
+// token's grant — with the policy enforcing it — into the request context.
+func (s *Server) authenticate(c *gin.Context) {
+	if s.cfg.Verifier == nil || public(c.Request) {
+		return
+	}
+	token, ok := bearerToken(c.GetHeader("Authorization"))
+	if !ok {
+		s.unauthorized(c, "", "this server requires an access token: send Authorization: Bearer <token>")
+		return
+	}
+	g, err := s.cfg.Verifier.Verify(c.Request.Context(), token)
+	if err == nil && !g.Expiry.IsZero() && time.Now().After(g.Expiry) {
+		err = access.ErrInvalidToken
+	}
+	if err != nil {
+		if !errors.Is(err, access.ErrInvalidToken) {
+			s.log.Warn("token verification failed", "err", err)
+		}
+		s.unauthorized(c, "invalid_token", "the access token is invalid, expired or revoked")
+		return
+	}
+	c.Request = c.Request.WithContext(s.withPolicy(c.Request.Context(), g))
+}
+
+// public reports requests anyone may make: the CapabilityStatement (which
+// tells clients where to authorise) and CORS preflights.
+func public(r *http.Request) bool {
+	if r.Method == http.MethodOptions {
+		return true
+	}
+	p := strings.TrimSuffix(r.URL.Path, "/")
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && p == "/fhir/metadata"
+}
+
+func bearerToken(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// unauthorized answers 401 with the RFC 6750 challenge and an
+// OperationOutcome.
+func (s *Server) unauthorized(c *gin.Context, code, msg string) {
+	challenge := `Bearer realm="` + s.base + `"`
+	if code != "" {
+		challenge += `, error="` + code + `", error_description="` + msg + `"`
+	}
+	c.Header("WWW-Authenticate", challenge)
+	s.writeOutcome(c, http.StatusUnauthorized, fhir.Outcome(fhir.Issue{Severity: "error", Code: "login", Diagnostics: msg}))
+	c.Abort()
+}
