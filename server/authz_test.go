@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -262,4 +263,49 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func TestRequireScopes(t *testing.T) {
+	g := func(patient string, scopes ...string) *access.Grant {
+		return &access.Grant{Scopes: scopes, Patient: patient, Expiry: time.Now().Add(time.Hour)}
+	}
+	toks := tokens{
+		"read":  g("", "user/ImagingStudy.rs"),
+		"write": g("", "system/ImagingStudy.cruds"),
+		"pat":   g("A", "patient/*.rs"),
+		"other": g("", "user/Observation.cruds"),
+	}
+	h := server.RequireScopes(toks, "test", "ImagingStudy", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if access.FromContext(r.Context()) == nil {
+			t.Error("no grant in the request context")
+		}
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	for _, c := range []struct {
+		method, token string
+		want          int
+	}{
+		{"GET", "", 401}, {"GET", "bogus", 401},
+		{"GET", "read", 418}, {"POST", "read", 403},
+		{"GET", "write", 418}, {"POST", "write", 418},
+		{"GET", "pat", 403}, {"GET", "other", 403},
+	} {
+		req, _ := http.NewRequest(c.method, ts.URL+"/studies", nil)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s with %q: %d, want %d", c.method, c.token, resp.StatusCode, c.want)
+		}
+		if resp.StatusCode == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("401 without a Bearer challenge")
+		}
+	}
 }
