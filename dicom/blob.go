@@ -1,0 +1,185 @@
+package dicom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob" // file:// URLs
+	_ "gocloud.dev/blob/s3blob"   // s3:// URLs (and S3-compatible stores via endpoint=…)
+	"gocloud.dev/gcerrors"
+)
+
+// Blobs stores instance files. Reads, deletes and non-file writes go through
+// gocloud.dev/blob; file:// writes are done here because fileblob renames
+// its temp file without fsync, and a C-STORE success promises durability.
+type Blobs struct {
+	bucket *blob.Bucket
+	dir    string // root directory for file:// URLs, else ""
+}
+
+// OpenBlobs opens a blob store URL: file:///abs/dir (created if missing) or
+// any URL gocloud.dev/blob opens (s3://bucket?region=…&endpoint=…).
+func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("dicom: blob url: %w", err)
+	}
+	b := &Blobs{}
+	if u.Scheme == "file" {
+		b.dir = filepath.FromSlash(u.Path)
+		if err := os.MkdirAll(b.dir, 0o755); err != nil {
+			return nil, fmt.Errorf("dicom: blob dir: %w", err)
+		}
+		// Files are written without sidecar metadata; fileblob reads them as is.
+		q := u.Query()
+		q.Set("metadata", "skip")
+		u.RawQuery = q.Encode()
+		rawURL = u.String()
+	}
+	b.bucket, err = blob.OpenBucket(ctx, rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("dicom: open blob store: %w", err)
+	}
+	return b, nil
+}
+
+// Close releases the bucket.
+func (b *Blobs) Close() error { return b.bucket.Close() }
+
+// blobWriter is an upload that becomes visible only on Commit.
+type blobWriter interface {
+	io.Writer
+	Commit() error // durable once it returns nil
+	Abort()
+}
+
+func (b *Blobs) create(ctx context.Context, key string) (blobWriter, error) {
+	if b.dir != "" {
+		path := filepath.Join(b.dir, filepath.FromSlash(key))
+		dir := filepath.Dir(path)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("dicom: blob dir: %w", err)
+		}
+		f, err := os.CreateTemp(dir, ".tmp-*")
+		if err != nil {
+			return nil, fmt.Errorf("dicom: blob create: %w", err)
+		}
+		return &fileWriter{f: f, path: path}, nil
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	w, err := b.bucket.NewWriter(cctx, key, &blob.WriterOptions{ContentType: "application/dicom"})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("dicom: blob create: %w", err)
+	}
+	return &bucketWriter{w: w, cancel: cancel}, nil
+}
+
+type fileWriter struct {
+	f    *os.File
+	path string
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+func (w *fileWriter) Commit() error {
+	if err := w.f.Sync(); err != nil {
+		w.Abort()
+		return fmt.Errorf("dicom: blob sync: %w", err)
+	}
+	if err := w.f.Close(); err != nil {
+		_ = os.Remove(w.f.Name())
+		return fmt.Errorf("dicom: blob close: %w", err)
+	}
+	if err := os.Rename(w.f.Name(), w.path); err != nil {
+		_ = os.Remove(w.f.Name())
+		return fmt.Errorf("dicom: blob rename: %w", err)
+	}
+	// The rename is durable only once the directory entry is.
+	d, err := os.Open(filepath.Dir(w.path))
+	if err != nil {
+		return fmt.Errorf("dicom: blob dir sync: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("dicom: blob dir sync: %w", err)
+	}
+	return nil
+}
+
+func (w *fileWriter) Abort() {
+	w.f.Close()
+	_ = os.Remove(w.f.Name())
+}
+
+type bucketWriter struct {
+	w      *blob.Writer
+	cancel context.CancelFunc
+}
+
+func (w *bucketWriter) Write(p []byte) (int, error) { return w.w.Write(p) }
+
+func (w *bucketWriter) Commit() error {
+	defer w.cancel()
+	if err := w.w.Close(); err != nil {
+		return fmt.Errorf("dicom: blob upload: %w", err)
+	}
+	return nil
+}
+
+// Abort cancels the upload: gocloud discards a writer whose context ends
+// before Close.
+func (w *bucketWriter) Abort() {
+	w.cancel()
+	_ = w.w.Close()
+}
+
+// Open streams a stored blob's bytes from offset (length < 0: to the end).
+func (b *Blobs) Open(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	r, err := b.bucket.NewRangeReader(ctx, key, offset, length, nil)
+	if err != nil {
+		if gcerrors.Code(err) == gcerrors.NotFound {
+			return nil, fmt.Errorf("dicom: blob %s: %w", key, os.ErrNotExist)
+		}
+		return nil, fmt.Errorf("dicom: blob %s: %w", key, err)
+	}
+	return r, nil
+}
+
+func (b *Blobs) delete(ctx context.Context, key string) error {
+	err := b.bucket.Delete(ctx, key)
+	if err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return fmt.Errorf("dicom: blob delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// exists reports whether key is stored (tests check nothing is half-stored).
+func (b *Blobs) exists(ctx context.Context, key string) (bool, error) {
+	return b.bucket.Exists(ctx, key)
+}
+
+// Keys lists every stored key (tests and maintenance; not for hot paths).
+func (b *Blobs) Keys(ctx context.Context) ([]string, error) {
+	var keys []string
+	it := b.bucket.List(nil)
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return keys, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dicom: blob list: %w", err)
+		}
+		if !strings.Contains(obj.Key, ".tmp-") {
+			keys = append(keys, obj.Key)
+		}
+	}
+}

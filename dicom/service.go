@@ -1,0 +1,451 @@
+// Package dicom ingests DICOM instances (from C-STORE and STOW-RS alike):
+// Part-10 files go to a blob store, their QIDO attributes to PostgreSQL,
+// and each study is mirrored as a FHIR ImagingStudy through store.Tx.
+package dicom
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/store"
+)
+
+// Config configures a Service.
+type Config struct {
+	Store  *store.Store
+	Parser *fhir.Parser
+	// Blobs is the instance file store (see OpenBlobs).
+	Blobs *Blobs
+	// DICOMwebBase is the public DICOMweb base URL (…/dicomweb), used in
+	// RetrieveURLs and the ImagingStudy's Endpoint.
+	DICOMwebBase string
+	// FHIRBase is the public FHIR base URL.
+	FHIRBase string
+	Logger   *slog.Logger
+	// SyncDelay is how long after a study's last instance its ImagingStudy
+	// is rebuilt (batching); 0 means 300 ms.
+	SyncDelay time.Duration
+	// PatientIDSystem is the Patient.identifier system for PatientID when
+	// the instance has no IssuerOfPatientID; "" means urn:dicom:patient-id.
+	PatientIDSystem string
+	// Location reads StudyDate/StudyTime when the instance has no
+	// TimezoneOffsetFromUTC; nil means UTC.
+	Location *time.Location
+}
+
+// Service ingests instances and keeps ImagingStudy resources in step. It is
+// safe for concurrent use.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+
+	mu      sync.Mutex
+	timers  map[string]*time.Timer // studies awaiting a debounced sync
+	closed  bool
+	syncWG  sync.WaitGroup
+	baseCtx context.Context
+	cancel  context.CancelFunc
+}
+
+// New returns a Service. Call Close to flush pending ImagingStudy syncs.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Parser == nil || cfg.Blobs == nil {
+		return nil, errors.New("dicom: Config needs Store, Parser and Blobs")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SyncDelay <= 0 {
+		cfg.SyncDelay = 300 * time.Millisecond
+	}
+	if cfg.PatientIDSystem == "" {
+		cfg.PatientIDSystem = "urn:dicom:patient-id"
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	cfg.DICOMwebBase = strings.TrimSuffix(cfg.DICOMwebBase, "/")
+	cfg.FHIRBase = strings.TrimSuffix(cfg.FHIRBase, "/")
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Service{cfg: cfg, log: cfg.Logger, store: cfg.Store, timers: map[string]*time.Timer{}, baseCtx: ctx, cancel: cancel}, nil
+}
+
+// Blobs returns the blob store, for retrieval.
+func (s *Service) Blobs() *Blobs { return s.cfg.Blobs }
+
+// BaseURL is the public DICOMweb base.
+func (s *Service) BaseURL() string { return s.cfg.DICOMwebBase }
+
+// Close stops the debounce timers and syncs every stale study.
+func (s *Service) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for uid, t := range s.timers {
+		t.Stop()
+		delete(s.timers, uid)
+	}
+	s.mu.Unlock()
+	s.syncWG.Wait()
+	err := s.Flush(ctx)
+	s.cancel()
+	return err
+}
+
+// Failure reasons (PS3.4 / PS3.18 FailureReason) an ingest error carries.
+const (
+	ReasonProcessingFailure uint16 = 0x0110
+	ReasonOutOfResources    uint16 = 0xA700
+	ReasonDataSetMismatch   uint16 = 0xA900 // e.g. no SOP Instance UID, wrong study
+	ReasonCannotUnderstand  uint16 = 0xC000
+)
+
+// IngestError is a rejected instance: Reason is the DICOM failure reason.
+type IngestError struct {
+	Reason uint16
+	Err    error
+}
+
+func (e *IngestError) Error() string { return e.Err.Error() }
+func (e *IngestError) Unwrap() error { return e.Err }
+
+func reject(reason uint16, format string, args ...any) error {
+	return &IngestError{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// Instance is a stored instance's identity.
+type Instance struct {
+	StudyUID, SeriesUID, SOPInstanceUID, SOPClassUID string
+	TransferSyntax                                   string
+	Size                                             int64
+	// Replaced: an instance with this SOP Instance UID existed and was
+	// replaced (the latest received copy wins).
+	Replaced bool
+}
+
+// IngestOptions constrain an ingest.
+type IngestOptions struct {
+	// StudyUID, when set, rejects instances of other studies (STOW-RS
+	// POST /studies/{study}).
+	StudyUID string
+	// NoSync leaves the ImagingStudy update to the caller (Sync/Flush)
+	// instead of the debounce timer; STOW-RS syncs once per request.
+	NoSync bool
+}
+
+// Ingest stores one Part-10 stream (preamble, "DICM", meta group, dataset).
+// The bytes are streamed to the blob store as they are read, while the
+// header up to PixelData is parsed; the file is made durable before its
+// metadata commits, and a failure leaves neither behind.
+func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (*Instance, error) {
+	key := blobKey()
+	w, err := s.cfg.Blobs.create(ctx, key)
+	if err != nil {
+		return nil, &IngestError{Reason: storageReason(err), Err: err}
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			w.Abort()
+		}
+	}()
+	cw := &countWriter{w: w}
+	br := bufio.NewReaderSize(io.TeeReader(r, cw), 32<<10)
+	h, _, err := ReadHeader(br)
+	if err != nil {
+		if cw.err != nil {
+			return nil, &IngestError{Reason: storageReason(cw.err), Err: fmt.Errorf("dicom: store: %w", cw.err)}
+		}
+		return nil, reject(ReasonCannotUnderstand, "dicom: %w", err)
+	}
+	meta := parseAttrs(h)
+	if err := meta.check(opts.StudyUID); err != nil {
+		return nil, err
+	}
+	// The bufio reader has pulled (and so teed) more than the parser used;
+	// the rest of the input goes straight to the blob.
+	if _, err := io.Copy(cw, r); err != nil {
+		if cw.err != nil {
+			return nil, &IngestError{Reason: storageReason(cw.err), Err: fmt.Errorf("dicom: store: %w", cw.err)}
+		}
+		return nil, reject(ReasonProcessingFailure, "dicom: reading instance: %w", err)
+	}
+	if h.Pixels != nil {
+		meta.pixelOffset = h.Pixels.Offset
+		meta.pixelLength = h.Pixels.Length
+		if h.Pixels.Length >= 0 && h.Pixels.Offset+h.Pixels.Length > cw.n {
+			return nil, reject(ReasonCannotUnderstand, "dicom: truncated: PixelData needs %d bytes, %d received",
+				h.Pixels.Offset+h.Pixels.Length, cw.n)
+		}
+	}
+	meta.size = cw.n
+	meta.blobKey = key
+	if err := w.Commit(); err != nil {
+		committed = true // Commit cleans up after itself
+		return nil, &IngestError{Reason: storageReason(err), Err: err}
+	}
+	committed = true
+	old, err := s.saveMetadata(ctx, meta)
+	if err != nil {
+		// Nothing may be half-stored: the file goes with the metadata.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if derr := s.cfg.Blobs.delete(dctx, key); derr != nil {
+			s.log.Error("dicom: removing blob after failed metadata write", "key", key, "err", derr)
+		}
+		return nil, &IngestError{Reason: ReasonProcessingFailure, Err: err}
+	}
+	if old != "" && old != key {
+		if err := s.cfg.Blobs.delete(context.WithoutCancel(ctx), old); err != nil {
+			s.log.Warn("dicom: removing replaced blob", "key", old, "err", err)
+		}
+	}
+	if !opts.NoSync {
+		s.scheduleSync(meta.studyUID)
+	}
+	return &Instance{
+		StudyUID: meta.studyUID, SeriesUID: meta.seriesUID, SOPInstanceUID: meta.sopUID,
+		SOPClassUID: meta.sopClass, TransferSyntax: meta.transferSyntax, Size: meta.size, Replaced: old != "",
+	}, nil
+}
+
+// storageReason maps a full disk to "out of resources".
+func storageReason(err error) uint16 {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return ReasonOutOfResources
+	}
+	return ReasonProcessingFailure
+}
+
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// blobKey is a fresh key; a two-hex-digit fan-out keeps directories small
+// for fileblob.
+func blobKey() string {
+	id := uuid.Must(uuid.NewV7()).String()
+	return "instances/" + id[len(id)-2:] + "/" + id + ".dcm"
+}
+
+// attrs are the indexed attributes of one instance.
+type attrs struct {
+	studyUID, seriesUID, sopUID, sopClass, transferSyntax string
+
+	patientID, issuer, patientName, birthDate, sex string
+	studyDate, studyTime, accession, studyID       string
+	studyDesc, referring, tzOffset                 string
+
+	modality, seriesDesc, bodyPart, laterality string
+	seriesNumber, instanceNumber               *int
+	rows, columns, frames                      *int
+
+	blobKey                  string
+	size                     int64
+	pixelOffset, pixelLength int64
+}
+
+func parseAttrs(h *Header) *attrs {
+	d := h.Dataset
+	a := &attrs{
+		studyUID: d.String(tagStudyInstanceUID), seriesUID: d.String(tagSeriesInstanceUID),
+		sopUID: d.String(tagSOPInstanceUID), sopClass: d.String(tagSOPClassUID),
+		transferSyntax: h.TransferSyntax,
+		patientID:      d.String(tagPatientID), issuer: d.String(tagIssuerOfPatientID),
+		patientName: d.String(tagPatientName), birthDate: d.String(tagPatientBirthDate), sex: d.String(tagPatientSex),
+		studyDate: d.String(tagStudyDate), studyTime: d.String(tagStudyTime), accession: d.String(tagAccessionNumber),
+		studyID: d.String(tagStudyID), studyDesc: d.String(tagStudyDescription), referring: d.String(tagReferringPhysician),
+		tzOffset: d.String(tagTimezoneOffset),
+		modality: d.String(tagModality), seriesDesc: d.String(tagSeriesDescription),
+		bodyPart: d.String(tagBodyPartExamined), laterality: d.String(tagLaterality),
+		pixelOffset: -1, pixelLength: -1,
+	}
+	intp := func(t uint32) *int {
+		if v, ok := d.Int(t); ok {
+			return &v
+		}
+		return nil
+	}
+	a.seriesNumber, a.instanceNumber = intp(tagSeriesNumber), intp(tagInstanceNumber)
+	a.rows, a.columns, a.frames = intp(tagRows), intp(tagColumns), intp(tagNumberOfFrames)
+	if a.sopUID == "" {
+		a.sopUID = h.Meta.String(tagMediaSOPInstance)
+	}
+	if a.sopClass == "" {
+		a.sopClass = h.Meta.String(tagMediaSOPClass)
+	}
+	return a
+}
+
+// check enforces what the tables and ImagingStudy need.
+func (a *attrs) check(wantStudy string) error {
+	for _, f := range []struct{ name, v string }{
+		{"SOPInstanceUID", a.sopUID}, {"StudyInstanceUID", a.studyUID},
+		{"SeriesInstanceUID", a.seriesUID}, {"SOPClassUID", a.sopClass},
+	} {
+		if f.v == "" {
+			return reject(ReasonDataSetMismatch, "dicom: the dataset has no %s", f.name)
+		}
+		if !validUID(f.v) {
+			return reject(ReasonDataSetMismatch, "dicom: %s %q is not a valid UID", f.name, f.v)
+		}
+	}
+	if wantStudy != "" && a.studyUID != wantStudy {
+		return reject(ReasonDataSetMismatch, "dicom: instance belongs to study %s, not %s", a.studyUID, wantStudy)
+	}
+	return nil
+}
+
+// validUID: digits and dots, at most 64 characters (PS3.5 9.1).
+func validUID(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// saveMetadata upserts study, series and instance in one implicit
+// transaction (one round trip) and returns the replaced blob key, if any.
+func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey string, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO dicom_studies AS st (study_uid, patient_id, issuer, patient_name, birth_date, sex,
+		study_date, study_time, accession, study_id, description, referring, tz_offset, rev)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,1)
+		ON CONFLICT (study_uid) DO UPDATE SET
+		  patient_id = COALESCE(NULLIF(EXCLUDED.patient_id,''), st.patient_id),
+		  issuer = COALESCE(NULLIF(EXCLUDED.issuer,''), st.issuer),
+		  patient_name = COALESCE(NULLIF(EXCLUDED.patient_name,''), st.patient_name),
+		  birth_date = COALESCE(NULLIF(EXCLUDED.birth_date,''), st.birth_date),
+		  sex = COALESCE(NULLIF(EXCLUDED.sex,''), st.sex),
+		  study_date = COALESCE(NULLIF(EXCLUDED.study_date,''), st.study_date),
+		  study_time = COALESCE(NULLIF(EXCLUDED.study_time,''), st.study_time),
+		  accession = COALESCE(NULLIF(EXCLUDED.accession,''), st.accession),
+		  study_id = COALESCE(NULLIF(EXCLUDED.study_id,''), st.study_id),
+		  description = COALESCE(NULLIF(EXCLUDED.description,''), st.description),
+		  referring = COALESCE(NULLIF(EXCLUDED.referring,''), st.referring),
+		  tz_offset = COALESCE(NULLIF(EXCLUDED.tz_offset,''), st.tz_offset),
+		  rev = st.rev + 1, updated_at = now()`,
+		a.studyUID, a.patientID, a.issuer, a.patientName, a.birthDate, a.sex,
+		a.studyDate, a.studyTime, a.accession, a.studyID, a.studyDesc, a.referring, a.tzOffset)
+	b.Queue(`INSERT INTO dicom_series AS se (series_uid, study_uid, modality, series_number, description, body_part, laterality)
+		VALUES ($1,$2,$3,$4,$5,$6,$7)
+		ON CONFLICT (series_uid) DO UPDATE SET study_uid = EXCLUDED.study_uid,
+		  modality = COALESCE(NULLIF(EXCLUDED.modality,''), se.modality),
+		  series_number = COALESCE(EXCLUDED.series_number, se.series_number),
+		  description = COALESCE(NULLIF(EXCLUDED.description,''), se.description),
+		  body_part = COALESCE(NULLIF(EXCLUDED.body_part,''), se.body_part),
+		  laterality = COALESCE(NULLIF(EXCLUDED.laterality,''), se.laterality)`,
+		a.seriesUID, a.studyUID, a.modality, a.seriesNumber, a.seriesDesc, a.bodyPart, a.laterality)
+	var px, pl *int64
+	if a.pixelOffset >= 0 {
+		px, pl = &a.pixelOffset, &a.pixelLength
+	}
+	b.Queue(`WITH old AS (SELECT blob_key FROM dicom_instances WHERE sop_uid = $1)
+		INSERT INTO dicom_instances (sop_uid, series_uid, study_uid, sop_class, instance_number, transfer_syntax,
+		  rows, columns, frames, blob_key, size, pixel_offset, pixel_length)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
+		ON CONFLICT (sop_uid) DO UPDATE SET series_uid = EXCLUDED.series_uid, study_uid = EXCLUDED.study_uid,
+		  sop_class = EXCLUDED.sop_class, instance_number = EXCLUDED.instance_number,
+		  transfer_syntax = EXCLUDED.transfer_syntax, rows = EXCLUDED.rows, columns = EXCLUDED.columns,
+		  frames = EXCLUDED.frames, blob_key = EXCLUDED.blob_key, size = EXCLUDED.size,
+		  pixel_offset = EXCLUDED.pixel_offset, pixel_length = EXCLUDED.pixel_length, created_at = now()
+		RETURNING COALESCE((SELECT blob_key FROM old), '')`,
+		a.sopUID, a.seriesUID, a.studyUID, a.sopClass, a.instanceNumber, a.transferSyntax,
+		a.rows, a.columns, a.frames, a.blobKey, a.size, px, pl)
+	// A batch ends in one Sync, so PostgreSQL runs it as one implicit
+	// transaction: all three rows or none, in a single round trip.
+	br := s.store.Pool().SendBatch(ctx, b)
+	defer br.Close()
+	for i := 0; i < 2; i++ {
+		if _, err := br.Exec(); err != nil {
+			return "", fmt.Errorf("dicom: save metadata: %w", err)
+		}
+	}
+	if err := br.QueryRow().Scan(&oldKey); err != nil {
+		return "", fmt.Errorf("dicom: save instance: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return "", fmt.Errorf("dicom: save metadata: %w", err)
+	}
+	return oldKey, nil
+}
+
+// implementationUID identifies Ember as the writer of meta groups it builds.
+const implementationUID = "2.25.302791637452391468014512283396557912361"
+
+// FileMeta builds a Part-10 preamble and file meta group for a dataset
+// received without one (C-STORE): the transfer syntax from the presentation
+// context, SOP class and instance from the command.
+func FileMeta(sopClass, sopInstance, transferSyntax, sourceAE string) []byte {
+	var body bytes.Buffer
+	el := func(group, elem uint16, vr string, v []byte) {
+		if len(v)%2 == 1 {
+			pad := byte(' ')
+			if vr == "UI" || vr == "OB" {
+				pad = 0
+			}
+			v = append(v, pad)
+		}
+		var h [12]byte
+		binary.LittleEndian.PutUint16(h[0:], group)
+		binary.LittleEndian.PutUint16(h[2:], elem)
+		copy(h[4:6], vr)
+		if vr == "OB" {
+			binary.LittleEndian.PutUint32(h[8:], uint32(len(v)))
+			body.Write(h[:12])
+		} else {
+			binary.LittleEndian.PutUint16(h[6:], uint16(len(v)))
+			body.Write(h[:8])
+		}
+		body.Write(v)
+	}
+	el(0x0002, 0x0001, "OB", []byte{0, 1})
+	el(0x0002, 0x0002, "UI", []byte(sopClass))
+	el(0x0002, 0x0003, "UI", []byte(sopInstance))
+	el(0x0002, 0x0010, "UI", []byte(transferSyntax))
+	el(0x0002, 0x0012, "UI", []byte(implementationUID))
+	el(0x0002, 0x0013, "SH", []byte("EMBER"))
+	if sourceAE = strings.TrimSpace(sourceAE); sourceAE != "" {
+		el(0x0002, 0x0016, "AE", []byte(sourceAE))
+	}
+	out := make([]byte, 128, 128+4+12+body.Len())
+	out = append(out, "DICM"...)
+	var gl [12]byte
+	binary.LittleEndian.PutUint16(gl[0:], 0x0002)
+	copy(gl[4:6], "UL")
+	binary.LittleEndian.PutUint16(gl[6:], 4)
+	binary.LittleEndian.PutUint32(gl[8:], uint32(body.Len()))
+	out = append(out, gl[:]...)
+	return append(out, body.Bytes()...)
+}

@@ -1,0 +1,514 @@
+package dicom
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/emberfhir/ember/fhir/search"
+	"github.com/emberfhir/ember/store"
+)
+
+// scheduleSync (re)starts the study's debounce timer: a burst of instances
+// becomes one ImagingStudy version, written SyncDelay after the last one.
+func (s *Service) scheduleSync(studyUID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if t, ok := s.timers[studyUID]; ok {
+		t.Reset(s.cfg.SyncDelay)
+		return
+	}
+	s.timers[studyUID] = time.AfterFunc(s.cfg.SyncDelay, func() {
+		s.mu.Lock()
+		delete(s.timers, studyUID)
+		if s.closed {
+			s.mu.Unlock()
+			return
+		}
+		s.syncWG.Add(1)
+		s.mu.Unlock()
+		defer s.syncWG.Done()
+		ctx, cancel := context.WithTimeout(s.baseCtx, time.Minute)
+		defer cancel()
+		if err := s.Sync(ctx, studyUID); err != nil {
+			s.log.Error("dicom: ImagingStudy sync", "study", studyUID, "err", err)
+		}
+	})
+}
+
+// Flush syncs every study whose ImagingStudy is behind its instances (also
+// those left stale by a crash), waiting for the writes.
+func (s *Service) Flush(ctx context.Context) error {
+	rows, err := s.store.Pool().Query(ctx, `SELECT study_uid FROM dicom_studies WHERE rev > synced_rev`)
+	if err != nil {
+		return fmt.Errorf("dicom: stale studies: %w", err)
+	}
+	uids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("dicom: stale studies: %w", err)
+	}
+	var errs []error
+	for _, uid := range uids {
+		s.mu.Lock()
+		if t, ok := s.timers[uid]; ok {
+			t.Stop()
+			delete(s.timers, uid)
+		}
+		s.mu.Unlock()
+		if err := s.Sync(ctx, uid); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ImagingStudyID is the id of a study's ImagingStudy: the Study Instance
+// UID itself, which always fits FHIR's id syntax (digits and dots, ≤ 64).
+func ImagingStudyID(studyUID string) string { return studyUID }
+
+// Sync rebuilds the study's ImagingStudy from the metadata tables and writes
+// it through store.Tx (create or update), when instances arrived since the
+// last sync.
+func (s *Service) Sync(ctx context.Context, studyUID string) error {
+	// The ImagingStudy is derived data the server maintains; the request
+	// that stored the instance was already authorised for that.
+	ctx = store.WithoutGuard(ctx)
+	return s.store.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.Lock(ctx, "dicom-study|"+studyUID); err != nil {
+			return err
+		}
+		st, err := loadStudy(ctx, tx.DB(), studyUID)
+		if err != nil {
+			return err
+		}
+		if st == nil || st.rev <= st.syncedRev {
+			return nil
+		}
+		body, err := s.buildImagingStudy(ctx, tx, st)
+		if err != nil {
+			return err
+		}
+		r, err := s.cfg.Parser.Parse(body, "ImagingStudy")
+		if err != nil {
+			return fmt.Errorf("dicom: ImagingStudy for %s does not validate: %w", studyUID, err)
+		}
+		if _, _, err := tx.Update(ctx, r, ImagingStudyID(studyUID), 0); err != nil {
+			return fmt.Errorf("dicom: write ImagingStudy %s: %w", studyUID, err)
+		}
+		if _, err := tx.DB().Exec(ctx, `UPDATE dicom_studies SET synced_rev = $2 WHERE study_uid = $1`, studyUID, st.rev); err != nil {
+			return fmt.Errorf("dicom: mark study synced: %w", err)
+		}
+		return nil
+	})
+}
+
+type studyRow struct {
+	uid, patientID, issuer, patientName, birthDate, sex string
+	date, time, accession, studyID, desc, referring, tz string
+	rev, syncedRev                                      int64
+	series                                              []*seriesRow
+}
+
+type seriesRow struct {
+	uid, modality, desc, bodyPart, laterality string
+	number                                    *int
+	instances                                 []instanceRow
+}
+
+type instanceRow struct {
+	uid, sopClass string
+	number        *int
+}
+
+func loadStudy(ctx context.Context, db pgx.Tx, uid string) (*studyRow, error) {
+	st := &studyRow{uid: uid}
+	err := db.QueryRow(ctx, `SELECT patient_id, issuer, patient_name, birth_date, sex, study_date, study_time,
+		accession, study_id, description, referring, tz_offset, rev, synced_rev FROM dicom_studies WHERE study_uid = $1`, uid).
+		Scan(&st.patientID, &st.issuer, &st.patientName, &st.birthDate, &st.sex, &st.date, &st.time,
+			&st.accession, &st.studyID, &st.desc, &st.referring, &st.tz, &st.rev, &st.syncedRev)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dicom: load study: %w", err)
+	}
+	rows, err := db.Query(ctx, `SELECT se.series_uid, se.modality, se.description, se.body_part, se.laterality, se.series_number,
+		i.sop_uid, i.sop_class, i.instance_number
+		FROM dicom_series se JOIN dicom_instances i ON i.series_uid = se.series_uid
+		WHERE se.study_uid = $1 AND i.study_uid = $1
+		ORDER BY se.series_number NULLS LAST, se.series_uid, i.instance_number NULLS LAST, i.sop_uid`, uid)
+	if err != nil {
+		return nil, fmt.Errorf("dicom: load series: %w", err)
+	}
+	defer rows.Close()
+	var cur *seriesRow
+	for rows.Next() {
+		var se seriesRow
+		var in instanceRow
+		if err := rows.Scan(&se.uid, &se.modality, &se.desc, &se.bodyPart, &se.laterality, &se.number,
+			&in.uid, &in.sopClass, &in.number); err != nil {
+			return nil, fmt.Errorf("dicom: load series: %w", err)
+		}
+		if cur == nil || cur.uid != se.uid {
+			cur = &se
+			st.series = append(st.series, cur)
+		}
+		cur.instances = append(cur.instances, in)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("dicom: load series: %w", err)
+	}
+	return st, nil
+}
+
+const (
+	dcmSystem      = "http://dicom.nema.org/resources/ontology/DCM"
+	studyUIDSystem = "urn:dicom:uid"
+)
+
+type obj = map[string]any
+
+func (s *Service) buildImagingStudy(ctx context.Context, tx *store.Tx, st *studyRow) ([]byte, error) {
+	patientRef, err := s.patient(ctx, tx, st)
+	if err != nil {
+		return nil, err
+	}
+	is := obj{
+		"resourceType": "ImagingStudy",
+		"id":           ImagingStudyID(st.uid),
+		"status":       "available",
+		"subject":      obj{"reference": patientRef},
+	}
+	ids := []any{obj{"system": studyUIDSystem, "value": "urn:oid:" + st.uid}}
+	if st.accession != "" {
+		ids = append(ids, obj{
+			"type":  obj{"coding": []any{obj{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}}},
+			"value": st.accession,
+		})
+		if ref, err := s.serviceRequest(ctx, tx, st.accession); err != nil {
+			return nil, err
+		} else if ref != "" {
+			is["basedOn"] = []any{obj{"reference": ref}}
+		}
+	}
+	is["identifier"] = ids
+	if started := s.started(st); started != "" {
+		is["started"] = started
+	}
+	if st.desc != "" {
+		is["description"] = st.desc
+	}
+	if st.referring != "" {
+		if name := pnDisplay(st.referring); name != "" {
+			is["referrer"] = obj{"display": name}
+		}
+	}
+	if s.cfg.DICOMwebBase != "" {
+		ep, err := s.endpoint(ctx, tx)
+		if err != nil {
+			return nil, err
+		}
+		is["endpoint"] = []any{obj{"reference": ep}}
+	}
+	modalities := map[string]bool{}
+	var series []any
+	total := 0
+	for _, se := range st.series {
+		mod := se.modality
+		if mod == "" {
+			mod = "OT" // "other": series.modality is required
+		}
+		modalities[mod] = true
+		sj := obj{
+			"uid":               se.uid,
+			"modality":          obj{"system": dcmSystem, "code": mod},
+			"numberOfInstances": len(se.instances),
+		}
+		if se.number != nil && *se.number >= 0 {
+			sj["number"] = *se.number
+		}
+		if se.desc != "" {
+			sj["description"] = se.desc
+		}
+		if se.bodyPart != "" {
+			sj["bodySite"] = obj{"display": se.bodyPart}
+		}
+		if se.laterality != "" {
+			sj["laterality"] = obj{"display": se.laterality}
+		}
+		var insts []any
+		for _, in := range se.instances {
+			ij := obj{"uid": in.uid, "sopClass": obj{"system": "urn:ietf:rfc:3986", "code": "urn:oid:" + in.sopClass}}
+			if in.number != nil && *in.number >= 0 {
+				ij["number"] = *in.number
+			}
+			insts = append(insts, ij)
+		}
+		sj["instance"] = insts
+		total += len(se.instances)
+		series = append(series, sj)
+	}
+	if len(series) > 0 {
+		is["series"] = series
+		var mods []string
+		for m := range modalities {
+			mods = append(mods, m)
+		}
+		sort.Strings(mods)
+		var mc []any
+		for _, m := range mods {
+			mc = append(mc, obj{"system": dcmSystem, "code": m})
+		}
+		is["modality"] = mc
+	}
+	is["numberOfSeries"] = len(st.series)
+	is["numberOfInstances"] = total
+	return json.Marshal(is)
+}
+
+// started combines StudyDate and StudyTime into a FHIR dateTime, in the
+// instance's TimezoneOffsetFromUTC or else Config.Location.
+func (s *Service) started(st *studyRow) string {
+	d := st.date
+	if len(d) != 8 || !allDigits(d) {
+		return ""
+	}
+	date := d[:4] + "-" + d[4:6] + "-" + d[6:]
+	if _, err := time.Parse("2006-01-02", date); err != nil {
+		return ""
+	}
+	tm := strings.ReplaceAll(st.time, ":", "") // ACR-NEMA style HH:MM:SS
+	frac := ""
+	if i := strings.IndexByte(tm, '.'); i >= 0 {
+		tm, frac = tm[:i], tm[i+1:]
+	}
+	if !allDigits(tm) || len(tm) < 2 {
+		return date
+	}
+	for len(tm) < 6 {
+		tm += "0"
+	}
+	hh, mm, ss := tm[0:2], tm[2:4], tm[4:6]
+	t, err := time.Parse("2006-01-02T150405", date+"T"+hh+mm+ss)
+	if err != nil {
+		return date
+	}
+	loc := s.cfg.Location
+	if z := st.tz; len(z) == 5 && (z[0] == '+' || z[0] == '-') && allDigits(z[1:]) {
+		h, m := int(z[1]-'0')*10+int(z[2]-'0'), int(z[3]-'0')*10+int(z[4]-'0')
+		off := h*3600 + m*60
+		if z[0] == '-' {
+			off = -off
+		}
+		loc = time.FixedZone(z, off)
+	}
+	t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, loc)
+	out := t.Format("2006-01-02T15:04:05")
+	if frac != "" && allDigits(frac) {
+		out += "." + frac
+	}
+	return out + t.Format("Z07:00")
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return len(s) > 0
+}
+
+// pnDisplay renders a DICOM PN (Family^Given^Middle^Prefix^Suffix) as
+// "Prefix Given Middle Family Suffix".
+func pnDisplay(pn string) string {
+	alpha, _, _ := strings.Cut(pn, "=")
+	c := strings.Split(alpha, "^")
+	for len(c) < 5 {
+		c = append(c, "")
+	}
+	var parts []string
+	for _, p := range []string{c[3], c[1], c[2], c[0], c[4]} {
+		if p = strings.TrimSpace(p); p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// escapeToken escapes a token search value's special characters.
+func escapeToken(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`).Replace(s)
+}
+
+var oidPattern = regexp.MustCompile(`^[0-2](\.(0|[1-9][0-9]*))+$`)
+
+// patientIdentifier is the identifier a study's PatientID maps to.
+func (s *Service) patientIdentifier(st *studyRow) (system, value string) {
+	if st.patientID == "" {
+		// No PatientID: the study's own patient, so unrelated studies
+		// never merge into one Patient.
+		return "urn:dicom:study-patient", "urn:oid:" + st.uid
+	}
+	switch {
+	case st.issuer == "":
+		return s.cfg.PatientIDSystem, st.patientID
+	case oidPattern.MatchString(st.issuer):
+		return "urn:oid:" + st.issuer, st.patientID
+	}
+	return "urn:dicom:issuer:" + url.PathEscape(st.issuer), st.patientID
+}
+
+// patient finds the Patient by identifier or creates it from the patient
+// module, returning "Patient/<id>".
+func (s *Service) patient(ctx context.Context, tx *store.Tx, st *studyRow) (string, error) {
+	system, value := s.patientIdentifier(st)
+	token := escapeToken(system) + "|" + escapeToken(value)
+	if err := tx.Lock(ctx, "dicom-patient|"+token); err != nil {
+		return "", err
+	}
+	if ref, err := findOne(ctx, tx, "Patient", url.Values{"identifier": {token}}); err != nil || ref != "" {
+		return ref, err
+	}
+	p := obj{"resourceType": "Patient", "identifier": []any{obj{"system": system, "value": value}}}
+	if name := humanName(st.patientName); name != nil {
+		p["name"] = []any{name}
+	}
+	if bd := st.birthDate; len(bd) == 8 && allDigits(bd) {
+		if _, err := time.Parse("20060102", bd); err == nil {
+			p["birthDate"] = bd[:4] + "-" + bd[4:6] + "-" + bd[6:]
+		}
+	}
+	switch strings.ToUpper(st.sex) {
+	case "M":
+		p["gender"] = "male"
+	case "F":
+		p["gender"] = "female"
+	case "O":
+		p["gender"] = "other"
+	}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("dicom: patient: %w", err)
+	}
+	r, err := s.cfg.Parser.Parse(body, "Patient")
+	if err != nil {
+		return "", fmt.Errorf("dicom: Patient from the patient module does not validate: %w", err)
+	}
+	v, err := tx.Create(ctx, r)
+	if err != nil {
+		return "", fmt.Errorf("dicom: create Patient: %w", err)
+	}
+	return "Patient/" + v.ID, nil
+}
+
+func humanName(pn string) obj {
+	alpha, _, _ := strings.Cut(pn, "=")
+	c := strings.Split(alpha, "^")
+	for len(c) < 5 {
+		c = append(c, "")
+	}
+	n := obj{}
+	if f := strings.TrimSpace(c[0]); f != "" {
+		n["family"] = f
+	}
+	var given []any
+	for _, g := range []string{c[1], c[2]} {
+		for _, w := range strings.Fields(g) {
+			given = append(given, w)
+		}
+	}
+	if len(given) > 0 {
+		n["given"] = given
+	}
+	if p := strings.TrimSpace(c[3]); p != "" {
+		n["prefix"] = []any{p}
+	}
+	if sfx := strings.TrimSpace(c[4]); sfx != "" {
+		n["suffix"] = []any{sfx}
+	}
+	if len(n) == 0 {
+		return nil
+	}
+	if t := pnDisplay(pn); t != "" {
+		n["text"] = t
+	}
+	return n
+}
+
+// endpoint finds or creates the Endpoint for the DICOMweb base.
+func (s *Service) endpoint(ctx context.Context, tx *store.Tx) (string, error) {
+	token := "urn:ietf:rfc:3986|" + escapeToken(s.cfg.DICOMwebBase)
+	if err := tx.Lock(ctx, "dicom-endpoint|"+token); err != nil {
+		return "", err
+	}
+	if ref, err := findOne(ctx, tx, "Endpoint", url.Values{"identifier": {token}}); err != nil || ref != "" {
+		return ref, err
+	}
+	body, err := json.Marshal(obj{
+		"resourceType":    "Endpoint",
+		"status":          "active",
+		"identifier":      []any{obj{"system": "urn:ietf:rfc:3986", "value": s.cfg.DICOMwebBase}},
+		"name":            "Ember DICOMweb",
+		"connectionType":  obj{"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type", "code": "dicom-wado-rs"},
+		"payloadType":     []any{obj{"text": "DICOM"}},
+		"payloadMimeType": []any{"application/dicom"},
+		"address":         s.cfg.DICOMwebBase,
+	})
+	if err != nil {
+		return "", fmt.Errorf("dicom: endpoint: %w", err)
+	}
+	r, err := s.cfg.Parser.Parse(body, "Endpoint")
+	if err != nil {
+		return "", fmt.Errorf("dicom: Endpoint does not validate: %w", err)
+	}
+	v, err := tx.Create(ctx, r)
+	if err != nil {
+		return "", fmt.Errorf("dicom: create Endpoint: %w", err)
+	}
+	return "Endpoint/" + v.ID, nil
+}
+
+// serviceRequest returns the ServiceRequest whose identifier is the
+// accession number, when exactly one matches.
+func (s *Service) serviceRequest(ctx context.Context, tx *store.Tx, accession string) (string, error) {
+	q, err := search.Parse("ServiceRequest", url.Values{"identifier": {escapeToken(accession)}, "_count": {"2"}}, search.Options{Strict: true})
+	if err != nil {
+		return "", fmt.Errorf("dicom: ServiceRequest search: %w", err)
+	}
+	res, err := tx.Search(ctx, q)
+	if err != nil {
+		return "", fmt.Errorf("dicom: ServiceRequest search: %w", err)
+	}
+	if len(res.Matches) != 1 {
+		return "", nil
+	}
+	return "ServiceRequest/" + res.Matches[0].ID, nil
+}
+
+func findOne(ctx context.Context, tx *store.Tx, typ string, params url.Values) (string, error) {
+	params.Set("_count", "1")
+	q, err := search.Parse(typ, params, search.Options{Strict: true})
+	if err != nil {
+		return "", fmt.Errorf("dicom: %s search: %w", typ, err)
+	}
+	res, err := tx.Search(ctx, q)
+	if err != nil {
+		return "", fmt.Errorf("dicom: %s search: %w", typ, err)
+	}
+	if len(res.Matches) == 0 {
+		return "", nil
+	}
+	return typ + "/" + res.Matches[0].ID, nil
+}
