@@ -1,0 +1,258 @@
+// Package authserver is Ember's SMART App Launch 2.x and Backend Services
+// authorization server: discovery, authorize (login, patient picker,
+// consent), token, introspection, revocation and EHR launch, with clients,
+// users and tokens in PostgreSQL, and the Verifier for the tokens it issues.
+package authserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/emberfhir/ember/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Issuer is the authorization server's URL, <public base>/auth; its
+	// path is where Handler serves.
+	Issuer string
+	// FHIRBaseURL is the FHIR base URL: the aud apps must ask for and the
+	// aud of every access token.
+	FHIRBaseURL string
+	// AllowedOrigins may call discovery, token, introspection and
+	// revocation from a browser (CORS); "*" allows any.
+	AllowedOrigins []string
+	// AccessTokenLifetime defaults to 1 h.
+	AccessTokenLifetime time.Duration
+	// OfflineLifetime is how long an offline_access refresh token lasts
+	// (default 90 days); SessionLifetime how long an online_access one does,
+	// counted from the user's login (default 12 h).
+	OfflineLifetime, SessionLifetime time.Duration
+	// RevocationPoll is how often the Verifier reloads revoked token ids:
+	// an access token revoked elsewhere is honoured for at most this long
+	// (default 1 s).
+	RevocationPoll time.Duration
+	// AllowInsecure allows an http:// issuer other than localhost.
+	AllowInsecure bool
+	// HTTPClient fetches clients' jwks_uri (default: 5 s timeout).
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// Server is the authorization server.
+type Server struct {
+	cfg      Config
+	issuer   string // without trailing slash
+	prefix   string // the issuer's path, where Handler serves
+	fhirBase string
+	st       *store.Store
+	db       *pgxpool.Pool
+	key      *rsa.PrivateKey
+	kid      string
+	jwks     jose.JSONWebKeySet
+	signer   jose.Signer
+	verifier *Verifier
+	keys     *remoteKeys
+	log      *slog.Logger
+}
+
+// New loads (or, on the first start, generates and stores) the signing key
+// and returns the server.
+func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
+	iss, err := url.Parse(strings.TrimSuffix(cfg.Issuer, "/"))
+	if err != nil || !iss.IsAbs() || iss.Host == "" {
+		return nil, fmt.Errorf("authserver: issuer %q is not an absolute URL", cfg.Issuer)
+	}
+	if iss.Scheme != "https" && !cfg.AllowInsecure {
+		h := iss.Hostname()
+		if h != "localhost" && h != "127.0.0.1" && h != "::1" {
+			return nil, fmt.Errorf("authserver: issuer %s must be https (or set AllowInsecure)", cfg.Issuer)
+		}
+	}
+	if cfg.FHIRBaseURL == "" {
+		return nil, errors.New("authserver: FHIRBaseURL is required")
+	}
+	if cfg.AccessTokenLifetime <= 0 {
+		cfg.AccessTokenLifetime = time.Hour
+	}
+	if cfg.OfflineLifetime <= 0 {
+		cfg.OfflineLifetime = 90 * 24 * time.Hour
+	}
+	if cfg.SessionLifetime <= 0 {
+		cfg.SessionLifetime = 12 * time.Hour
+	}
+	if cfg.RevocationPoll <= 0 {
+		cfg.RevocationPoll = time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, issuer: iss.String(), prefix: iss.Path, fhirBase: strings.TrimSuffix(cfg.FHIRBaseURL, "/"),
+		st: st, db: st.Pool(), log: cfg.Logger, keys: newRemoteKeys(cfg.HTTPClient)}
+	if err := s.loadKey(ctx); err != nil {
+		return nil, err
+	}
+	s.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: s.key, KeyID: s.kid}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return nil, fmt.Errorf("authserver: signer: %w", err)
+	}
+	s.jwks = jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &s.key.PublicKey, KeyID: s.kid, Algorithm: "RS256", Use: "sig"}}}
+	s.verifier = newVerifier(s)
+	return s, nil
+}
+
+// loadKey reads the signing key, generating it under an advisory lock on the
+// first start so that replicas starting together agree on one.
+func (s *Server) loadKey(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('ember.smart_keys'))`); err != nil {
+			return fmt.Errorf("authserver: key lock: %w", err)
+		}
+		var der []byte
+		err := tx.QueryRow(ctx, `SELECT kid, private_der FROM smart_keys ORDER BY created_at DESC, kid LIMIT 1`).Scan(&s.kid, &der)
+		if errors.Is(err, pgx.ErrNoRows) {
+			key, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				return fmt.Errorf("authserver: generate key: %w", err)
+			}
+			der, err = x509.MarshalPKCS8PrivateKey(key)
+			if err != nil {
+				return fmt.Errorf("authserver: encode key: %w", err)
+			}
+			s.kid = randomToken(12)
+			if _, err := tx.Exec(ctx, `INSERT INTO smart_keys (kid, private_der) VALUES ($1, $2)`, s.kid, der); err != nil {
+				return fmt.Errorf("authserver: store key: %w", err)
+			}
+			s.key = key
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("authserver: load key: %w", err)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(der)
+		if err != nil {
+			return fmt.Errorf("authserver: parse key %s: %w", s.kid, err)
+		}
+		rk, ok := k.(*rsa.PrivateKey)
+		if !ok {
+			return fmt.Errorf("authserver: key %s is not RSA", s.kid)
+		}
+		s.key = rk
+		return nil
+	})
+}
+
+// Verifier returns the verifier for this server's access tokens.
+func (s *Server) Verifier() *Verifier { return s.verifier }
+
+// Issuer returns the issuer URL.
+func (s *Server) Issuer() string { return s.issuer }
+
+// Endpoint URLs, as advertised.
+func (s *Server) AuthorizeURL() string  { return s.issuer + "/authorize" }
+func (s *Server) TokenURL() string      { return s.issuer + "/token" }
+func (s *Server) IntrospectURL() string { return s.issuer + "/introspect" }
+func (s *Server) RevokeURL() string     { return s.issuer + "/revoke" }
+func (s *Server) JWKSURL() string       { return s.issuer + "/jwks" }
+
+// Handler serves everything under the issuer's path (/auth).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	p := s.prefix
+	mux.Handle("GET "+p+"/.well-known/openid-configuration", s.cors(http.HandlerFunc(s.openIDConfiguration)))
+	mux.Handle("GET "+p+"/.well-known/smart-configuration", s.cors(http.HandlerFunc(s.smartConfiguration)))
+	mux.Handle("GET "+p+"/jwks", s.cors(http.HandlerFunc(s.serveJWKS)))
+	mux.HandleFunc("GET "+p+"/authorize", s.authorize)
+	mux.HandleFunc("POST "+p+"/authorize", s.authorize)
+	mux.HandleFunc("GET "+p+"/login", s.loginPage)
+	mux.HandleFunc("POST "+p+"/login", s.loginSubmit)
+	mux.HandleFunc("GET "+p+"/patient", s.pickerPage)
+	mux.HandleFunc("POST "+p+"/patient", s.pickerSubmit)
+	mux.HandleFunc("GET "+p+"/consent", s.consentPage)
+	mux.HandleFunc("POST "+p+"/consent", s.consentSubmit)
+	mux.Handle(p+"/token", s.cors(postOnly(s.token)))
+	mux.Handle(p+"/introspect", s.cors(postOnly(s.introspect)))
+	mux.Handle(p+"/revoke", s.cors(postOnly(s.revoke)))
+	mux.HandleFunc("POST "+p+"/launch", s.launch)
+	mux.HandleFunc("GET "+p+"/smart-style.json", s.style)
+	return mux
+}
+
+// SMARTConfigurationHandler serves the SMART discovery document, for
+// /fhir/.well-known/smart-configuration.
+func (s *Server) SMARTConfigurationHandler() http.Handler {
+	return s.cors(http.HandlerFunc(s.smartConfiguration))
+}
+
+func postOnly(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+			return
+		}
+		h(w, r)
+	})
+}
+
+// cors lets the configured browser origins call h, answering preflights.
+func (s *Server) cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		w.Header().Add("Vary", "Origin")
+		if origin != "" && s.originAllowed(origin) {
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Max-Age", "600")
+		}
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// randomToken returns n random bytes, base64url-encoded.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// tokenHash is how opaque tokens and codes are stored.
+func tokenHash(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}

@@ -1,0 +1,108 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// LaunchTTL is how long an EHR launch context can be used.
+const LaunchTTL = time.Hour
+
+// Launch is an EHR launch context: what the opaque launch parameter binds.
+type Launch struct {
+	ID        string
+	ClientID  string
+	Patient   string // id, without "Patient/"
+	Encounter string // id, without "Encounter/"
+	Username  string // when set, only this user may complete the launch
+}
+
+// CreateLaunch stores a launch context for l.ClientID and returns it with
+// the app launch URL: the client's launch URI with iss (fhirBase) and launch.
+func CreateLaunch(ctx context.Context, db *pgxpool.Pool, fhirBase string, l Launch) (*Launch, string, error) {
+	c, err := GetClient(ctx, db, l.ClientID)
+	if err != nil {
+		return nil, "", err
+	}
+	if c.LaunchURI == "" {
+		return nil, "", fmt.Errorf("client %s has no launch URI (register one with --launch-uri)", c.ID)
+	}
+	l.Patient = strings.TrimPrefix(l.Patient, "Patient/")
+	l.Encounter = strings.TrimPrefix(l.Encounter, "Encounter/")
+	if l.Patient == "" {
+		return nil, "", errors.New("a launch needs a patient")
+	}
+	if l.Username != "" {
+		if _, err := getUser(ctx, db, l.Username); err != nil {
+			return nil, "", err
+		}
+	}
+	l.ID = randomToken(24)
+	if _, err := db.Exec(ctx, `INSERT INTO smart_launches (id, client_id, patient, encounter, username, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, l.ID, l.ClientID, l.Patient, l.Encounter, l.Username, time.Now().Add(LaunchTTL)); err != nil {
+		return nil, "", fmt.Errorf("store launch: %w", err)
+	}
+	return &l, addQuery(c.LaunchURI, url.Values{"iss": {strings.TrimSuffix(fhirBase, "/")}, "launch": {l.ID}}), nil
+}
+
+func getLaunch(ctx context.Context, db *pgxpool.Pool, id string) (*Launch, error) {
+	var l Launch
+	err := db.QueryRow(ctx, `SELECT id, client_id, patient, encounter, username FROM smart_launches
+		WHERE id = $1 AND expires_at > now()`, id).Scan(&l.ID, &l.ClientID, &l.Patient, &l.Encounter, &l.Username)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("launch: %w", ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("launch: %w", err)
+	}
+	return &l, nil
+}
+
+// launch is POST /auth/launch: an admin user (HTTP Basic) creates a launch
+// context from the form fields client, patient, encounter and user, and gets
+// {"launch": …, "url": …}.
+func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
+	name, pw, ok := r.BasicAuth()
+	if !ok {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "HTTP Basic credentials of an admin user required")
+		return
+	}
+	u, err := authenticate(r.Context(), s.db, name, pw)
+	if errors.Is(err, errLogin) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "bad credentials")
+		return
+	} else if err != nil {
+		s.log.Error("launch", "err", err)
+		oauthError(w, http.StatusInternalServerError, "server_error", "internal error")
+		return
+	}
+	if u.Role != "admin" {
+		oauthError(w, http.StatusForbidden, "access_denied", "only admin users create launches")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form")
+		return
+	}
+	f := r.PostForm
+	p := strings.TrimPrefix(f.Get("patient"), "Patient/")
+	if _, err := s.st.Read(r.Context(), "Patient", p); err != nil || p == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "no such patient")
+		return
+	}
+	l, launchURL, err := CreateLaunch(r.Context(), s.db, s.fhirBase, Launch{ClientID: f.Get("client"), Patient: p,
+		Encounter: f.Get("encounter"), Username: f.Get("user")})
+	if err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"launch": l.ID, "url": launchURL}, true)
+}

@@ -1,0 +1,362 @@
+package authserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/emberfhir/ember/smart/access"
+	"github.com/emberfhir/ember/smart/scope"
+)
+
+func badRequest(code, msg string) *oauthErr { return &oauthErr{http.StatusBadRequest, code, msg} }
+
+// token is the token endpoint.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	resp, err := s.tokenResponse(r)
+	if err != nil {
+		var oe *oauthErr
+		if errors.As(err, &oe) {
+			oauthError(w, oe.status, oe.code, oe.msg)
+			return
+		}
+		s.log.Error("token endpoint", "err", err)
+		oauthError(w, http.StatusInternalServerError, "server_error", "internal error")
+		return
+	}
+	writeJSON(w, http.StatusOK, resp, true)
+}
+
+func (s *Server) tokenResponse(r *http.Request) (map[string]any, error) {
+	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return nil, badRequest("invalid_request", "malformed form body")
+	}
+	gt := r.PostForm.Get("grant_type")
+	switch gt {
+	case "authorization_code", "refresh_token", "client_credentials":
+	case "":
+		return nil, badRequest("invalid_request", "grant_type is required")
+	default:
+		return nil, badRequest("unsupported_grant_type", "grant_type "+gt+" is not supported")
+	}
+	c, err := s.authClient(r)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, invalidClient("client authentication or client_id is required")
+	}
+	switch gt {
+	case "authorization_code":
+		return s.codeGrant(r, c)
+	case "refresh_token":
+		return s.refreshGrant(r, c)
+	default:
+		return s.clientCredentials(r, c)
+	}
+}
+
+func (s *Server) codeGrant(r *http.Request, c *Client) (map[string]any, error) {
+	ctx := r.Context()
+	f := r.PostForm
+	code := f.Get("code")
+	if code == "" {
+		return nil, badRequest("invalid_request", "code is required")
+	}
+	var q authReq
+	var used bool
+	err := s.db.QueryRow(ctx, `SELECT id, client_id, redirect_uri, code_challenge, nonce, username, login_at, patient,
+		encounter, granted, code_used FROM smart_auth_requests WHERE code_hash = $1 AND expires_at > now()`, tokenHash(code)).
+		Scan(&q.id, &q.clientID, &q.redirectURI, &q.challenge, &q.nonce, &q.username, &q.loginAt, &q.patient, &q.encounter,
+			&q.granted, &used)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, badRequest("invalid_grant", "unknown or expired code")
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case used:
+		return nil, badRequest("invalid_grant", "code already used")
+	case q.clientID != c.ID:
+		return nil, badRequest("invalid_grant", "code was issued to another client")
+	case f.Get("redirect_uri") != q.redirectURI:
+		return nil, badRequest("invalid_grant", "redirect_uri does not match the authorization request")
+	}
+	// A failed verifier check leaves the code usable: the verifier is the
+	// secret, and guessing one is hopeless.
+	verifier := f.Get("code_verifier")
+	if q.challenge != "" {
+		if verifier == "" {
+			return nil, badRequest("invalid_grant", "code_verifier is required")
+		}
+		sum := sha256.Sum256([]byte(verifier))
+		if !challengeRE.MatchString(verifier) ||
+			subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(q.challenge)) != 1 {
+			return nil, badRequest("invalid_grant", "code_verifier does not match the code_challenge")
+		}
+	} else if verifier != "" {
+		return nil, badRequest("invalid_grant", "no code_challenge was sent for this code")
+	}
+	tag, err := s.db.Exec(ctx, `UPDATE smart_auth_requests SET code_used = true WHERE id = $1 AND NOT code_used`, q.id)
+	if err != nil {
+		return nil, err
+	}
+	if tag.RowsAffected() != 1 {
+		return nil, badRequest("invalid_grant", "code already used")
+	}
+	u, err := getUser(ctx, s.db, q.username)
+	if err != nil {
+		return nil, badRequest("invalid_grant", "the user no longer exists")
+	}
+	t := &tokenInfo{clientID: c.ID, username: u.Username, role: u.Role, fhirUser: u.FHIRUser, scopes: q.granted,
+		patient: q.patient, encounter: q.encounter, nonce: q.nonce}
+	if q.loginAt != nil {
+		t.loginAt = *q.loginAt
+	}
+	return s.respond(ctx, t, true, true)
+}
+
+// respond issues the access token (and refresh and id tokens) for t.
+// newRefresh: a refresh token is issued when offline or online access was
+// granted. A refresh grant passes false and hands back the one it used.
+func (s *Server) respond(ctx context.Context, t *tokenInfo, newRefresh, launch bool) (map[string]any, error) {
+	at, expiresIn, err := s.issueAccessToken(t)
+	if err != nil {
+		return nil, err
+	}
+	resp := map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": expiresIn,
+		"scope": strings.Join(t.scopes, " ")}
+	if t.username != "" && slices.Contains(t.scopes, "openid") {
+		idt, err := s.issueIDToken(t)
+		if err != nil {
+			return nil, err
+		}
+		resp["id_token"] = idt
+	}
+	if t.patient != "" {
+		resp["patient"] = t.patient
+		resp["need_patient_banner"] = true
+	}
+	if t.encounter != "" {
+		resp["encounter"] = t.encounter
+		resp["fhirContext"] = []map[string]string{{"reference": "Encounter/" + t.encounter}}
+	}
+	if t.username != "" {
+		resp["smart_style_url"] = s.issuer + "/smart-style.json"
+	}
+	offline, online := slices.Contains(t.scopes, "offline_access"), slices.Contains(t.scopes, "online_access")
+	if newRefresh && t.username != "" && (offline || online) {
+		// offline_access lasts OfflineLifetime; online_access ends with the
+		// login session, SessionLifetime after the user signed in.
+		exp := time.Now().Add(s.cfg.OfflineLifetime)
+		if !offline {
+			login := t.loginAt
+			if login.IsZero() {
+				login = time.Now()
+			}
+			exp = login.Add(s.cfg.SessionLifetime)
+		}
+		rt := randomToken(32)
+		if _, err := s.db.Exec(ctx, `INSERT INTO smart_refresh_tokens (token_hash, client_id, username, role, fhir_user,
+			scopes, patient, encounter, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, tokenHash(rt), t.clientID,
+			t.username, t.role, t.fhirUser, t.scopes, t.patient, t.encounter, exp); err != nil {
+			return nil, err
+		}
+		resp["refresh_token"] = rt
+	}
+	return resp, nil
+}
+
+func (s *Server) refreshGrant(r *http.Request, c *Client) (map[string]any, error) {
+	ctx := r.Context()
+	rt := r.PostForm.Get("refresh_token")
+	if rt == "" {
+		return nil, badRequest("invalid_request", "refresh_token is required")
+	}
+	t := tokenInfo{}
+	err := s.db.QueryRow(ctx, `SELECT client_id, username, role, fhir_user, scopes, patient, encounter
+		FROM smart_refresh_tokens WHERE token_hash = $1 AND NOT revoked AND expires_at > now()`, tokenHash(rt)).
+		Scan(&t.clientID, &t.username, &t.role, &t.fhirUser, &t.scopes, &t.patient, &t.encounter)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, badRequest("invalid_grant", "unknown, expired or revoked refresh token")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.clientID != c.ID {
+		return nil, badRequest("invalid_grant", "refresh token was issued to another client")
+	}
+	if sc := r.PostForm.Get("scope"); sc != "" {
+		req := splitScopes(sc)
+		if !scope.Subset(req, t.scopes) {
+			return nil, badRequest("invalid_scope", "a refresh may only narrow the granted scopes")
+		}
+		t.scopes = req
+	}
+	resp, err := s.respond(ctx, &t, false, false)
+	if err != nil {
+		return nil, err
+	}
+	resp["refresh_token"] = rt
+	return resp, nil
+}
+
+// clientCredentials is the SMART Backend Services grant: system/ scopes
+// within the client's registration, for an asymmetric client.
+func (s *Server) clientCredentials(r *http.Request, c *Client) (map[string]any, error) {
+	if c.Type != Asymmetric {
+		return nil, badRequest("unauthorized_client", "client_credentials needs a client authenticated by private_key_jwt")
+	}
+	var req []string
+	for _, sc := range splitScopes(r.PostForm.Get("scope")) {
+		if !strings.HasPrefix(sc, "system/") {
+			return nil, badRequest("invalid_scope", "backend services may ask only for system/ scopes, not "+sc)
+		}
+		req = append(req, sc)
+	}
+	var granted []string
+	for _, sc := range scope.Narrow(scope.ParseSet(c.Scopes), req) {
+		if strings.HasPrefix(sc, "system/") {
+			granted = append(granted, sc)
+		}
+	}
+	if len(granted) == 0 {
+		return nil, badRequest("invalid_scope", "none of the requested scopes is registered for this client")
+	}
+	return s.respond(r.Context(), &tokenInfo{clientID: c.ID, scopes: granted}, false, false)
+}
+
+// introspect is RFC 7662. The caller authenticates as a client (Basic or
+// assertion; a public client by client_id) or with an active bearer token.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+		return
+	}
+	ctx := r.Context()
+	c, err := s.authClient(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if c == nil {
+		bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			oauthError(w, http.StatusUnauthorized, "invalid_client", "authenticate as a client or with a bearer token")
+			return
+		}
+		if _, err := s.verifier.Verify(ctx, strings.TrimSpace(bearer)); err != nil {
+			oauthError(w, http.StatusUnauthorized, "invalid_token", "bearer token is not active")
+			return
+		}
+	}
+	tok := r.PostForm.Get("token")
+	inactive := map[string]any{"active": false}
+	if cl, err := s.parseAccessToken(tok); err == nil {
+		var revoked bool
+		if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM smart_revoked_jtis WHERE jti = $1)`, cl.ID).Scan(&revoked); err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		if revoked || time.Now().Unix() >= cl.Expiry {
+			writeJSON(w, http.StatusOK, inactive, true)
+			return
+		}
+		resp := map[string]any{"active": true, "scope": cl.Scope, "client_id": cl.ClientID, "exp": cl.Expiry,
+			"iat": cl.IssuedAt, "sub": cl.Subject, "iss": cl.Issuer, "aud": cl.Audience, "token_type": "Bearer", "jti": cl.ID}
+		addContext(resp, s.fhirBase, cl.Patient, cl.Encounter, cl.FHIRUser)
+		writeJSON(w, http.StatusOK, resp, true)
+		return
+	}
+	var t tokenInfo
+	var exp time.Time
+	err = s.db.QueryRow(ctx, `SELECT client_id, username, fhir_user, scopes, patient, encounter, expires_at
+		FROM smart_refresh_tokens WHERE token_hash = $1 AND NOT revoked AND expires_at > now()`, tokenHash(tok)).
+		Scan(&t.clientID, &t.username, &t.fhirUser, &t.scopes, &t.patient, &t.encounter, &exp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		writeJSON(w, http.StatusOK, inactive, true)
+		return
+	} else if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	resp := map[string]any{"active": true, "scope": strings.Join(t.scopes, " "), "client_id": t.clientID,
+		"exp": exp.Unix(), "sub": t.username, "iss": s.issuer, "token_type": "refresh_token"}
+	addContext(resp, s.fhirBase, t.patient, t.encounter, t.fhirUser)
+	writeJSON(w, http.StatusOK, resp, true)
+}
+
+func addContext(resp map[string]any, base, patient, encounter, fhirUser string) {
+	if patient != "" {
+		resp["patient"] = patient
+	}
+	if encounter != "" {
+		resp["encounter"] = encounter
+	}
+	if fhirUser != "" {
+		resp["fhirUser"] = base + "/" + fhirUser
+	}
+}
+
+// revoke is RFC 7009: a refresh token is marked revoked, an access token's
+// jti joins the revoked set. Unknown tokens are answered 200 as well.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+		return
+	}
+	ctx := r.Context()
+	c, err := s.authClient(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if c == nil {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication or client_id is required")
+		return
+	}
+	tok := r.PostForm.Get("token")
+	if tok == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	if cl, err := s.parseAccessToken(tok); err == nil {
+		if cl.ClientID == c.ID {
+			exp := time.Unix(cl.Expiry, 0)
+			if _, err := s.db.Exec(ctx, `INSERT INTO smart_revoked_jtis (jti, expires_at) VALUES ($1, $2)
+				ON CONFLICT DO NOTHING`, cl.ID, exp); err != nil {
+				s.writeErr(w, err)
+				return
+			}
+			s.verifier.markRevoked(cl.ID, exp)
+		}
+	} else if _, err := s.db.Exec(ctx, `UPDATE smart_refresh_tokens SET revoked = true WHERE token_hash = $1 AND client_id = $2`,
+		tokenHash(tok), c.ID); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) writeErr(w http.ResponseWriter, err error) {
+	var oe *oauthErr
+	if errors.As(err, &oe) {
+		oauthError(w, oe.status, oe.code, oe.msg)
+		return
+	}
+	s.log.Error("authorization server", "err", err)
+	oauthError(w, http.StatusInternalServerError, "server_error", "internal error")
+}
+
+var _ access.Verifier = (*Verifier)(nil)

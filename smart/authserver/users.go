@@ -1,0 +1,184 @@
+package authserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/crypto/argon2"
+
+	"github.com/emberfhir/ember/smart/scope"
+)
+
+// User is an end user who logs in to authorize apps.
+type User struct {
+	Username string
+	Password string // plain on Add only; stored as an argon2id hash
+	Role     string // admin, doctor, nurse, pharmacist, receptionist, patient
+	FHIRUser string // Practitioner/ID, Patient/ID, RelatedPerson/ID or Person/ID
+}
+
+var fhirUserRE = regexp.MustCompile(`^(Practitioner|PractitionerRole|Patient|RelatedPerson|Person)/[A-Za-z0-9\-.]{1,64}$`)
+
+// Lockout: after maxFailures consecutive failed logins a user is locked out
+// for lockoutFor, whatever the password.
+const (
+	maxFailures = 5
+	lockoutFor  = 15 * time.Minute
+)
+
+// AddUser registers u.
+func AddUser(ctx context.Context, db *pgxpool.Pool, u User) error {
+	if u.Username == "" || strings.ContainsAny(u.Username, " \t\r\n") {
+		return errors.New("username is required and has no spaces")
+	}
+	if len(u.Password) < 8 {
+		return errors.New("password must be at least 8 characters")
+	}
+	if !scope.IsRole(u.Role) {
+		return fmt.Errorf("role %q: want one of %s", u.Role, strings.Join(scope.Roles(), ", "))
+	}
+	if !fhirUserRE.MatchString(u.FHIRUser) {
+		return fmt.Errorf("fhir user %q: want Practitioner/ID, Patient/ID, RelatedPerson/ID or Person/ID", u.FHIRUser)
+	}
+	if u.Role == "patient" && !strings.HasPrefix(u.FHIRUser, "Patient/") {
+		return errors.New("a user with role patient must be a Patient")
+	}
+	tag, err := db.Exec(ctx, `INSERT INTO smart_users (username, password_hash, role, fhir_user) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (username) DO NOTHING`, u.Username, hashPassword(u.Password), u.Role, u.FHIRUser)
+	if err != nil {
+		return fmt.Errorf("add user %s: %w", u.Username, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("user %s already exists", u.Username)
+	}
+	return nil
+}
+
+// ListUsers returns every user (without passwords), by username.
+func ListUsers(ctx context.Context, db *pgxpool.Pool) ([]User, error) {
+	rows, err := db.Query(ctx, `SELECT username, role, fhir_user FROM smart_users ORDER BY username`)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		var u User
+		if err := rows.Scan(&u.Username, &u.Role, &u.FHIRUser); err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// RemoveUser deletes a user.
+func RemoveUser(ctx context.Context, db *pgxpool.Pool, username string) error {
+	tag, err := db.Exec(ctx, `DELETE FROM smart_users WHERE username = $1`, username)
+	if err != nil {
+		return fmt.Errorf("remove user %s: %w", username, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("user %s: %w", username, ErrNotFound)
+	}
+	return nil
+}
+
+// getUser returns a user without the password (ErrNotFound when none).
+func getUser(ctx context.Context, db *pgxpool.Pool, username string) (*User, error) {
+	var u User
+	err := db.QueryRow(ctx, `SELECT username, role, fhir_user FROM smart_users WHERE username = $1`, username).
+		Scan(&u.Username, &u.Role, &u.FHIRUser)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("user %s: %w", username, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("user %s: %w", username, err)
+	}
+	return &u, nil
+}
+
+var errLogin = errors.New("unknown user, wrong password or account locked")
+
+// authenticate checks a password, counting failures and locking the account
+// after maxFailures in a row. Every failure looks the same to the caller.
+func authenticate(ctx context.Context, db *pgxpool.Pool, username, password string) (*User, error) {
+	var u User
+	var hash string
+	var locked *time.Time
+	err := db.QueryRow(ctx, `SELECT username, role, fhir_user, password_hash, locked_until FROM smart_users WHERE username = $1`,
+		username).Scan(&u.Username, &u.Role, &u.FHIRUser, &hash, &locked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		verifyPassword(dummyHash, password) // same work as for a real user
+		return nil, errLogin
+	}
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	ok := verifyPassword(hash, password)
+	if locked != nil && time.Now().Before(*locked) {
+		return nil, errLogin
+	}
+	if !ok {
+		if _, err := db.Exec(ctx, `UPDATE smart_users SET failed_logins = failed_logins + 1,
+			locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + $3::interval ELSE locked_until END
+			WHERE username = $1`, username, maxFailures, lockoutFor.String()); err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+		return nil, errLogin
+	}
+	if _, err := db.Exec(ctx, `UPDATE smart_users SET failed_logins = 0, locked_until = NULL WHERE username = $1`, username); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	return &u, nil
+}
+
+// argon2id parameters (OWASP's minimum: 19 MiB, 2 passes, 1 lane).
+const (
+	argonTime    = 2
+	argonMemory  = 19 * 1024
+	argonThreads = 1
+	argonKeyLen  = 32
+)
+
+var dummyHash = hashPassword("not a real password")
+
+// hashPassword returns the PHC-format argon2id hash of pw with a fresh salt.
+func hashPassword(pw string) string {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
+
+// verifyPassword compares pw with a hash from hashPassword in constant time.
+func verifyPassword(hash, pw string) bool {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
+		return false
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
