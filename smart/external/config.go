@@ -3,6 +3,7 @@ package external
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// DiscoveryTimeout bounds one discovery attempt (default 10s).
 	DiscoveryTimeout time.Duration
+	// HTTPClient fetches discovery documents and keys (default: a client
+	// with a 10s timeout, so a hung provider cannot stall key refreshes).
+	HTTPClient *http.Client
 	// Now is the clock for expiry checks (default time.Now).
 	Now func() time.Time
 }

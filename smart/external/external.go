@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,7 @@ type issuer struct {
 	verifier atomic.Pointer[oidc.IDTokenVerifier]
 
 	retryMin, retryMax, timeout time.Duration
+	client                      *http.Client
 	now                         func() time.Time
 
 	mu          sync.Mutex
@@ -63,6 +65,10 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		size = 10000
 	}
 	v.cache = newCache(size, now)
+	client := cfg.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
 	for _, ic := range cfg.Issuers {
 		if err := ic.validate(); err != nil {
 			return nil, err
@@ -75,6 +81,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 			retryMin: orDefault(cfg.RetryMin, time.Second),
 			retryMax: orDefault(cfg.RetryMax, time.Minute),
 			timeout:  orDefault(cfg.DiscoveryTimeout, 10*time.Second),
+			client:   client,
 			now:      now,
 		}
 		v.issuers[ic.URL] = is
@@ -220,7 +227,7 @@ func (is *issuer) get(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 
 	// Detached from the request: its cancellation must not count as the
 	// provider failing, and the key set keeps this context's HTTP client.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), is.timeout)
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), is.client), is.timeout)
 	defer cancel()
 	p, err := oidc.NewProvider(dctx, is.cfg.URL)
 
@@ -283,6 +290,9 @@ type chain struct {
 
 func (c chain) Verify(ctx context.Context, token string) (*access.Grant, error) {
 	if c.ext != nil {
+		if g := c.ext.cache.get(token); g != nil && g.Issuer != c.ownIssuer {
+			return g, nil
+		}
 		if iss, ok := peekIssuer(token); ok && iss != c.ownIssuer && c.ext.Accepts(iss) {
 			return c.ext.Verify(ctx, token)
 		}
