@@ -97,16 +97,21 @@ func (l *Limiter) Allow(r *http.Request) (bool, time.Duration) {
 // and an OperationOutcome, to requests over a limit.
 func (l *Limiter) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, wait := l.Allow(r)
-		if !ok {
-			secs := max(int(math.Ceil(wait.Seconds())), 1)
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			writeOutcome(w, http.StatusTooManyRequests, "throttled",
-				"rate limit exceeded; retry after "+strconv.Itoa(secs)+"s")
+		if ok, wait := l.Allow(r); !ok {
+			WriteTooManyRequests(w, wait)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// WriteTooManyRequests answers 429 with Retry-After (whole seconds, at
+// least 1) and an OperationOutcome, for callers of Allow that are not
+// plain handlers (e.g. a gin middleware running after authentication).
+func WriteTooManyRequests(w http.ResponseWriter, wait time.Duration) {
+	secs := strconv.Itoa(max(int(math.Ceil(wait.Seconds())), 1))
+	w.Header().Set("Retry-After", secs)
+	writeOutcome(w, http.StatusTooManyRequests, "throttled", "rate limit exceeded; retry after "+secs+"s")
 }
 
 // ClientIP is the address r came from: the peer address, or with

@@ -272,3 +272,11 @@ func BenchmarkLimiter(b *testing.B) {
 		}
 	})
 }
+
+func TestWriteTooManyRequests(t *testing.T) {
+	for wait, want := range map[time.Duration]string{0: "1", 300 * time.Millisecond: "1", 2500 * time.Millisecond: "3", 4 * time.Second: "4"} {
+		w := httptest.NewRecorder()
+		WriteTooManyRequests(w, wait)
+		want429(t, w, want)
+	}
+}
