@@ -49,8 +49,7 @@ type issuer struct {
 
 // New returns a Verifier for cfg's issuers. It tries discovery of each
 // provider now but does not fail when one is unreachable: that provider is
-// discovered again, with backoff, when its tokens arrive. ctx bounds only
-// this first attempt.
+// discovered again, with backoff, when its tokens arrive (see Ready).
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if len(cfg.Issuers) == 0 {
 		return nil, errors.New("external: no issuers configured")
@@ -86,10 +85,13 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		}
 		v.issuers[ic.URL] = is
 	}
+	// In parallel, so one unreachable provider delays start by at most
+	// DiscoveryTimeout. Failure is remembered in is and retried later.
+	var wg sync.WaitGroup
 	for _, is := range v.issuers {
-		// Failure is remembered in is and retried later.
-		_, _ = is.get(ctx)
+		wg.Go(func() { _, _ = is.get(ctx) })
 	}
+	wg.Wait()
 	return v, nil
 }
 
