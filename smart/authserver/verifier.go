@@ -123,6 +123,7 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*access.Grant, error
 		return nil, fmt.Errorf("%w: expired", access.ErrInvalidToken)
 	}
 	g := *e.grant
+	g.Scopes = slices.Clone(g.Scopes)
 	return &g, nil
 }
 
