@@ -37,6 +37,9 @@ Usage:
   ember migrate   apply database migrations and exit
   ember reindex   rebuild every search index row
   ember import    load ndjson files and Bundles
+  ember client    add, list or remove SMART apps (OAuth clients)
+  ember user      add, list or remove users who sign in to SMART apps
+  ember launch    create an EHR launch and print the app's launch URL
   ember version   print the version
 
 Run "ember <command> --help" for a command's flags.
@@ -61,6 +64,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = reindex(ctx, args[1:], stdout, stderr)
 	case "import":
 		err = importCmd(ctx, args[1:], stdout, stderr)
+	case "client":
+		err = clientCmd(ctx, args[1:], stdout, stderr)
+	case "user":
+		err = userCmd(ctx, args[1:], stdout, stderr)
+	case "launch":
+		err = launchCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fs := flag.NewFlagSet("ember version", flag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -77,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errUsage):
+		return 2
 	case err != nil:
 		fmt.Fprintf(stderr, "ember: %v\n", err)
 		return 1

@@ -191,3 +191,6 @@ func nonNil(s []string) []string {
 
 // splitScopes splits a space-separated scope string.
 func splitScopes(s string) []string { return strings.Fields(s) }
+
+// NewSecret returns a random client secret.
+func NewSecret() string { return randomToken(24) }

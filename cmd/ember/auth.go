@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/emberfhir/ember/smart/authserver"
+)
+
+// The SMART authorization server's administration: `ember client`,
+// `ember user` and `ember launch`. They take serve's database flags and
+// attach to a running server's embedded cluster, or start it themselves.
+
+const clientUsage = `Usage:
+  ember client add --id ID --type public|symmetric|asymmetric [--redirect-uri URL]... --scope "SCOPES"
+                   [--secret S] [--jwks FILE | --jwks-uri URL] [--launch-uri URL]
+  ember client list
+  ember client remove --id ID
+`
+
+const userUsage = `Usage:
+  ember user add --username NAME --password PW --role ROLE --fhir-user Practitioner/ID|Patient/ID
+  ember user list
+  ember user remove --username NAME
+`
+
+func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, clientUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "add":
+		return clientAdd(ctx, args[1:], stdout, stderr)
+	case "list":
+		return withPool(ctx, "client list", args[1:], stderr, nil, func(ctx context.Context, db *pgxpool.Pool) error {
+			cs, err := authserver.ListClients(ctx, db)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tTYPE\tREDIRECT URIS\tSCOPES\tLAUNCH URI")
+			for _, c := range cs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Type, strings.Join(c.RedirectURIs, ","),
+					strings.Join(c.Scopes, " "), c.LaunchURI)
+			}
+			return tw.Flush()
+		})
+	case "remove":
+		var id string
+		return withPool(ctx, "client remove", args[1:], stderr, func(fs *flag.FlagSet) {
+			fs.StringVar(&id, "id", "", "client id")
+		}, func(ctx context.Context, db *pgxpool.Pool) error {
+			if err := authserver.RemoveClient(ctx, db, id); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "client %s removed\n", id)
+			return nil
+		})
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, clientUsage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "ember client: unknown subcommand %q\n\n%s", args[0], clientUsage)
+	return errUsage
+}
+
+func clientAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c authserver.Client
+	var redirects stringList
+	var scopes, jwksFile string
+	return withPool(ctx, "client add", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&c.ID, "id", "", "client id")
+		fs.StringVar(&c.Type, "type", "", "public (PKCE), symmetric (secret, HTTP Basic) or asymmetric (private_key_jwt)")
+		fs.Var(&redirects, "redirect-uri", "registered redirect URI (repeat or comma-separate for several)")
+		fs.StringVar(&scopes, "scope", "", `scopes the client may be granted, space-separated (e.g. "openid fhirUser launch/patient offline_access patient/*.rs")`)
+		fs.StringVar(&c.Secret, "secret", "", "client secret for a symmetric client (generated and printed when empty)")
+		fs.StringVar(&jwksFile, "jwks", "", "file holding the asymmetric client's public JWKS")
+		fs.StringVar(&c.JWKSURI, "jwks-uri", "", "URL of the asymmetric client's JWKS (also the only jku it may use)")
+		fs.StringVar(&c.LaunchURI, "launch-uri", "", "the app's EHR launch URL (for ember launch)")
+	}, func(ctx context.Context, db *pgxpool.Pool) error {
+		c.RedirectURIs = redirects
+		c.Scopes = strings.Fields(scopes)
+		if jwksFile != "" {
+			b, err := os.ReadFile(jwksFile)
+			if err != nil {
+				return fmt.Errorf("client add: %w", err)
+			}
+			if !json.Valid(b) {
+				return fmt.Errorf("client add: %s is not JSON", jwksFile)
+			}
+			c.JWKS = b
+		}
+		generated := c.Type == authserver.Symmetric && c.Secret == ""
+		if generated {
+			c.Secret = authserver.NewSecret()
+		}
+		if err := authserver.AddClient(ctx, db, c); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client %s added (%s)\n", c.ID, c.Type)
+		if generated {
+			fmt.Fprintf(stdout, "secret: %s\n", c.Secret)
+		}
+		return nil
+	})
+}
+
+func userCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, userUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "add":
+		var u authserver.User
+		return withPool(ctx, "user add", args[1:], stderr, func(fs *flag.FlagSet) {
+			fs.StringVar(&u.Username, "username", "", "login name")
+			fs.StringVar(&u.Password, "password", env("EMBER_USER_PASSWORD", ""), `password (env EMBER_USER_PASSWORD; "-" reads a line from stdin)`)
+			fs.StringVar(&u.Role, "role", "", "admin, doctor, nurse, pharmacist, receptionist or patient")
+			fs.StringVar(&u.FHIRUser, "fhir-user", "", "the user's FHIR resource: Practitioner/ID or Patient/ID")
+		}, func(ctx context.Context, db *pgxpool.Pool) error {
+			if u.Password == "-" {
+				var line string
+				if _, err := fmt.Fscanln(os.Stdin, &line); err != nil {
+					return fmt.Errorf("user add: reading the password: %w", err)
+				}
+				u.Password = line
+			}
+			if err := authserver.AddUser(ctx, db, u); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "user %s added (%s, %s)\n", u.Username, u.Role, u.FHIRUser)
+			return nil
+		})
+	case "list":
+		return withPool(ctx, "user list", args[1:], stderr, nil, func(ctx context.Context, db *pgxpool.Pool) error {
+			us, err := authserver.ListUsers(ctx, db)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "USERNAME\tROLE\tFHIR USER")
+			for _, u := range us {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, u.Role, u.FHIRUser)
+			}
+			return tw.Flush()
+		})
+	case "remove":
+		var name string
+		return withPool(ctx, "user remove", args[1:], stderr, func(fs *flag.FlagSet) {
+			fs.StringVar(&name, "username", "", "login name")
+		}, func(ctx context.Context, db *pgxpool.Pool) error {
+			if err := authserver.RemoveUser(ctx, db, name); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "user %s removed\n", name)
+			return nil
+		})
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, userUsage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "ember user: unknown subcommand %q\n\n%s", args[0], userUsage)
+	return errUsage
+}
+
+// launchCmd creates an EHR launch context and prints the app launch URL.
+func launchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var l authserver.Launch
+	var base string
+	return withPool(ctx, "launch", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&l.ClientID, "client", "", "client id (registered with --launch-uri)")
+		fs.StringVar(&l.Patient, "patient", "", "patient id")
+		fs.StringVar(&l.Encounter, "encounter", "", "encounter id (optional)")
+		fs.StringVar(&l.Username, "user", "", "the only user who may complete the launch (optional)")
+		fs.StringVar(&base, "base-url", env("EMBER_BASE_URL", "http://127.0.0.1:8080/fhir"), "public FHIR base URL, the launch's iss (env EMBER_BASE_URL)")
+	}, func(ctx context.Context, db *pgxpool.Pool) error {
+		_, u, err := authserver.CreateLaunch(ctx, db, base, l)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, u)
+		return nil
+	})
+}
+
+// errUsage: the usage was printed; exit 2.
+var errUsage = errors.New("usage")
+
+// withPool parses a command's flags (serve's database flags plus those
+// flags adds), opens and migrates the database and runs fn on a pool.
+func withPool(ctx context.Context, name string, args []string, stderr io.Writer, flags func(*flag.FlagSet),
+	fn func(context.Context, *pgxpool.Pool) error) error {
+	fs := flag.NewFlagSet("ember "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var db dbFlags
+	db.register(fs)
+	if flags != nil {
+		flags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	url, stop, err := db.openMigrated(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer pool.Close()
+	return fn(ctx, pool)
+}
+
+// stringList is a flag that may be repeated or comma-separated.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+
+func (s *stringList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
