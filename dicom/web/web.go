@@ -1,0 +1,620 @@
+// Package web serves DICOMweb (PS3.18): STOW-RS, WADO-RS and QIDO-RS over
+// the dicom ingest Service, as a plain http.Handler.
+package web
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/emberfhir/ember/dicom"
+)
+
+// Handler serves DICOMweb below Prefix.
+type Handler struct {
+	svc *dicom.Service
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// Options configure New.
+type Options struct {
+	// Prefix is the path the handler is mounted at ("/dicomweb"); requests
+	// arrive with it and it is stripped here.
+	Prefix string
+	Logger *slog.Logger
+}
+
+// New returns the DICOMweb handler. RetrieveURLs use svc.BaseURL().
+func New(svc *dicom.Service, opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	h := &Handler{svc: svc, log: opts.Logger, mux: http.NewServeMux()}
+	m := http.NewServeMux()
+	m.HandleFunc("POST /studies", h.stow)
+	m.HandleFunc("POST /studies/{study}", h.stow)
+	m.HandleFunc("GET /studies", h.qido(dicom.LevelStudy))
+	m.HandleFunc("GET /series", h.qido(dicom.LevelSeries))
+	m.HandleFunc("GET /instances", h.qido(dicom.LevelInstance))
+	m.HandleFunc("GET /studies/{study}/series", h.qido(dicom.LevelSeries))
+	m.HandleFunc("GET /studies/{study}/instances", h.qido(dicom.LevelInstance))
+	m.HandleFunc("GET /studies/{study}/series/{series}/instances", h.qido(dicom.LevelInstance))
+	m.HandleFunc("GET /studies/{study}", h.retrieve)
+	m.HandleFunc("GET /studies/{study}/series/{series}", h.retrieve)
+	m.HandleFunc("GET /studies/{study}/series/{series}/instances/{instance}", h.retrieve)
+	m.HandleFunc("GET /studies/{study}/metadata", h.metadata)
+	m.HandleFunc("GET /studies/{study}/series/{series}/metadata", h.metadata)
+	m.HandleFunc("GET /studies/{study}/series/{series}/instances/{instance}/metadata", h.metadata)
+	m.HandleFunc("GET /studies/{study}/series/{series}/instances/{instance}/frames/{frames}", h.frames)
+	m.HandleFunc("GET /studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}", h.bulk)
+	m.HandleFunc("GET /studies/{study}/series/{series}/instances/{instance}/rendered", h.rendered)
+	m.HandleFunc("GET /studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered", h.rendered)
+	prefix := strings.TrimSuffix(opts.Prefix, "/")
+	if prefix != "" {
+		h.mux.Handle(prefix+"/", http.StripPrefix(prefix, m))
+	} else {
+		h.mux = m
+	}
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) fail(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg+"\n")
+}
+
+func (h *Handler) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	h.log.Error("dicomweb", "path", r.URL.Path, "err", err)
+	h.fail(w, http.StatusInternalServerError, "internal error")
+}
+
+// --- STOW-RS ---------------------------------------------------------------
+
+type jsonDS = map[string]any
+
+func attr(vr string, vals ...any) map[string]any {
+	m := map[string]any{"vr": vr}
+	if len(vals) > 0 {
+		m["Value"] = vals
+	}
+	return m
+}
+
+func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	study := r.PathValue("study")
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || !strings.HasPrefix(mt, "multipart/") {
+		h.fail(w, http.StatusBadRequest, "STOW-RS needs a multipart/related body")
+		return
+	}
+	if mt != "multipart/related" {
+		h.fail(w, http.StatusUnsupportedMediaType, "STOW-RS accepts multipart/related only")
+		return
+	}
+	if t := params["type"]; t != "" && !strings.EqualFold(t, "application/dicom") {
+		h.fail(w, http.StatusUnsupportedMediaType, "only type=\"application/dicom\" parts are accepted (no metadata+bulkdata STOW)")
+		return
+	}
+	if params["boundary"] == "" {
+		h.fail(w, http.StatusBadRequest, "multipart/related without boundary")
+		return
+	}
+	mr := multipart.NewReader(r.Body, params["boundary"])
+	var refs, fails []any
+	studies := map[string]bool{}
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if len(refs)+len(fails) == 0 {
+				h.fail(w, http.StatusBadRequest, "malformed multipart body: "+err.Error())
+				return
+			}
+			fails = append(fails, jsonDS{"00081197": attr("US", 0xC000)})
+			break
+		}
+		ct := part.Header.Get("Content-Type")
+		pt, _, _ := mime.ParseMediaType(ct)
+		if pt != "application/dicom" {
+			_, _ = io.Copy(io.Discard, part)
+			fails = append(fails, jsonDS{"00081197": attr("US", 0xC000)}) // not a DICOM part
+			continue
+		}
+		in, err := h.svc.Ingest(ctx, part, dicom.IngestOptions{StudyUID: study, NoSync: true})
+		_, _ = io.Copy(io.Discard, part)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			reason := dicom.ReasonProcessingFailure
+			var ie *dicom.IngestError
+			if errors.As(err, &ie) {
+				reason = ie.Reason
+			}
+			h.log.Info("dicomweb: STOW-RS part rejected", "err", err)
+			fails = append(fails, jsonDS{"00081197": attr("US", int(reason))})
+			continue
+		}
+		studies[in.StudyUID] = true
+		refs = append(refs, jsonDS{
+			"00081150": attr("UI", in.SOPClassUID),
+			"00081155": attr("UI", in.SOPInstanceUID),
+			"00081190": attr("UR", h.svc.BaseURL()+"/studies/"+in.StudyUID+"/series/"+in.SeriesUID+"/instances/"+in.SOPInstanceUID),
+		})
+	}
+	// One ImagingStudy version per study per request.
+	for uid := range studies {
+		if err := h.svc.Sync(context.WithoutCancel(ctx), uid); err != nil {
+			h.log.Error("dicomweb: ImagingStudy sync", "study", uid, "err", err)
+		}
+	}
+	resp := jsonDS{}
+	if study != "" {
+		resp["00081190"] = attr("UR", h.svc.BaseURL()+"/studies/"+study)
+	}
+	if len(refs) > 0 {
+		resp["00081199"] = map[string]any{"vr": "SQ", "Value": refs}
+	}
+	if len(fails) > 0 {
+		resp["00081198"] = map[string]any{"vr": "SQ", "Value": fails}
+	}
+	status := http.StatusOK
+	switch {
+	case len(refs) == 0 && len(fails) == 0:
+		h.fail(w, http.StatusBadRequest, "the multipart body has no parts")
+		return
+	case len(refs) == 0:
+		status = http.StatusConflict
+	case len(fails) > 0:
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, resp)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/dicom+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// --- QIDO-RS ---------------------------------------------------------------
+
+func (h *Handler) qido(level dicom.Level) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := &dicom.Query{Level: level, Match: map[uint32]string{}, Limit: 1000}
+		if s := r.PathValue("study"); s != "" {
+			q.Match[0x0020000D] = s
+		}
+		if s := r.PathValue("series"); s != "" {
+			q.Match[0x0020000E] = s
+		}
+		for key, vals := range r.URL.Query() {
+			v := vals[len(vals)-1]
+			switch key {
+			case "limit", "offset":
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 {
+					h.fail(w, http.StatusBadRequest, key+" must be a non-negative integer")
+					return
+				}
+				if key == "limit" {
+					q.Limit = min(max(n, 1), 10000)
+				} else {
+					q.Offset = n
+				}
+			case "fuzzymatching":
+				q.FuzzyPN = v == "true"
+			case "includefield":
+				for _, val := range vals {
+					for _, f := range strings.Split(val, ",") {
+						if f == "all" {
+							q.IncludeAll = true
+							continue
+						}
+						t, err := dicom.ParseTag(f)
+						if err != nil {
+							h.fail(w, http.StatusBadRequest, err.Error())
+							return
+						}
+						q.Include = append(q.Include, t)
+					}
+				}
+			default:
+				t, err := dicom.ParseTag(key)
+				if err != nil {
+					h.fail(w, http.StatusBadRequest, "unknown query attribute "+strconv.Quote(key))
+					return
+				}
+				if dicom.AttrByTag(t) == nil {
+					h.fail(w, http.StatusBadRequest, "attribute "+key+" cannot be matched")
+					return
+				}
+				q.Match[t] = v
+			}
+		}
+		out := []any{}
+		base := h.svc.BaseURL()
+		err := h.svc.Run(r.Context(), q, func(res *dicom.Result) error {
+			ds := jsonDS{}
+			for _, v := range res.Values {
+				ds[fmt.Sprintf("%08X", v.Tag)] = qidoValue(v)
+			}
+			url := base + "/studies/" + res.StudyUID
+			if res.SeriesUID != "" {
+				url += "/series/" + res.SeriesUID
+			}
+			if res.SOPUID != "" {
+				url += "/instances/" + res.SOPUID
+			}
+			ds["00081190"] = attr("UR", url)
+			out = append(out, ds)
+			return nil
+		})
+		if errors.Is(err, dicom.ErrBadQuery) {
+			h.fail(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err != nil {
+			h.serverError(w, r, err)
+			return
+		}
+		// An empty result is 200 with [] (PS3.18 allows 204 too): clients
+		// then parse every answer the same way.
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func qidoValue(v dicom.Value) map[string]any {
+	if v.Value == "" {
+		return attr(v.VR)
+	}
+	var vals []any
+	for _, s := range strings.Split(v.Value, `\`) {
+		switch v.VR {
+		case "PN":
+			vals = append(vals, map[string]any{"Alphabetic": s})
+		case "IS", "US":
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				continue
+			}
+			vals = append(vals, n)
+		default:
+			vals = append(vals, s)
+		}
+	}
+	return attr(v.VR, vals...)
+}
+
+// --- WADO-RS ---------------------------------------------------------------
+
+func (h *Handler) find(w http.ResponseWriter, r *http.Request) ([]dicom.Stored, bool) {
+	list, err := h.svc.Instances(r.Context(), r.PathValue("study"), r.PathValue("series"), r.PathValue("instance"))
+	if err != nil {
+		h.serverError(w, r, err)
+		return nil, false
+	}
+	if len(list) == 0 {
+		h.fail(w, http.StatusNotFound, "no such study, series or instance")
+		return nil, false
+	}
+	return list, true
+}
+
+func boundary() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// acceptsDICOM checks Accept for a retrieve: multipart/related with type
+// application/dicom (any transfer syntax is answered as stored), or */*.
+func acceptsDICOM(r *http.Request) bool {
+	acc := r.Header.Get("Accept")
+	if acc == "" {
+		return true
+	}
+	for _, a := range strings.Split(acc, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(a))
+		if err != nil {
+			continue
+		}
+		if mt == "*/*" || mt == "multipart/*" {
+			return true
+		}
+		if mt == "multipart/related" {
+			ty := params["type"]
+			ts := params["transfer-syntax"]
+			if (ty == "" || ty == "application/dicom") && (ts == "" || ts == "*") {
+				return true
+			}
+			if ty == "application/dicom" {
+				return true // transfer-syntax asked: served as stored (no transcoding)
+			}
+		}
+	}
+	return false
+}
+
+func (h *Handler) retrieve(w http.ResponseWriter, r *http.Request) {
+	if !acceptsDICOM(r) {
+		h.fail(w, http.StatusNotAcceptable, `retrieve answers multipart/related; type="application/dicom"`)
+		return
+	}
+	list, ok := h.find(w, r)
+	if !ok {
+		return
+	}
+	b := boundary()
+	w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+b)
+	mw := multipart.NewWriter(w)
+	_ = mw.SetBoundary(b)
+	for _, st := range list {
+		rc, err := h.svc.Blobs().Open(r.Context(), st.BlobKey, 0, -1)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				h.log.Error("dicomweb: instance file missing", "sop", st.SOPUID, "key", st.BlobKey)
+				continue
+			}
+			h.log.Error("dicomweb: open instance", "err", err)
+			return // headers are sent; a truncated body tells the client
+		}
+		pw, err := mw.CreatePart(textproto.MIMEHeader{
+			"Content-Type":   {`application/dicom; transfer-syntax=` + st.TransferSyntax},
+			"Content-Length": {strconv.FormatInt(st.Size, 10)},
+		})
+		if err == nil {
+			_, err = io.Copy(pw, rc)
+		}
+		rc.Close()
+		if err != nil {
+			return
+		}
+	}
+	_ = mw.Close()
+}
+
+func (h *Handler) metadata(w http.ResponseWriter, r *http.Request) {
+	list, ok := h.find(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "application/dicom+json")
+	enc := json.NewEncoder(w)
+	_, _ = io.WriteString(w, "[")
+	for i, st := range list {
+		ds, err := h.instanceJSON(r.Context(), st)
+		if err != nil {
+			h.log.Error("dicomweb: metadata", "sop", st.SOPUID, "err", err)
+			continue
+		}
+		if i > 0 {
+			_, _ = io.WriteString(w, ",")
+		}
+		_ = enc.Encode(ds)
+	}
+	_, _ = io.WriteString(w, "]")
+}
+
+func (h *Handler) instanceJSON(ctx context.Context, st dicom.Stored) (map[string]any, error) {
+	// The header ends where the pixels start: read only that much.
+	length := int64(-1)
+	if st.PixelOffset > 0 {
+		length = st.PixelOffset
+	}
+	rc, err := h.svc.Blobs().Open(ctx, st.BlobKey, 0, length)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	// ReadHeader stops at PixelData's header, which ends this range.
+	hd, _, err := dicom.ReadHeader(bufio.NewReader(rc))
+	if err != nil {
+		return nil, err
+	}
+	inst := h.svc.BaseURL() + "/studies/" + st.StudyUID + "/series/" + st.SeriesUID + "/instances/" + st.SOPUID
+	// Values over 1 MB other than PixelData are left without a URI: only
+	// PixelData is served as bulk data.
+	ds := hd.Dataset.JSON(nil)
+	if st.PixelOffset > 0 {
+		ds["7FE00010"] = map[string]any{"vr": pixelVR(st), "BulkDataURI": inst + "/bulkdata/7FE00010"}
+	}
+	return ds, nil
+}
+
+func pixelVR(st dicom.Stored) string {
+	if dicom.Native(st.TransferSyntax) {
+		return "OW"
+	}
+	return "OB"
+}
+
+// bulk serves PixelData's value (native: raw bytes; encapsulated: frames).
+func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.PathValue("tag"), "7FE00010") {
+		h.fail(w, http.StatusNotFound, "only PixelData is served as bulk data")
+		return
+	}
+	list, ok := h.find(w, r)
+	if !ok {
+		return
+	}
+	st := list[0]
+	if st.PixelOffset < 0 {
+		h.fail(w, http.StatusNotFound, "the instance has no pixel data")
+		return
+	}
+	frames := make([]int, st.Frames)
+	for i := range frames {
+		frames[i] = i + 1
+	}
+	h.writeFrames(w, r, st, frames)
+}
+
+func (h *Handler) frames(w http.ResponseWriter, r *http.Request) {
+	list, ok := h.find(w, r)
+	if !ok {
+		return
+	}
+	var nums []int
+	for _, f := range strings.Split(r.PathValue("frames"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			h.fail(w, http.StatusBadRequest, "frame numbers are positive integers")
+			return
+		}
+		if n > list[0].Frames {
+			h.fail(w, http.StatusNotFound, fmt.Sprintf("the instance has %d frame(s)", list[0].Frames))
+			return
+		}
+		nums = append(nums, n)
+	}
+	h.writeFrames(w, r, list[0], nums)
+}
+
+func (h *Handler) writeFrames(w http.ResponseWriter, r *http.Request, st dicom.Stored, nums []int) {
+	// Read every frame first so a failure can still be a clean status.
+	var data [][]byte
+	for _, n := range nums {
+		b, err := h.svc.Frame(r.Context(), st, n)
+		if errors.Is(err, dicom.ErrNoFrame) {
+			h.fail(w, http.StatusNotFound, "no such frame")
+			return
+		}
+		if err != nil {
+			h.serverError(w, r, err)
+			return
+		}
+		data = append(data, b)
+	}
+	partType := "application/octet-stream"
+	if !dicom.Native(st.TransferSyntax) {
+		partType = compressedType(st.TransferSyntax)
+	}
+	b := boundary()
+	w.Header().Set("Content-Type", `multipart/related; type="`+partType+`"; boundary=`+b)
+	mw := multipart.NewWriter(w)
+	_ = mw.SetBoundary(b)
+	for _, d := range data {
+		ct := partType
+		if partType != "application/octet-stream" {
+			ct += "; transfer-syntax=" + st.TransferSyntax
+		}
+		pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {ct}, "Content-Length": {strconv.Itoa(len(d))}})
+		if err != nil {
+			return
+		}
+		if _, err := pw.Write(d); err != nil {
+			return
+		}
+	}
+	_ = mw.Close()
+}
+
+func compressedType(ts string) string {
+	switch {
+	case ts == "1.2.840.10008.1.2.5":
+		return "image/dicom-rle"
+	case ts == "1.2.840.10008.1.2.4.80" || ts == "1.2.840.10008.1.2.4.81":
+		return "image/jls"
+	case ts == "1.2.840.10008.1.2.4.90" || ts == "1.2.840.10008.1.2.4.91":
+		return "image/jp2"
+	case strings.HasPrefix(ts, "1.2.840.10008.1.2.4."):
+		return "image/jpeg"
+	}
+	return "application/octet-stream"
+}
+
+func (h *Handler) rendered(w http.ResponseWriter, r *http.Request) {
+	usePNG := false
+	if acc := r.Header.Get("Accept"); acc != "" {
+		ok := false
+		for _, a := range strings.Split(acc, ",") {
+			mt, _, _ := mime.ParseMediaType(strings.TrimSpace(a))
+			switch mt {
+			case "image/png":
+				usePNG, ok = true, true
+			case "image/jpeg", "image/*", "*/*":
+				ok = true
+			}
+			if ok {
+				break
+			}
+		}
+		if !ok {
+			h.fail(w, http.StatusNotAcceptable, "rendered answers image/jpeg or image/png")
+			return
+		}
+	}
+	var win dicom.Window
+	if v := r.URL.Query().Get("window"); v != "" {
+		parts := strings.Split(v, ",")
+		if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "linear") {
+			h.fail(w, http.StatusBadRequest, "window is center,width[,linear]")
+			return
+		}
+		c, err1 := strconv.ParseFloat(parts[0], 64)
+		wd, err2 := strconv.ParseFloat(parts[1], 64)
+		if err1 != nil || err2 != nil || wd <= 0 {
+			h.fail(w, http.StatusBadRequest, "window is center,width[,linear] with width > 0")
+			return
+		}
+		win = dicom.Window{Center: c, Width: wd}
+	}
+	list, ok := h.find(w, r)
+	if !ok {
+		return
+	}
+	n := 1
+	if f := r.PathValue("frames"); f != "" {
+		var err error
+		if n, err = strconv.Atoi(f); err != nil || n < 1 {
+			h.fail(w, http.StatusBadRequest, "render one frame number")
+			return
+		}
+	}
+	img, err := h.svc.Render(r.Context(), list[0], n, win)
+	switch {
+	case errors.Is(err, dicom.ErrUnsupportedPixels):
+		h.fail(w, http.StatusNotAcceptable, err.Error())
+		return
+	case errors.Is(err, dicom.ErrNoFrame):
+		h.fail(w, http.StatusNotFound, "no such frame")
+		return
+	case err != nil:
+		h.serverError(w, r, err)
+		return
+	}
+	if usePNG {
+		w.Header().Set("Content-Type", "image/png")
+		_ = png.Encode(w, img)
+		return
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	_ = jpeg.Encode(w, img, &jpeg.Options{Quality: 90})
+}
