@@ -37,6 +37,7 @@ type command struct {
 	messageID        uint16
 	respondingTo     uint16
 	dataSetType      uint16
+	status           uint16
 	sopClassUID      string
 	sopInstanceUID   string
 	hasDataSetType   bool
@@ -80,6 +81,8 @@ func parseCommand(b []byte) (command, error) {
 			c.messageID = u16()
 		case tagMessageIDRespondTo:
 			c.respondingTo, c.hasMessageIDResp = u16(), len(v) == 2
+		case tagStatus:
+			c.status = u16()
 		case tagCommandDataSetType:
 			c.dataSetType, c.hasDataSetType = u16(), len(v) == 2
 		}
