@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/server/guard"
 	"github.com/emberfhir/ember/smart/access"
 )
 
@@ -67,4 +68,24 @@ func (s *Server) unauthorized(c *gin.Context, code, msg string) {
 	c.Header("WWW-Authenticate", challenge)
 	s.writeOutcome(c, http.StatusUnauthorized, fhir.Outcome(fhir.Issue{Severity: "error", Code: "login", Diagnostics: msg}))
 	c.Abort()
+}
+
+// limit applies the per-client rate limit once the client is known.
+func (s *Server) limit(c *gin.Context) {
+	if s.cfg.ClientLimiter == nil {
+		return
+	}
+	if ok, wait := s.cfg.ClientLimiter.Allow(c.Request); !ok {
+		guard.WriteTooManyRequests(c.Writer, wait)
+		c.Abort()
+	}
+}
+
+// ClientKey is the key for per-client rate limits: the OAuth client of the
+// request's grant ("" when unauthenticated, which limits by address).
+func ClientKey(r *http.Request) string {
+	if g := access.FromContext(r.Context()); g != nil {
+		return g.ClientID
+	}
+	return ""
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/server/guard"
 	"github.com/emberfhir/ember/smart/access"
 	"github.com/emberfhir/ember/store"
 )
@@ -54,6 +55,9 @@ type Config struct {
 	// OAuth are the authorization server's endpoints, advertised in the
 	// CapabilityStatement's rest.security when Verifier is set.
 	OAuth *OAuthEndpoints
+	// ClientLimiter, when set, rate-limits FHIR requests per OAuth client
+	// (its ClientKey sees the authenticated request; see ClientKey).
+	ClientLimiter *guard.Limiter
 }
 
 // OAuthEndpoints are the SMART authorization server's URLs.
@@ -138,8 +142,8 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
-	r.Any("/fhir", s.authenticate, s.dispatch)
-	r.Any("/fhir/*path", s.authenticate, s.bulkPaths, s.dispatch)
+	r.Any("/fhir", s.authenticate, s.limit, s.dispatch)
+	r.Any("/fhir/*path", s.authenticate, s.limit, s.bulkPaths, s.dispatch)
 	r.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.NotFound("no endpoint at "+c.Request.URL.Path+"; the FHIR API is under /fhir"))
 	})

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/emberfhir/ember/server"
+	"github.com/emberfhir/ember/server/guard"
+	"github.com/emberfhir/ember/smart/external"
+)
+
+// httpFlags are serve's flags for authorisation, TLS and abuse limits.
+type httpFlags struct {
+	auth            string
+	tlsCert, tlsKey string
+	oidcIssuers     multiFlag
+	corsOrigins     string
+	rateIP          string
+	rateClient      string
+	trustProxy      int
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func (h *httpFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&h.auth, "auth", env("EMBER_AUTH", "smart"),
+		"authorisation: smart (built-in SMART on FHIR authorization server; bearer tokens required) or none (no authorisation, for local development) (env EMBER_AUTH)")
+	fs.StringVar(&h.tlsCert, "tls-cert", env("EMBER_TLS_CERT", ""), "serve HTTPS (TLS 1.2+) with this PEM certificate chain (env EMBER_TLS_CERT)")
+	fs.StringVar(&h.tlsKey, "tls-key", env("EMBER_TLS_KEY", ""), "PEM private key for --tls-cert (env EMBER_TLS_KEY)")
+	if v := env("EMBER_OIDC_ISSUER", ""); v != "" {
+		for _, s := range strings.Fields(v) {
+			h.oidcIssuers = append(h.oidcIssuers, s)
+		}
+	}
+	fs.Var(&h.oidcIssuers, "oidc-issuer",
+		"accept access tokens of this external OpenID provider, as URL,aud=AUDIENCE[,scope-claim=C][,fhiruser-claim=C][,patient-claim=C] (or skip-aud instead of aud=); repeatable (env EMBER_OIDC_ISSUER, space-separated)")
+	fs.StringVar(&h.corsOrigins, "cors-origins", env("EMBER_CORS_ORIGINS", "*"),
+		"origins browser apps may call from: * or a comma-separated list; empty disables CORS (env EMBER_CORS_ORIGINS)")
+	fs.StringVar(&h.rateIP, "rate-limit-ip", env("EMBER_RATE_LIMIT_IP", "0"),
+		"requests per second per client address, as RATE[:BURST]; 0 = unlimited (env EMBER_RATE_LIMIT_IP)")
+	fs.StringVar(&h.rateClient, "rate-limit-client", env("EMBER_RATE_LIMIT_CLIENT", "0"),
+		"FHIR requests per second per OAuth client, as RATE[:BURST]; 0 = unlimited (env EMBER_RATE_LIMIT_CLIENT)")
+	fs.IntVar(&h.trustProxy, "trust-proxy", int(envInt("EMBER_TRUST_PROXY", 0)),
+		"how many reverse proxies stand in front (their X-Forwarded-For/-Proto are trusted) (env EMBER_TRUST_PROXY)")
+}
+
+func (h *httpFlags) check() error {
+	switch h.auth {
+	case "smart", "none":
+	default:
+		return fmt.Errorf("serve: --auth %q: use smart or none", h.auth)
+	}
+	if (h.tlsCert == "") != (h.tlsKey == "") {
+		return errors.New("serve: --tls-cert and --tls-key go together")
+	}
+	if h.auth == "none" && len(h.oidcIssuers) > 0 {
+		return errors.New("serve: --oidc-issuer needs --auth smart")
+	}
+	return nil
+}
+
+// issuers parses the --oidc-issuer values.
+func (h *httpFlags) issuers() ([]external.IssuerConfig, error) {
+	var out []external.IssuerConfig
+	for _, v := range h.oidcIssuers {
+		ic, err := external.ParseIssuerFlag(v)
+		if err != nil {
+			return nil, fmt.Errorf("serve: --oidc-issuer %q: %w", v, err)
+		}
+		out = append(out, ic)
+	}
+	return out, nil
+}
+
+// parseRate reads RATE[:BURST]; the burst defaults to twice the rate (at
+// least 1).
+func parseRate(name, s string) (guard.Limit, error) {
+	rate, burst, hasBurst := strings.Cut(strings.TrimSpace(s), ":")
+	r, err := strconv.ParseFloat(rate, 64)
+	if err != nil || r < 0 {
+		return guard.Limit{}, fmt.Errorf("serve: --%s %q: want RATE[:BURST], e.g. 50:100", name, s)
+	}
+	l := guard.Limit{Rate: r, Burst: max(1, int(2*r))}
+	if hasBurst {
+		b, err := strconv.Atoi(burst)
+		if err != nil || b < 1 {
+			return guard.Limit{}, fmt.Errorf("serve: --%s %q: burst must be a positive integer", name, s)
+		}
+		l.Burst = b
+	}
+	return l, nil
+}
+
+// clientLimiter is the per-OAuth-client limiter the FHIR routes apply, nil
+// when off.
+func (h *httpFlags) clientLimiter() (*guard.Limiter, error) {
+	l, err := parseRate("rate-limit-client", h.rateClient)
+	if err != nil || l.Rate == 0 {
+		return nil, err
+	}
+	return guard.NewLimiter(guard.LimiterConfig{PerClient: l, TrustedProxies: h.trustProxy, ClientKey: server.ClientKey}), nil
+}
+
+// wrap puts the outer middleware around the whole server: security headers
+// on every response, CORS for browser apps, the per-address limit.
+func (h *httpFlags) wrap(next http.Handler) (http.Handler, error) {
+	ip, err := parseRate("rate-limit-ip", h.rateIP)
+	if err != nil {
+		return nil, err
+	}
+	if ip.Rate > 0 {
+		next = guard.NewLimiter(guard.LimiterConfig{PerIP: ip, TrustedProxies: h.trustProxy}).Wrap(next)
+	}
+	if origins := guard.ParseOrigins(h.corsOrigins); len(origins) > 0 {
+		cors, err := guard.NewCORS(guard.CORSConfig{AllowedOrigins: origins, Match: guard.PathPrefixes("/fhir", "/auth/token", "/auth/introspect", "/auth/revoke", "/auth/.well-known/", "/auth/jwks", "/dicomweb")})
+		if err != nil {
+			return nil, fmt.Errorf("serve: --cors-origins: %w", err)
+		}
+		next = cors.Wrap(next)
+	}
+	return guard.Headers{TrustForwardedProto: h.trustProxy > 0}.Wrap(next), nil
+}
+
+// tlsConfig is the HTTPS configuration, nil for plain HTTP.
+func (h *httpFlags) tlsConfig() (*tls.Config, error) {
+	if h.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(h.tlsCert, h.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("serve: TLS: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
