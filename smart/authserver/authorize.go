@@ -85,6 +85,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_scope", "scope is required")
 		return
 	}
+	s.purge(r.Context())
 	req := authReq{id: randomToken(18), csrf: randomToken(18), clientID: client.ID, redirectURI: redirect,
 		state: state, nonce: f.Get("nonce"), challenge: challenge, scopes: requested}
 	if l := f.Get("launch"); l != "" {

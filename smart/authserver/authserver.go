@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -69,6 +70,7 @@ type Server struct {
 	verifier *Verifier
 	keys     *remoteKeys
 	log      *slog.Logger
+	purged   atomic.Int64 // unix nanoseconds of the last purge
 }
 
 // New loads (or, on the first start, generates and stores) the signing key
@@ -255,4 +257,25 @@ func randomToken(n int) string {
 func tokenHash(tok string) []byte {
 	h := sha256.Sum256([]byte(tok))
 	return h[:]
+}
+
+// purge deletes expired requests, launches, refresh tokens and revocations,
+// at most once a minute, from whichever request comes by.
+func (s *Server) purge(ctx context.Context) {
+	last := s.purged.Load()
+	if time.Since(time.Unix(0, last)) < time.Minute || !s.purged.CompareAndSwap(last, time.Now().UnixNano()) {
+		return
+	}
+	for _, q := range []string{
+		`DELETE FROM smart_auth_requests WHERE expires_at < now() - interval '1 hour'`,
+		`DELETE FROM smart_launches WHERE expires_at < now()`,
+		`DELETE FROM smart_refresh_tokens WHERE expires_at < now()`,
+		`DELETE FROM smart_revoked_jtis WHERE expires_at < now() - interval '1 minute'`,
+		`DELETE FROM smart_used_jtis WHERE expires_at < now() - interval '1 minute'`,
+	} {
+		if _, err := s.db.Exec(ctx, q); err != nil {
+			s.log.Warn("purging expired authorization data", "err", err)
+			return
+		}
+	}
 }

@@ -163,8 +163,7 @@ func (s *Server) verifyAssertion(ctx context.Context, a, clientID string) (*Clie
 	if tag.RowsAffected() == 0 {
 		return nil, invalidClient("client_assertion jti was already used")
 	}
-	// Opportunistic cleanup keeps the table to assertions still alive.
-	_, _ = s.db.Exec(ctx, `DELETE FROM smart_used_jtis WHERE expires_at < now() - interval '1 minute'`)
+	s.purge(ctx)
 	return c, nil
 }
 

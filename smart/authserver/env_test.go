@@ -40,7 +40,7 @@ const (
 // at /auth with SMART discovery under /fhir, and seeded with patients,
 // users and clients.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ts     *httptest.Server
 	srv    *Server
 	st     *store.Store
@@ -52,7 +52,7 @@ type env struct {
 	jwks   *httptest.Server // serves the backend client's public keys
 }
 
-func newEnv(t *testing.T, mod ...func(*Config)) *env {
+func newEnv(t testing.TB, mod ...func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	dbURL := pgtest.NewDatabase(t)
@@ -272,7 +272,7 @@ func (e *env) authorize(params url.Values, f flow) url.Values {
 	return nil
 }
 
-func checkPageHeaders(t *testing.T, p page) {
+func checkPageHeaders(t testing.TB, p page) {
 	t.Helper()
 	if !strings.Contains(p.header.Get("Content-Security-Policy"), "default-src 'none'") ||
 		p.header.Get("X-Frame-Options") != "DENY" || p.header.Get("X-Content-Type-Options") != "nosniff" {

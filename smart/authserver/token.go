@@ -123,13 +123,13 @@ func (s *Server) codeGrant(r *http.Request, c *Client) (map[string]any, error) {
 	if q.loginAt != nil {
 		t.loginAt = *q.loginAt
 	}
-	return s.respond(ctx, t, true, true)
+	return s.respond(ctx, t, true)
 }
 
 // respond issues the access token (and refresh and id tokens) for t.
 // newRefresh: a refresh token is issued when offline or online access was
 // granted. A refresh grant passes false and hands back the one it used.
-func (s *Server) respond(ctx context.Context, t *tokenInfo, newRefresh, launch bool) (map[string]any, error) {
+func (s *Server) respond(ctx context.Context, t *tokenInfo, newRefresh bool) (map[string]any, error) {
 	at, expiresIn, err := s.issueAccessToken(t)
 	if err != nil {
 		return nil, err
@@ -203,7 +203,7 @@ func (s *Server) refreshGrant(r *http.Request, c *Client) (map[string]any, error
 		}
 		t.scopes = req
 	}
-	resp, err := s.respond(ctx, &t, false, false)
+	resp, err := s.respond(ctx, &t, false)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +233,7 @@ func (s *Server) clientCredentials(r *http.Request, c *Client) (map[string]any, 
 	if len(granted) == 0 {
 		return nil, badRequest("invalid_scope", "none of the requested scopes is registered for this client")
 	}
-	return s.respond(r.Context(), &tokenInfo{clientID: c.ID, scopes: granted}, false, false)
+	return s.respond(r.Context(), &tokenInfo{clientID: c.ID, scopes: granted}, false)
 }
 
 // introspect is RFC 7662. The caller authenticates as a client (Basic or
