@@ -370,7 +370,7 @@ func (c *conn) nextPDV() error {
 				return protoErrf(abortInvalidParm, "PDU type 0x%02x length %d", typ, n)
 			}
 			if _, err := c.r.Discard(4); err != nil {
-				return err
+				return midPDU(err)
 			}
 			if typ == pduAbort {
 				return errPeerAbort
@@ -386,7 +386,7 @@ func (c *conn) nextPDV() error {
 		return protoErrf(abortInvalidParm, "%d stray bytes in P-DATA-TF", c.pduLeft)
 	}
 	if _, err := io.ReadFull(c.r, c.hdr[:]); err != nil {
-		return err
+		return midPDU(err)
 	}
 	n := binary.BigEndian.Uint32(c.hdr[0:4])
 	if n < 2 || n > c.pduLeft-4 {
@@ -401,6 +401,14 @@ func (c *conn) nextPDV() error {
 	return nil
 }
 
+// midPDU reports end of stream inside a PDU as truncation, not a clean close.
+func midPDU(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
 const (
 	pdvCommand = 0x01
 	pdvLast    = 0x02
@@ -412,8 +420,11 @@ func (c *conn) readCommand() (byte, error) {
 	var ctxID byte
 	for first := true; ; first = false {
 		if err := c.nextPDV(); err != nil {
-			if !first && (errors.Is(err, errRelease)) {
-				return 0, protoErrf(abortUnexpectedPDU, "A-RELEASE-RQ inside a command")
+			if !first {
+				if errors.Is(err, errRelease) {
+					return 0, protoErrf(abortUnexpectedPDU, "A-RELEASE-RQ inside a command")
+				}
+				err = midPDU(err)
 			}
 			return 0, err
 		}
@@ -431,7 +442,7 @@ func (c *conn) readCommand() (byte, error) {
 		off := len(c.cmdBuf)
 		c.cmdBuf = append(c.cmdBuf, make([]byte, c.pdvLeft)...)
 		if _, err := io.ReadFull(c.r, c.cmdBuf[off:]); err != nil {
-			return 0, err
+			return 0, midPDU(err)
 		}
 		c.pdvLeft = 0
 		if c.pdvFlags&pdvLast != 0 {
@@ -462,7 +473,7 @@ func (d *dataStream) next() error {
 		if errors.Is(err, errRelease) {
 			err = protoErrf(abortUnexpectedPDU, "A-RELEASE-RQ inside a data set")
 		}
-		return err
+		return midPDU(err)
 	}
 	if c.pdvFlags&pdvCommand != 0 {
 		return protoErrf(abortUnexpectedParm, "command PDV inside a data set")
@@ -560,6 +571,7 @@ func (d *dataStream) drain() error {
 		d.c.pdvLeft -= uint32(n)
 		d.n += int64(n)
 		if err != nil {
+			err = midPDU(err)
 			d.err = err
 			return err
 		}
@@ -752,7 +764,7 @@ func (c *conn) handleFind(ctxID byte, pc *presCtx, cmd *command) error {
 		off := len(c.idBuf)
 		c.idBuf = append(c.idBuf, make([]byte, c.pdvLeft)...)
 		if _, err := io.ReadFull(c.r, c.idBuf[off:]); err != nil {
-			return err
+			return midPDU(err)
 		}
 		c.pdvLeft = 0
 	}
