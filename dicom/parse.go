@@ -78,6 +78,13 @@ const undefinedLength = 0xFFFFFFFF
 // a few MB however large the instance.
 const maxKeptValue = 1 << 20
 
+// maxKeptTotal bounds all kept values of one header, and maxDepth the
+// nesting of sequences, so a hostile dataset cannot exhaust memory or stack.
+const (
+	maxKeptTotal = 16 << 20
+	maxDepth     = 32
+)
+
 // ErrNotDICOM: the input lacks the Part-10 preamble and "DICM" prefix or
 // its file meta group is unreadable.
 var ErrNotDICOM = errors.New("dicom: not a DICOM Part-10 file")
@@ -122,6 +129,8 @@ type parser struct {
 	bigEndian bool
 	implicit  bool
 	buf       [12]byte
+	kept      int64
+	depth     int
 }
 
 func (p *parser) read(b []byte) error {
@@ -254,12 +263,13 @@ func (p *parser) readDataset(end int64, top, stopAtPixels bool, keep func(uint32
 				return nil, nil, err
 			}
 			el.Bulk = true
-		case length > maxKeptValue || (keep != nil && !keep(t)):
+		case length > maxKeptValue || p.kept+int64(length) > maxKeptTotal || (keep != nil && !keep(t)):
 			if err := p.skip(int64(length)); err != nil {
 				return nil, nil, err
 			}
 			el.Bulk = true
 		default:
+			p.kept += int64(length)
 			el.Value = make([]byte, length)
 			if err := p.read(el.Value); err != nil {
 				return nil, nil, err
@@ -271,6 +281,10 @@ func (p *parser) readDataset(end int64, top, stopAtPixels bool, keep func(uint32
 }
 
 func (p *parser) readSequence(length uint32, keep func(uint32) bool) ([]*Dataset, error) {
+	if p.depth++; p.depth > maxDepth {
+		return nil, errors.New("dicom: sequences nested too deeply")
+	}
+	defer func() { p.depth-- }()
 	end := int64(-1)
 	if length != undefinedLength {
 		end = p.off + int64(length)
