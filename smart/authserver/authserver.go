@@ -2,6 +2,21 @@
 // authorization server: discovery, authorize (login, patient picker,
 // consent), token, introspection, revocation and EHR launch, with clients,
 // users and tokens in PostgreSQL, and the Verifier for the tokens it issues.
+//
+// It speaks the protocol itself (go-jose for JWTs) rather than through
+// zitadel/oidc's op: op's token response has no room for SMART's launch
+// context (patient, encounter, need_patient_banner, …), its
+// client_credentials grant authenticates only by secret (SMART Backend
+// Services needs private_key_jwt with RS384/ES384, jwks_uri and jku), and
+// authorize needs the aud and launch checks first — every endpoint would
+// have been wrapped.
+//
+// Tokens: access tokens are RS256 JWTs (claims iss, sub, aud = FHIR base,
+// exp, iat, jti, client_id, scope, patient, encounter, fhirUser, role) that
+// the Verifier checks locally; refresh tokens and codes are random and
+// stored as SHA-256 hashes. offline_access refresh tokens live
+// Config.OfflineLifetime; online_access ones end Config.SessionLifetime
+// after the user signed in. Refresh tokens are not rotated.
 package authserver
 
 import (
