@@ -157,6 +157,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		stop()
 		if p := recover(); p != nil {
 			c.log.Error("dicom: panic in association", "panic", p, "stack", string(debug.Stack()))
+			if s.onPanic != nil {
+				s.onPanic(p)
+			}
 			c.abort(abortNotSpecified)
 			c.stats.Err = fmt.Errorf("panic: %v", p)
 		}
@@ -174,8 +177,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	if c.stats.Err != nil {
 		lvl = slog.LevelWarn
 	}
-	c.log.Log(ctx, lvl, "dicom: association ended", "calling_ae", c.stats.CallingAE,
-		"stores", c.stats.Stores, "finds", c.stats.Finds, "failures", c.stats.Failures,
+	c.log.Log(ctx, lvl, "dicom: association ended", "stores", c.stats.Stores, "finds", c.stats.Finds, "failures", c.stats.Failures,
 		"bytes", c.stats.BytesReceived, "duration", time.Since(start), "err", c.stats.Err)
 }
 

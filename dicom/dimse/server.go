@@ -84,6 +84,7 @@ type Server struct {
 	log     *slog.Logger
 	allowed map[string]bool
 	slots   chan struct{}
+	onPanic func(any) // tests: observe recovered panics
 }
 
 // NewServer validates cfg and applies defaults.
