@@ -39,6 +39,7 @@ func scenarios() []scenario {
 		readScenario(32),
 		createScenario(8),
 		{name: "ingest_tx", run: ingestTx},
+		{name: "dicom", run: dicomBench}, // its own server (see dicom.go)
 	},
 		// Last, so they do not change what the figures above measure;
 		// search330k takes several minutes (see search.go).
