@@ -15,6 +15,11 @@ import (
 	"time"
 )
 
+// rejectedError is an association answered with A-ASSOCIATE-RJ.
+type rejectedError struct{ why string }
+
+func (e *rejectedError) Error() string { return "dicom: association rejected: " + e.why }
+
 var (
 	errRelease   = errors.New("dicom upper layer: peer released the association")
 	errPeerAbort = errors.New("dicom upper layer: peer aborted the association")
@@ -170,7 +175,8 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		}
 	}()
 	c.stats.Err = c.run()
-	if c.rq == nil {
+	var re *rejectedError
+	if c.rq == nil || errors.As(c.stats.Err, &re) {
 		return
 	}
 	lvl := slog.LevelInfo
@@ -209,8 +215,9 @@ func (c *conn) run() error {
 // fail aborts the association as err warrants and returns err.
 func (c *conn) fail(err error) error {
 	var pe *protoError
+	var re *rejectedError
 	switch {
-	case err == nil, errors.Is(err, errPeerAbort), errors.Is(err, io.EOF):
+	case err == nil, errors.Is(err, errPeerAbort), errors.Is(err, io.EOF), errors.As(err, &re):
 	case errors.As(err, &pe):
 		c.abort(pe.reason)
 	default: // timeouts, shutdown, handler-side cancellation
@@ -280,8 +287,10 @@ func (c *conn) negotiate() (bool, error) {
 
 	reject := func(result, source, reason byte, why string) (bool, error) {
 		c.log.Warn("dicom: association rejected", "called_ae", rq.calledAE, "reason", why)
-		c.stats.Err = errors.New(why)
-		return false, c.send(appendAssociateRJ(nil, result, source, reason))
+		if err := c.send(appendAssociateRJ(nil, result, source, reason)); err != nil {
+			return false, fmt.Errorf("dicom: sending A-ASSOCIATE-RJ: %w", err)
+		}
+		return false, &rejectedError{why}
 	}
 	switch {
 	case rq.protocolVersion&1 == 0:
@@ -712,7 +721,7 @@ func (c *conn) handleStore(ctxID byte, pc *presCtx, cmd *command) error {
 	status, herr := c.s.cfg.Handler.CStore(c.ctx, req)
 	// A broken stream means the association is unusable whatever the
 	// handler said.
-	if d.err != nil && !errors.Is(d.err, errDataDone) {
+	if d.err != nil {
 		return d.err
 	}
 	if err := d.drain(); err != nil {
@@ -727,7 +736,8 @@ func (c *conn) handleStore(ctxID byte, pc *presCtx, cmd *command) error {
 		if !isFailure(status) {
 			status = StatusProcessingFailure
 		}
-		rsp.errorComment = herr.Error()
+		// The handler's error stays in our log; peers get a generic comment.
+		rsp.errorComment = "storage failed"
 	}
 	rsp.status = status
 	return c.respond(ctxID, rsp, nil)
@@ -785,6 +795,12 @@ func (c *conn) handleFind(ctxID byte, pc *presCtx, cmd *command) error {
 	}
 	level := keys[tagQueryRetrieveLevel]
 	delete(keys, tagQueryRetrieveLevel)
+	switch level {
+	case "PATIENT", "STUDY", "SERIES", "IMAGE":
+	default:
+		rsp.status, rsp.errorComment = StatusIdentifierMismatch, "missing or unknown Query/Retrieve Level"
+		return c.respond(ctxID, rsp, nil)
+	}
 	req := &FindRequest{CallingAE: c.rq.callingAE, CalledAE: c.rq.calledAE,
 		SOPClassUID: pc.abstract, Level: level, Keys: keys}
 
@@ -827,7 +843,7 @@ func (c *conn) handleFind(ctxID byte, pc *presCtx, cmd *command) error {
 		if !isFailure(status) {
 			status = StatusFindUnableToProcess
 		}
-		rsp.errorComment = herr.Error()
+		rsp.errorComment = "query failed"
 	case status == StatusPending:
 		status = StatusSuccess
 	}

@@ -17,7 +17,21 @@ const (
 	tsDeflated   = "1.2.840.10008.1.2.1.99"
 )
 
-const tagQueryRetrieveLevel uint32 = 0x00080052
+const (
+	tagQueryRetrieveLevel   uint32 = 0x00080052
+	tagSpecificCharacterSet uint32 = 0x00080005
+)
+
+func isASCII(m FindMatch) bool {
+	for _, v := range m {
+		for i := 0; i < len(v); i++ {
+			if v[i] >= 0x80 {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // queryDict gives the VR of the attributes used in C-FIND identifiers
 // (PS3.4 Annex C key tables plus common return keys). Read-only.
@@ -262,13 +276,23 @@ func appendIdentifier(b []byte, m FindMatch, explicit bool, level string) []byte
 	if !hasLevel && level != "" {
 		tags = append(tags, tagQueryRetrieveLevel)
 	}
+	// Non-ASCII values need a character set; Ember's strings are UTF-8.
+	charset := ""
+	if _, ok := m[tagSpecificCharacterSet]; !ok && !isASCII(m) {
+		charset = "ISO_IR 192"
+		tags = append(tags, tagSpecificCharacterSet)
+	}
 	slices.Sort(tags)
 	var scratch []byte
 	for _, t := range tags {
 		vr := queryDict[t]
 		var ok bool
 		v, inMatch := m[t]
-		if !inMatch {
+		switch {
+		case inMatch:
+		case t == tagSpecificCharacterSet:
+			v = charset
+		default:
 			v = level
 		}
 		scratch, ok = encodeValue(scratch[:0], vr, v)

@@ -107,8 +107,8 @@ func TestNegotiation(t *testing.T) {
 	_, res := dialSCU(t, addr, "TESTSCU", []pcProposal{
 		{id: 1, abstract: uidCTImage, ts: []string{"1.2.3.4.5", "1.2.840.10008.1.2.4.90", tsImplicitLE}},
 		{id: 3, abstract: uidStudyRootFind, ts: []string{"1.2.840.10008.1.2.4.90"}},
-		{id: 5, abstract: "1.2.840.10008.5.1.4.1.2.2.2", ts: []string{tsImplicitLE}}, // Study Root MOVE
-		{id: 7, abstract: "1.2.826.0.1.3680043.9.9999.1", ts: []string{tsExplicitLE}},  // private storage
+		{id: 5, abstract: "1.2.840.10008.5.1.4.1.2.2.2", ts: []string{tsImplicitLE}},  // Study Root MOVE
+		{id: 7, abstract: "1.2.826.0.1.3680043.9.9999.1", ts: []string{tsExplicitLE}}, // private storage
 		{id: 9, abstract: uidVerification, ts: []string{tsExplicitLE}},
 	})
 	want := map[byte]byte{1: pcAccept, 3: pcTransferUnsupported, 5: pcAbstractUnsupported, 7: pcAccept, 9: pcAccept}
@@ -238,4 +238,37 @@ func TestTooManyAssociations(t *testing.T) {
 	if out, ok := dcmtk(t, addr, "echoscu", []string{"-aec", "EMBER"}); !ok {
 		t.Fatalf("echoscu after a slot freed: %s", out)
 	}
+}
+
+// failingFind fails every query.
+type failingFind struct{ *testHandler }
+
+func (failingFind) CFind(ctx context.Context, req *FindRequest, emit func(FindMatch) error) (uint16, error) {
+	return 0, context.DeadlineExceeded
+}
+
+func TestFindFailures(t *testing.T) {
+	addr, _, _ := startServer(t, Config{Handler: failingFind{newTestHandler(t)}})
+	s, _ := dialSCU(t, addr, "TESTSCU", pcs(uidStudyRootFind))
+	find := func(ident []byte) uint16 {
+		s.msgID++
+		s.writePDVs(1, pdvCommand, buildCommand(cmdCFindRQ, s.msgID, uidStudyRootFind, "", true))
+		s.writePDVs(1, 0, ident)
+		s.w.Flush()
+		rsp := s.readResponse()
+		if rsp.respondingTo != s.msgID || rsp.field != cmdCFindRQ|cmdResponse {
+			t.Fatalf("response %+v", rsp)
+		}
+		return rsp.status
+	}
+	if st := find(appendIdentifier(nil, FindMatch{0x0020000D: ""}, false, "")); st != StatusIdentifierMismatch {
+		t.Errorf("no level: status 0x%04x", st)
+	}
+	if st := find([]byte{1, 2, 3}); st != StatusIdentifierMismatch {
+		t.Errorf("garbage identifier: status 0x%04x", st)
+	}
+	if st := find(appendIdentifier(nil, FindMatch{0x0020000D: ""}, false, "STUDY")); st != StatusFindUnableToProcess {
+		t.Errorf("handler error: status 0x%04x", st)
+	}
+	s.release()
 }
