@@ -331,22 +331,27 @@ func (s *Server) offered(ctx context.Context, q *authReq, u *User) ([]string, er
 	return scope.Allowed(u.Role, clientScopes(c, q.scopes)), nil
 }
 
-// clientScopes narrows requested to what the client registered: resource
-// scopes by intersection, the others (openid, launch/patient, …) by name.
+// clientScopes narrows requested to what the client registered, in the
+// requested order: resource scopes by intersection, the others (openid,
+// launch/patient, …) by name.
 func clientScopes(c *Client, requested []string) []string {
-	var other []string
+	registered := scope.ParseSet(c.Scopes)
+	var out []string
 	for _, s := range requested {
-		if !scope.IsResourceScope(s) && slices.Contains(c.Scopes, s) {
-			other = append(other, s)
+		switch {
+		case !scope.IsResourceScope(s):
+			if slices.Contains(c.Scopes, s) && !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		default:
+			for _, n := range scope.Narrow(registered, []string{s}) {
+				if !slices.Contains(out, n) {
+					out = append(out, n)
+				}
+			}
 		}
 	}
-	var res []string
-	for _, s := range scope.Narrow(scope.ParseSet(c.Scopes), requested) {
-		if scope.IsResourceScope(s) {
-			res = append(res, s)
-		}
-	}
-	return append(other, res...)
+	return out
 }
 
 func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) {
