@@ -251,11 +251,20 @@ func (p *parser) readDataset(end int64, top, stopAtPixels bool, keep func(uint32
 			return ds, el, nil
 		}
 		switch {
-		case vr == "SQ" || (length == undefinedLength && vr == "UN"):
+		case vr == "SQ":
 			if el.Items, err = p.readSequence(length, keep); err != nil {
 				return nil, nil, err
 			}
-			// Undefined-length UN is an implicit VR LE sequence (PS3.5 6.2.2).
+		case length == undefinedLength && vr == "UN":
+			// An undefined-length UN is a sequence encoded in implicit VR
+			// little endian whatever the transfer syntax (PS3.5 6.2.2).
+			implicit, big := p.implicit, p.bigEndian
+			p.implicit, p.bigEndian = true, false
+			el.Items, err = p.readSequence(length, keep)
+			p.implicit, p.bigEndian = implicit, big
+			if err != nil {
+				return nil, nil, err
+			}
 			el.VR = "SQ"
 		case length == undefinedLength:
 			// Encapsulated pixel data inside a dataset: skip its items.

@@ -55,7 +55,7 @@ type Service struct {
 	store *store.Store
 
 	mu      sync.Mutex
-	timers  map[string]*time.Timer // studies awaiting a debounced sync
+	timers  map[string]*pendingSync // studies awaiting a debounced sync
 	closed  bool
 	syncWG  sync.WaitGroup
 	baseCtx context.Context
@@ -82,7 +82,7 @@ func New(cfg Config) (*Service, error) {
 	cfg.DICOMwebBase = strings.TrimSuffix(cfg.DICOMwebBase, "/")
 	cfg.FHIRBase = strings.TrimSuffix(cfg.FHIRBase, "/")
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, log: cfg.Logger, store: cfg.Store, timers: map[string]*time.Timer{}, baseCtx: ctx, cancel: cancel}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, store: cfg.Store, timers: map[string]*pendingSync{}, baseCtx: ctx, cancel: cancel}, nil
 }
 
 // Blobs returns the blob store, for retrieval.
@@ -95,8 +95,8 @@ func (s *Service) BaseURL() string { return s.cfg.DICOMwebBase }
 func (s *Service) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	for uid, t := range s.timers {
-		t.Stop()
+	for uid, p := range s.timers {
+		p.timer.Stop()
 		delete(s.timers, uid)
 	}
 	s.mu.Unlock()
@@ -170,7 +170,7 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 		if cw.err != nil {
 			return nil, &IngestError{Reason: storageReason(cw.err), Err: fmt.Errorf("dicom: store: %w", cw.err)}
 		}
-		return nil, reject(ReasonCannotUnderstand, "dicom: %w", err)
+		return nil, reject(ReasonCannotUnderstand, "%w", err)
 	}
 	meta := parseAttrs(h)
 	if err := meta.check(opts.StudyUID); err != nil {

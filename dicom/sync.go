@@ -17,19 +17,32 @@ import (
 	"github.com/emberfhir/ember/store"
 )
 
+// maxSyncWait bounds how long a steady stream of instances can postpone
+// its study's ImagingStudy: a long transfer still shows progress.
+const maxSyncWait = 5 * time.Second
+
+// pendingSync is a study's debounce timer.
+type pendingSync struct {
+	timer *time.Timer
+	first time.Time // when the oldest unsynced instance arrived
+}
+
 // scheduleSync (re)starts the study's debounce timer: a burst of instances
-// becomes one ImagingStudy version, written SyncDelay after the last one.
+// becomes one ImagingStudy version, written SyncDelay after the last one
+// (or maxSyncWait after the first).
 func (s *Service) scheduleSync(studyUID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
-	if t, ok := s.timers[studyUID]; ok {
-		t.Reset(s.cfg.SyncDelay)
+	if p, ok := s.timers[studyUID]; ok {
+		if time.Since(p.first) < maxSyncWait {
+			p.timer.Reset(s.cfg.SyncDelay)
+		}
 		return
 	}
-	s.timers[studyUID] = time.AfterFunc(s.cfg.SyncDelay, func() {
+	s.timers[studyUID] = &pendingSync{first: time.Now(), timer: time.AfterFunc(s.cfg.SyncDelay, func() {
 		s.mu.Lock()
 		delete(s.timers, studyUID)
 		if s.closed {
@@ -44,7 +57,27 @@ func (s *Service) scheduleSync(studyUID string) {
 		if err := s.Sync(ctx, studyUID); err != nil {
 			s.log.Error("dicom: ImagingStudy sync", "study", studyUID, "err", err)
 		}
-	})
+	})}
+}
+
+// SyncPending writes the ImagingStudy of every study waiting on its
+// debounce timer now, e.g. when an association is released.
+func (s *Service) SyncPending(ctx context.Context) error {
+	s.mu.Lock()
+	var uids []string
+	for uid, p := range s.timers {
+		p.timer.Stop()
+		delete(s.timers, uid)
+		uids = append(uids, uid)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, uid := range uids {
+		if err := s.Sync(ctx, uid); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Flush syncs every study whose ImagingStudy is behind its instances (also
@@ -61,8 +94,8 @@ func (s *Service) Flush(ctx context.Context) error {
 	var errs []error
 	for _, uid := range uids {
 		s.mu.Lock()
-		if t, ok := s.timers[uid]; ok {
-			t.Stop()
+		if p, ok := s.timers[uid]; ok {
+			p.timer.Stop()
 			delete(s.timers, uid)
 		}
 		s.mu.Unlock()

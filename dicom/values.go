@@ -209,7 +209,6 @@ func (e *Element) json(d *Dataset, cs charset, bulkURI func(uint32) string) map[
 	case "SQ":
 		items := make([]any, 0, len(e.Items))
 		for _, it := range e.Items {
-			it.BigEndian = d.BigEndian
 			items = append(items, it.JSON(nil))
 		}
 		if len(items) > 0 {
