@@ -152,8 +152,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer cancel()
 	c := &conn{s: s, ctx: ctx, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String())}
 	c.tr = &timedReader{nc: nc, closing: &c.closing}
-	c.r = bufio.NewReaderSize(c.tr, 128<<10)
-	c.w = bufio.NewWriterSize(nc, 64<<10)
+	// Small buffers until the association is accepted, so connections
+	// that never associate cost little.
+	c.r = bufio.NewReaderSize(c.tr, 4096)
+	c.w = bufio.NewWriterSize(nc, 4096)
 	stop := context.AfterFunc(ctx, func() {
 		c.closing.Store(true)
 		_ = nc.SetReadDeadline(time.Now())
@@ -273,8 +275,12 @@ func (c *conn) negotiate() (bool, error) {
 	if n > maxAssociateRQ {
 		return false, protoErrf(abortInvalidParm, "A-ASSOCIATE-RQ length %d too large", n)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(c.r, body); err != nil {
+	// ReadAll grows the buffer as bytes arrive rather than trusting n.
+	body, err := io.ReadAll(io.LimitReader(c.r, int64(n)))
+	if err == nil && len(body) < int(n) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
 		return false, fmt.Errorf("dicom: reading A-ASSOCIATE-RQ: %w", err)
 	}
 	rq, err := parseAssociateRQ(body)
@@ -324,6 +330,14 @@ func (c *conn) negotiate() (bool, error) {
 		return false, fmt.Errorf("dicom: sending A-ASSOCIATE-AC: %w", err)
 	}
 	c.tr.timeout = c.s.cfg.ReadTimeout
+	// Full-size buffers for data. A peer should not send before the AC, but
+	// if it did, the small reader keeps those bytes and drains first.
+	if c.r.Buffered() == 0 {
+		c.r = bufio.NewReaderSize(c.tr, 128<<10)
+	} else {
+		c.r = bufio.NewReaderSize(c.r, 128<<10)
+	}
+	c.w = bufio.NewWriterSize(c.nc, 64<<10)
 	c.log.Debug("dicom: association accepted", "contexts", len(rq.contexts), "accepted", accepted,
 		"peer_max_pdu", rq.maxPDU, "peer_impl", rq.implClassUID, "peer_version", rq.implVersion)
 	return true, nil
@@ -521,7 +535,7 @@ func (d *dataStream) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	c := d.c
-	p = p[:min(uint32(len(p)), c.pdvLeft)]
+	p = p[:min(len(p), int(c.pdvLeft))]
 	n, err := c.r.Read(p)
 	c.pdvLeft -= uint32(n)
 	d.n += int64(n)
