@@ -11,6 +11,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -820,10 +821,19 @@ func (c *conn) handleFind(ctxID byte, pc *presCtx, cmd *command) error {
 
 	fctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
-	var sendErr error
-	cancelled := false
-	var out []byte
+	var (
+		mu        sync.Mutex // emit may be misused concurrently or late; keep the wire sane
+		returned  bool
+		sendErr   error
+		cancelled bool
+		out       []byte
+	)
 	emit := func(m FindMatch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if returned {
+			return errors.New("dimse: emit called after CFind returned")
+		}
 		if sendErr != nil {
 			return sendErr
 		}
@@ -843,6 +853,9 @@ func (c *conn) handleFind(ctxID byte, pc *presCtx, cmd *command) error {
 		return nil
 	}
 	status, herr := c.s.cfg.Handler.CFind(fctx, req, emit)
+	mu.Lock()
+	returned = true
+	mu.Unlock()
 	if sendErr != nil {
 		return sendErr
 	}

@@ -106,6 +106,26 @@ func TestStorescuThroughput(t *testing.T) {
 	if rate < 200 {
 		t.Errorf("%.0f instances/s: the provider alone should far exceed the 600/s product target", rate)
 	}
+
+	// Four concurrent associations.
+	h.n.Store(0)
+	start = time.Now()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, ok := dcmtk(t, addr, "storescu", append(storescuConfig(t, files[:1]), "+sd"), dir); !ok {
+				t.Errorf("storescu: %s", out)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed = time.Since(start)
+	if got := h.n.Load(); got != 4*n {
+		t.Fatalf("stored %d of %d", got, 4*n)
+	}
+	t.Logf("storescu: %d instances over 4 associations in %v (%.0f/s)", 4*n, elapsed.Round(time.Millisecond), float64(4*n)/elapsed.Seconds())
 }
 
 type countingHandler struct{ n atomic.Int64 }

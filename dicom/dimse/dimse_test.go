@@ -448,7 +448,7 @@ func TestStoreHandlerPanic(t *testing.T) {
 }
 
 func TestFind(t *testing.T) {
-	addr, h, _ := startServer(t, Config{})
+	h := newTestHandler(t)
 	h.matches = func(req *FindRequest) []FindMatch {
 		switch req.Level {
 		case "STUDY":
@@ -461,6 +461,7 @@ func TestFind(t *testing.T) {
 		}
 		return nil
 	}
+	addr, _, _ := startServer(t, Config{Handler: h})
 	for _, tc := range []struct {
 		level string
 		ts    string // findscu transfer syntax option
@@ -518,5 +519,32 @@ func TestFind(t *testing.T) {
 				t.Errorf("more than %d matches", len(tc.want))
 			}
 		})
+	}
+}
+
+// TestStoreDefaultProposal runs storescu with its default proposal (every
+// storage SOP class, uncompressed syntaxes: a large A-ASSOCIATE-RQ).
+func TestStoreDefaultProposal(t *testing.T) {
+	dir := pydicomSamples(t)
+	files := []string{filepath.Join(dir, "CT_small.dcm"), filepath.Join(dir, "MR_small_implicit.dcm"),
+		filepath.Join(dir, "reportsi.dcm"), filepath.Join(dir, "test-SR.dcm")}
+	addr, h, _ := startServer(t, Config{})
+	if out, ok := dcmtk(t, addr, "storescu", []string{"-aet", "TESTSCU", "-aec", "EMBER"}, files...); !ok {
+		t.Fatalf("storescu: %s", out)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	got := map[string]bool{}
+	for _, r := range h.stores {
+		got[r.req.SOPInstanceUID] = true
+	}
+	for _, f := range files {
+		p, err := readPart10(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got[p.sopInstance] {
+			t.Errorf("%s not received", filepath.Base(f))
+		}
 	}
 }
