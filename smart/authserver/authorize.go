@@ -402,8 +402,12 @@ func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
 	// The code lives authRequestTTL from now.
 	tag, err := s.db.Exec(ctx, `UPDATE smart_auth_requests SET granted = $2, code_hash = $3, expires_at = $4
 		WHERE id = $1 AND code_hash IS NULL`, q.id, nonNil(granted), tokenHash(code), time.Now().Add(authRequestTTL))
-	if err != nil || tag.RowsAffected() != 1 {
-		s.serverError(w, fmt.Errorf("issue code: %v", err))
+	if err != nil {
+		s.serverError(w, fmt.Errorf("issue code: %w", err))
+		return
+	}
+	if tag.RowsAffected() != 1 { // a concurrent submit got the code
+		s.errorPage(w, http.StatusBadRequest, "this authorization request was already completed")
 		return
 	}
 	v := url.Values{"code": {code}}

@@ -195,10 +195,6 @@ func TestStandaloneLaunch(t *testing.T) {
 		t.Errorf("grant: %+v", g)
 	}
 
-	// A code works once.
-	status, body, _ := e.exchange(code, p.verifier)
-	wantOAuthError(t, "reused code", status, body, []int{400}, "invalid_grant")
-
 	// Refresh: narrowing is fine, widening is not, a random token is not.
 	rt := str(tok, "refresh_token")
 	refresh := func(scope, rt string) (int, map[string]any) {
@@ -212,7 +208,7 @@ func TestStandaloneLaunch(t *testing.T) {
 		}
 		return s, b
 	}
-	status, body = refresh("", rt)
+	status, body := refresh("", rt)
 	if status != 200 || str(body, "access_token") == "" || str(body, "patient") != "p2" || str(body, "refresh_token") == "" {
 		t.Fatalf("refresh: %d %v", status, body)
 	}
@@ -411,7 +407,7 @@ func TestAuthorizeRejects(t *testing.T) {
 func TestTokenRejects(t *testing.T) {
 	e := newEnv(t)
 	p := newPKCE()
-	code := e.authorize(e.authParams("app", "openid patient/*.rs launch/patient", p), flow{user: "doc"}).Get("code")
+	code := e.authorize(e.authParams("app", "openid patient/*.rs launch/patient offline_access", p), flow{user: "doc"}).Get("code")
 	cases := []struct {
 		name   string
 		form   url.Values
@@ -439,14 +435,24 @@ func TestTokenRejects(t *testing.T) {
 		}
 	}
 	// The failures did not spend the code.
-	if s, b, _ := e.exchange(code, p.verifier); s != 200 {
-		t.Errorf("good exchange after failures: %d %v", s, b)
+	s, tok, _ := e.exchange(code, p.verifier)
+	if s != 200 || str(tok, "refresh_token") == "" {
+		t.Fatalf("good exchange after failures: %d %v", s, tok)
 	}
+	// A replayed code fails and revokes what the code bought.
+	s, b, _ := e.exchange(code, p.verifier)
+	wantOAuthError(t, "reused code", s, b, []int{400}, "invalid_grant")
+	if _, err := e.srv.Verifier().Verify(context.Background(), str(tok, "access_token")); !errors.Is(err, access.ErrInvalidToken) {
+		t.Errorf("access token of a replayed code still valid: %v", err)
+	}
+	s, b, _ = e.tokenReq("/auth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {str(tok, "refresh_token")},
+		"client_id": {"app"}}, "")
+	wantOAuthError(t, "refresh token of a replayed code", s, b, []int{400}, "invalid_grant")
 	// Another client cannot redeem a code.
 	p2 := newPKCE()
 	code2 := e.authorize(e.authParams("app", "openid", p2), flow{user: "doc"}).Get("code")
 	f := url.Values{"grant_type": {"authorization_code"}, "code": {code2}, "redirect_uri": {redirect}, "code_verifier": {p2.verifier}}
-	s, b, _ := e.tokenReq("/auth/token", f, "conf:a-long-enough-secret")
+	s, b, _ = e.tokenReq("/auth/token", f, "conf:a-long-enough-secret")
 	wantOAuthError(t, "code of another client", s, b, []int{400}, "invalid_grant")
 	if s, _, _ := e.tokenReq("/auth/token", url.Values{"grant_type": {"authorization_code"}}, ""); s != 401 && s != 400 {
 		t.Errorf("empty request: %d", s)
@@ -470,6 +476,13 @@ func TestGrantedScopes(t *testing.T) {
 	_, tok, _ := e.exchange(code, p.verifier)
 	if got := str(tok, "scope"); got != "openid fhirUser user/MedicationDispense.cruds user/Patient.rs" {
 		t.Errorf("pharmacist granted %q", got)
+	}
+	// SMART v1 scopes pass as written.
+	p = newPKCE()
+	code = e.authorize(e.authParams("app", "openid patient/*.read user/Observation.read launch/patient", p), flow{user: "doc"}).Get("code")
+	_, tok, _ = e.exchange(code, p.verifier)
+	if got := str(tok, "scope"); got != "openid patient/*.read user/Observation.read launch/patient" {
+		t.Errorf("v1 scopes granted %q", got)
 	}
 	// Deselected on the consent page.
 	p = newPKCE()

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -86,6 +87,11 @@ func (s *Server) codeGrant(r *http.Request, c *Client) (map[string]any, error) {
 	}
 	switch {
 	case used:
+		// A replayed code may have been stolen: what it bought is revoked
+		// (RFC 6749 4.1.2).
+		if err := s.revokeCodeGrant(ctx, q.id); err != nil {
+			return nil, err
+		}
 		return nil, badRequest("invalid_grant", "code already used")
 	case q.clientID != c.ID:
 		return nil, badRequest("invalid_grant", "code was issued to another client")
@@ -119,7 +125,7 @@ func (s *Server) codeGrant(r *http.Request, c *Client) (map[string]any, error) {
 		return nil, badRequest("invalid_grant", "the user no longer exists")
 	}
 	t := &tokenInfo{clientID: c.ID, username: u.Username, role: u.Role, fhirUser: u.FHIRUser, scopes: q.granted,
-		patient: q.patient, encounter: q.encounter, nonce: q.nonce}
+		patient: q.patient, encounter: q.encounter, nonce: q.nonce, authReq: q.id}
 	if q.loginAt != nil {
 		t.loginAt = *q.loginAt
 	}
@@ -130,11 +136,17 @@ func (s *Server) codeGrant(r *http.Request, c *Client) (map[string]any, error) {
 // newRefresh: a refresh token is issued when offline or online access was
 // granted. A refresh grant passes false and hands back the one it used.
 func (s *Server) respond(ctx context.Context, t *tokenInfo, newRefresh bool) (map[string]any, error) {
-	at, expiresIn, err := s.issueAccessToken(t)
+	at, claims, err := s.issueAccessToken(t)
 	if err != nil {
 		return nil, err
 	}
-	resp := map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": expiresIn,
+	if t.authReq != "" {
+		if _, err := s.db.Exec(ctx, `UPDATE smart_auth_requests SET access_jti = $2, access_exp = $3 WHERE id = $1`,
+			t.authReq, claims.ID, time.Unix(claims.Expiry, 0)); err != nil {
+			return nil, err
+		}
+	}
+	resp := map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": claims.Expiry - claims.IssuedAt,
 		"scope": strings.Join(t.scopes, " ")}
 	if t.username != "" && slices.Contains(t.scopes, "openid") {
 		idt, err := s.issueIDToken(t)
@@ -168,8 +180,8 @@ func (s *Server) respond(ctx context.Context, t *tokenInfo, newRefresh bool) (ma
 		}
 		rt := randomToken(32)
 		if _, err := s.db.Exec(ctx, `INSERT INTO smart_refresh_tokens (token_hash, client_id, username, role, fhir_user,
-			scopes, patient, encounter, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, tokenHash(rt), t.clientID,
-			t.username, t.role, t.fhirUser, t.scopes, t.patient, t.encounter, exp); err != nil {
+			scopes, patient, encounter, expires_at, auth_request) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nullif($10, ''))`,
+			tokenHash(rt), t.clientID, t.username, t.role, t.fhirUser, t.scopes, t.patient, t.encounter, exp, t.authReq); err != nil {
 			return nil, err
 		}
 		resp["refresh_token"] = rt
@@ -347,6 +359,28 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
+}
+
+// revokeCodeGrant revokes the refresh tokens of a code grant and the
+// access token its code bought (not those refreshed since: they run out
+// within the access token lifetime, and no refresh can follow).
+func (s *Server) revokeCodeGrant(ctx context.Context, reqID string) error {
+	if _, err := s.db.Exec(ctx, `UPDATE smart_refresh_tokens SET revoked = true WHERE auth_request = $1`, reqID); err != nil {
+		return fmt.Errorf("revoke code grant: %w", err)
+	}
+	var jti *string
+	var exp *time.Time
+	if err := s.db.QueryRow(ctx, `SELECT access_jti, access_exp FROM smart_auth_requests WHERE id = $1`, reqID).Scan(&jti, &exp); err != nil {
+		return fmt.Errorf("revoke code grant: %w", err)
+	}
+	if jti == nil || exp == nil {
+		return nil
+	}
+	if _, err := s.db.Exec(ctx, `INSERT INTO smart_revoked_jtis (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, *jti, *exp); err != nil {
+		return fmt.Errorf("revoke code grant: %w", err)
+	}
+	s.verifier.markRevoked(*jti, *exp)
+	return nil
 }
 
 func (s *Server) writeErr(w http.ResponseWriter, err error) {

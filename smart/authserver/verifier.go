@@ -228,10 +228,11 @@ type tokenInfo struct {
 	encounter string
 	nonce     string
 	loginAt   time.Time
+	authReq   string // the authorization request of a code grant
 }
 
 // issueAccessToken signs an access token for t.
-func (s *Server) issueAccessToken(t *tokenInfo) (string, int64, error) {
+func (s *Server) issueAccessToken(t *tokenInfo) (string, *accessClaims, error) {
 	now := time.Now()
 	sub := t.username
 	if sub == "" {
@@ -241,7 +242,7 @@ func (s *Server) issueAccessToken(t *tokenInfo) (string, int64, error) {
 		Expiry: now.Add(s.cfg.AccessTokenLifetime).Unix(), ID: randomToken(16), ClientID: t.clientID,
 		Scope: strings.Join(t.scopes, " "), Patient: t.patient, Encounter: t.encounter, FHIRUser: t.fhirUser, Role: t.role}
 	tok, err := s.sign(c)
-	return tok, int64(s.cfg.AccessTokenLifetime / time.Second), err
+	return tok, &c, err
 }
 
 // issueIDToken signs an OpenID Connect id_token for t.

@@ -53,6 +53,8 @@ CREATE TABLE smart_auth_requests (
     granted        text[],                -- set by consent
     code_hash      bytea       UNIQUE,    -- set with the code
     code_used      boolean     NOT NULL DEFAULT false,
+    access_jti     text,                  -- the token the code bought, revoked if the code is replayed
+    access_exp     timestamptz,
     expires_at     timestamptz NOT NULL
 );
 
@@ -67,8 +69,10 @@ CREATE TABLE smart_refresh_tokens (
     encounter       text        NOT NULL DEFAULT '',
     expires_at      timestamptz NOT NULL,
     revoked         boolean     NOT NULL DEFAULT false,
+    auth_request    text,                  -- the code grant it came from
     created_at      timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX smart_refresh_tokens_auth_request ON smart_refresh_tokens (auth_request);
 
 -- Revoked access tokens by jti, kept until the token would have expired;
 -- verifiers poll revoked_at to refresh their in-memory set.
