@@ -157,9 +157,11 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	// that never associate cost little.
 	c.r = bufio.NewReaderSize(c.tr, 4096)
 	c.w = bufio.NewWriterSize(nc, 4096)
+	// On shutdown, interrupt blocked reads and writes; the association then
+	// sends A-ABORT under a fresh short deadline.
 	stop := context.AfterFunc(ctx, func() {
 		c.closing.Store(true)
-		_ = nc.SetReadDeadline(time.Now())
+		_ = nc.SetDeadline(time.Now())
 	})
 	defer func() {
 		stop()
@@ -252,6 +254,10 @@ func (c *conn) send(b []byte) error {
 
 func (c *conn) flush() error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	// Checked after setting the deadline, as in timedReader.Read.
+	if c.closing.Load() {
+		return errShutdown
+	}
 	return c.w.Flush()
 }
 
