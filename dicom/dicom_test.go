@@ -327,6 +327,7 @@ func TestCStoreRejects(t *testing.T) {
 		{"garbage", []byte("\x08\x00\x16\x00zz\x04\x00abcd"), dimse.StatusCannotUnderstand},
 		{"truncated", f.dataset()[:103], dimse.StatusCannotUnderstand},
 		{"no study", fake{series: "1.2.3.4", sop: "1.2.3.4.5"}.dataset(), dimse.StatusDataSetMismatch},
+		{"other SOP instance", fake{study: "1.2.3", series: "1.2.3.4", sop: "1.2.3.4.6"}.dataset(), dimse.StatusDataSetMismatch},
 	} {
 		status, err := e.svc.CStore(ctx, &dimse.StoreRequest{SOPClassUID: ctClass, SOPInstanceUID: f.sop,
 			TransferSyntaxUID: dicom.ExplicitVRLittleEndian, Dataset: bytes.NewReader(c.dataset)})

@@ -23,7 +23,7 @@ func (s *Service) CStore(ctx context.Context, req *dimse.StoreRequest) (uint16, 
 		return dimse.StatusDataSetMismatch, errors.New("dicom: C-STORE without valid affected SOP class/instance UIDs")
 	}
 	meta := FileMeta(req.SOPClassUID, req.SOPInstanceUID, req.TransferSyntaxUID, req.CallingAE)
-	in, err := s.Ingest(ctx, io.MultiReader(bytes.NewReader(meta), req.Dataset), IngestOptions{})
+	_, err := s.Ingest(ctx, io.MultiReader(bytes.NewReader(meta), req.Dataset), IngestOptions{SOPInstanceUID: req.SOPInstanceUID})
 	if err != nil {
 		var ie *IngestError
 		if errors.As(err, &ie) {
@@ -37,11 +37,6 @@ func (s *Service) CStore(ctx context.Context, req *dimse.StoreRequest) (uint16, 
 			}
 		}
 		return dimse.StatusProcessingFailure, err
-	}
-	if in.SOPInstanceUID != req.SOPInstanceUID {
-		// Stored under the dataset's UID; the command's differs. PS3.4 calls
-		// this a warning (B007) at best; report a mismatch.
-		return dimse.StatusDataSetMismatch, errors.New("dicom: dataset SOP Instance UID differs from the command's")
 	}
 	return dimse.StatusSuccess, nil
 }

@@ -396,6 +396,8 @@ type Header struct {
 	Dataset        *Dataset
 	TransferSyntax string
 	Pixels         *Element // PixelData header (value unread), or nil
+
+	p *parser // positioned after Pixels' header, for ReadTrailer
 }
 
 // ReadHeader reads a Part-10 stream up to the header of top-level PixelData
@@ -416,7 +418,33 @@ func ReadHeader(r *bufio.Reader) (*Header, int64, error) {
 		return nil, p.off, err
 	}
 	h.Dataset, h.Pixels = ds, px
+	h.p = p
 	return h, p.off, nil
+}
+
+// ReadTrailer reads the rest of the stream after ReadHeader stopped at
+// PixelData: it skips the pixel value (or fragments) and reads any
+// elements after it (e.g. trailing padding), so a truncated or malformed
+// end is detected. It returns the total bytes read.
+func (h *Header) ReadTrailer() (int64, error) {
+	p := h.p
+	if h.Pixels == nil {
+		return p.off, nil
+	}
+	if h.Pixels.Length < 0 {
+		if err := p.skipFragments(); err != nil {
+			return p.off, err
+		}
+	} else if err := p.skip(h.Pixels.Length); err != nil {
+		return p.off, err
+	}
+	ds, _, err := p.readDataset(-1, true, false, func(uint32) bool { return false })
+	if err != nil {
+		return p.off, err
+	}
+	h.Dataset.Elements = append(h.Dataset.Elements, h.Pixels)
+	h.Dataset.Elements = append(h.Dataset.Elements, ds.Elements...)
+	return p.off, nil
 }
 
 // ReadFull reads a whole Part-10 stream, skipping bulk values (pixel data

@@ -142,6 +142,9 @@ type IngestOptions struct {
 	// StudyUID, when set, rejects instances of other studies (STOW-RS
 	// POST /studies/{study}).
 	StudyUID string
+	// SOPInstanceUID, when set, rejects a dataset with another SOP
+	// Instance UID (C-STORE: the command's Affected SOP Instance UID).
+	SOPInstanceUID string
 	// NoSync leaves the ImagingStudy update to the caller (Sync/Flush)
 	// instead of the debounce timer; STOW-RS syncs once per request.
 	NoSync bool
@@ -173,24 +176,24 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 		return nil, reject(ReasonCannotUnderstand, "%w", err)
 	}
 	meta := parseAttrs(h)
-	if err := meta.check(opts.StudyUID); err != nil {
+	if err := meta.check(opts); err != nil {
 		return nil, err
 	}
-	// The bufio reader has pulled (and so teed) more than the parser used;
-	// the rest of the input goes straight to the blob.
-	if _, err := io.Copy(cw, r); err != nil {
+	// The rest streams through the same reader (and so to the blob), its
+	// structure checked: a truncated instance is not stored.
+	n, err := h.ReadTrailer()
+	if err != nil {
 		if cw.err != nil {
 			return nil, &IngestError{Reason: storageReason(cw.err), Err: fmt.Errorf("dicom: store: %w", cw.err)}
 		}
-		return nil, reject(ReasonProcessingFailure, "dicom: reading instance: %w", err)
+		return nil, reject(ReasonCannotUnderstand, "%w", err)
+	}
+	if n != cw.n {
+		return nil, reject(ReasonProcessingFailure, "dicom: read %d bytes, stored %d", n, cw.n)
 	}
 	if h.Pixels != nil {
 		meta.pixelOffset = h.Pixels.Offset
 		meta.pixelLength = h.Pixels.Length
-		if h.Pixels.Length >= 0 && h.Pixels.Offset+h.Pixels.Length > cw.n {
-			return nil, reject(ReasonCannotUnderstand, "dicom: truncated: PixelData needs %d bytes, %d received",
-				h.Pixels.Offset+h.Pixels.Length, cw.n)
-		}
 	}
 	meta.size = cw.n
 	meta.blobKey = key
@@ -303,7 +306,7 @@ func parseAttrs(h *Header) *attrs {
 }
 
 // check enforces what the tables and ImagingStudy need.
-func (a *attrs) check(wantStudy string) error {
+func (a *attrs) check(opts IngestOptions) error {
 	for _, f := range []struct{ name, v string }{
 		{"SOPInstanceUID", a.sopUID}, {"StudyInstanceUID", a.studyUID},
 		{"SeriesInstanceUID", a.seriesUID}, {"SOPClassUID", a.sopClass},
@@ -315,8 +318,11 @@ func (a *attrs) check(wantStudy string) error {
 			return reject(ReasonDataSetMismatch, "dicom: %s %q is not a valid UID", f.name, f.v)
 		}
 	}
-	if wantStudy != "" && a.studyUID != wantStudy {
-		return reject(ReasonDataSetMismatch, "dicom: instance belongs to study %s, not %s", a.studyUID, wantStudy)
+	if opts.StudyUID != "" && a.studyUID != opts.StudyUID {
+		return reject(ReasonDataSetMismatch, "dicom: instance belongs to study %s, not %s", a.studyUID, opts.StudyUID)
+	}
+	if opts.SOPInstanceUID != "" && a.sopUID != opts.SOPInstanceUID {
+		return reject(ReasonDataSetMismatch, "dicom: the dataset's SOP Instance UID %s differs from %s", a.sopUID, opts.SOPInstanceUID)
 	}
 	return nil
 }

@@ -531,7 +531,8 @@ func TestStowBadInput(t *testing.T) {
 		t.Errorf("study mismatch: %d, want 409", status)
 	}
 	// Not multipart: 400; multipart of another kind: 415.
-	for ctype, want := range map[string]int{"application/dicom": 400, "multipart/form-data; boundary=x": 415} {
+	for ctype, want := range map[string]int{"application/dicom": 400, "multipart/form-data; boundary=x": 415,
+		`multipart/related; type="application/dicom+json"; boundary=x`: 415, "multipart/related": 400} {
 		resp, err := http.Post(e.base+"/studies", ctype, bytes.NewReader(ct))
 		if err != nil {
 			t.Fatal(err)
