@@ -36,9 +36,9 @@ type Config struct {
 	ReadTimeout time.Duration
 	// WriteTimeout bounds every write to the peer (default 1m).
 	WriteTimeout time.Duration
-	// MaxPDULength is the maximum PDU length the server proposes to receive
-	// (default 1 MiB; larger PDUs from peers are still accepted up to
-	// maxIncomingPDU since data PDVs are streamed, not buffered).
+	// MaxPDULength is the maximum PDU length the server tells peers it
+	// receives (default 1 MiB, so peers send large PDVs). Larger PDUs are
+	// still accepted up to 64 MiB: data PDVs are streamed, not buffered.
 	MaxPDULength uint32
 	// MaxAssociations caps concurrent associations; further requests are
 	// rejected transiently (default 64).
