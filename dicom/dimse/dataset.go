@@ -54,6 +54,7 @@ var queryDict = map[uint32]string{
 	0x00080060: "CS", // Modality
 	0x00080061: "CS", // Modalities in Study
 	0x00080062: "UI", // SOP Classes in Study
+	0x00080070: "LO", // Manufacturer
 	0x00080080: "LO", // Institution Name
 	0x00080090: "PN", // Referring Physician's Name
 	0x00080201: "SH", // Timezone Offset From UTC
@@ -62,6 +63,8 @@ var queryDict = map[uint32]string{
 	0x0008103E: "LO", // Series Description
 	0x00081060: "PN", // Name of Physician(s) Reading Study
 	0x00081190: "UR", // Retrieve URL
+	0x00083002: "UI", // Available Transfer Syntax UID
+	0x00181030: "LO", // Protocol Name
 	0x00100010: "PN", // Patient's Name
 	0x00100020: "LO", // Patient ID
 	0x00100021: "LO", // Issuer of Patient ID
@@ -88,7 +91,10 @@ var queryDict = map[uint32]string{
 	0x00280008: "IS", // Number of Frames
 	0x00280010: "US", // Rows
 	0x00280011: "US", // Columns
+	0x00280002: "US", // Samples per Pixel
+	0x00280004: "CS", // Photometric Interpretation
 	0x00280100: "US", // Bits Allocated
+	0x00280101: "US", // Bits Stored
 	0x00321060: "LO", // Requested Procedure Description
 	0x00400244: "DA", // Performed Procedure Step Start Date
 	0x00400245: "TM", // Performed Procedure Step Start Time
@@ -112,38 +118,48 @@ const maxNesting = 16
 // little endian into string values by tag. Sequences and binary values are
 // kept as keys with an empty value.
 func decodeIdentifier(b []byte, explicit bool) (map[uint32]string, error) {
-	keys := make(map[uint32]string)
+	keys, _, err := decodeIdentifierVRs(b, explicit)
+	return keys, err
+}
+
+// decodeIdentifierVRs also returns the VR each attribute had in the request
+// ("" for implicit VR), so return keys outside the dictionary can be
+// answered in kind.
+func decodeIdentifierVRs(b []byte, explicit bool) (keys, vrs map[uint32]string, err error) {
+	keys = make(map[uint32]string)
+	vrs = make(map[uint32]string)
 	for len(b) > 0 {
 		tag, vr, n, hdr, err := elemHeader(b, explicit)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		b = b[hdr:]
 		if tag>>16 == 0xFFFE {
-			return nil, fmt.Errorf("identifier: unexpected item tag (%04x,%04x)", tag>>16, tag&0xffff)
+			return nil, nil, fmt.Errorf("identifier: unexpected item tag (%04x,%04x)", tag>>16, tag&0xffff)
 		}
 		if n == undefinedLength {
 			// A sequence (or UN of undefined length, encoded implicitly).
 			if b, err = skipUndefined(b, explicit && vr != "UN", 0); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			keys[tag] = ""
+			keys[tag], vrs[tag] = "", vr
 			continue
 		}
 		if uint64(n) > uint64(len(b)) {
-			return nil, fmt.Errorf("identifier: element (%04x,%04x) length %d exceeds data", tag>>16, tag&0xffff, n)
+			return nil, nil, fmt.Errorf("identifier: element (%04x,%04x) length %d exceeds data", tag>>16, tag&0xffff, n)
 		}
 		v := b[:n]
 		b = b[n:]
 		if tag&0xffff == 0 { // group lengths carry no query semantics
 			continue
 		}
+		vrs[tag] = vr
 		if vr == "" {
 			vr = queryDict[tag]
 		}
 		keys[tag] = valueString(vr, v)
 	}
-	return keys, nil
+	return keys, vrs, nil
 }
 
 // elemHeader decodes an element header: tag, VR (explicit only, or for
@@ -266,9 +282,26 @@ func binaryNumbers(vr string, v []byte) string {
 // the dictionary, and values that cannot be encoded in their VR, are skipped.
 // level fills in the Query/Retrieve Level when m lacks it.
 func appendIdentifier(b []byte, m FindMatch, explicit bool, level string) []byte {
+	return appendIdentifierFor(b, m, explicit, level, nil)
+}
+
+// appendIdentifierFor is appendIdentifier answering a request whose
+// attribute VRs are reqVRs: tags outside the dictionary that the request
+// carried are encoded with the request's VR (or, in implicit VR, as text).
+func appendIdentifierFor(b []byte, m FindMatch, explicit bool, level string, reqVRs map[uint32]string) []byte {
+	vrOf := func(t uint32) (string, bool) {
+		if vr, ok := queryDict[t]; ok {
+			return vr, true
+		}
+		vr, ok := reqVRs[t]
+		if !ok || t>>16 == 0xFFFE || t&0xffff == 0 || (explicit && len(vr) != 2) {
+			return "", false
+		}
+		return vr, true
+	}
 	tags := make([]uint32, 0, len(m)+1)
 	for t := range m {
-		if _, ok := queryDict[t]; ok {
+		if _, ok := vrOf(t); ok {
 			tags = append(tags, t)
 		}
 	}
@@ -285,7 +318,7 @@ func appendIdentifier(b []byte, m FindMatch, explicit bool, level string) []byte
 	slices.Sort(tags)
 	var scratch []byte
 	for _, t := range tags {
-		vr := queryDict[t]
+		vr, _ := vrOf(t)
 		var ok bool
 		v, inMatch := m[t]
 		switch {
@@ -320,6 +353,9 @@ func appendIdentifier(b []byte, m FindMatch, explicit bool, level string) []byte
 
 func encodeValue(b []byte, vr, s string) ([]byte, bool) {
 	switch vr {
+	case "SQ", "OB", "OW", "OD", "OF", "OL", "OV", "UN", "AT", "SV", "UV":
+		// Only an empty (return key) value can be given for these.
+		return b, s == ""
 	case "US", "SS", "UL", "SL", "FL", "FD":
 		if s == "" {
 			return b, true

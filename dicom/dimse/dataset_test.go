@@ -90,3 +90,40 @@ func TestCommandRoundTrip(t *testing.T) {
 		t.Error("truncated command parsed")
 	}
 }
+
+// TestIdentifierUnknownReturnKeys checks return keys outside the dictionary
+// are answered with the VR the request used.
+func TestIdentifierUnknownReturnKeys(t *testing.T) {
+	req := []byte{0x09, 0x00, 0x10, 0x10, 'L', 'O', 0, 0} // private (0009,1010) LO, empty
+	req = append(req, 0x08, 0x00, 0x15, 0x11, 'S', 'Q', 0, 0, 0xff, 0xff, 0xff, 0xff,
+		0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0) // empty sequence return key
+	keys, vrs, err := decodeIdentifierVRs(req, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := FindMatch{0x00091010: "abc", 0x00081115: "", 0x00091020: "not requested"}
+	for k, v := range keys {
+		if _, ok := m[k]; !ok {
+			m[k] = v
+		}
+	}
+	got, gotVRs, err := decodeIdentifierVRs(appendIdentifierFor(nil, m, true, "STUDY", vrs), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0x00091010] != "abc" || gotVRs[0x00091010] != "LO" || gotVRs[0x00081115] != "SQ" {
+		t.Errorf("got %v %v", got, gotVRs)
+	}
+	if _, ok := got[0x00091020]; ok {
+		t.Errorf("unrequested unknown tag encoded: %v", got)
+	}
+	// Implicit VR: unknown requested tags go back as text.
+	_, ivrs, err := decodeIdentifierVRs([]byte{0x09, 0x00, 0x10, 0x10, 0, 0, 0, 0}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = decodeIdentifier(appendIdentifierFor(nil, FindMatch{0x00091010: "x"}, false, "STUDY", ivrs), false)
+	if err != nil || got[0x00091010] != "x" {
+		t.Errorf("implicit: %v %v", got, err)
+	}
+}

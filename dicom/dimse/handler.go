@@ -54,7 +54,9 @@ type FindRequest struct {
 // FindMatch is one C-FIND response identifier: attribute values by tag,
 // strings as above. The provider encodes them with the standard dictionary's
 // VR in the presentation context's transfer syntax; tags absent from the
-// dictionary are skipped.
+// dictionary are encoded with the VR the request gave them if it carried
+// them, otherwise skipped. A UTF-8 match without (0008,0005) gets
+// "ISO_IR 192".
 type FindMatch map[uint32]string
 
 // Handler is what the service class provider calls for stored and queried

@@ -145,7 +145,7 @@ func (c *conn) handleFind(ctxID byte, pc *presCtx, cmd *command) error {
 		return c.respond(ctxID, rsp, nil)
 	}
 	explicit := pc.ts == tsExplicitLE
-	keys, err := decodeIdentifier(c.idBuf, explicit)
+	keys, reqVRs, err := decodeIdentifierVRs(c.idBuf, explicit)
 	if err != nil {
 		rsp.status, rsp.errorComment = StatusIdentifierMismatch, err.Error()
 		return c.respond(ctxID, rsp, nil)
@@ -184,7 +184,7 @@ func (c *conn) handleFind(ctxID byte, pc *presCtx, cmd *command) error {
 			cancel()
 			return errFindCancelled
 		}
-		out = appendIdentifier(out[:0], m, explicit, level)
+		out = appendIdentifierFor(out[:0], m, explicit, level, reqVRs)
 		pending := &response{field: rsp.field, respondingTo: rsp.respondingTo, sopClassUID: rsp.sopClassUID,
 			status: StatusPending}
 		if err := c.respond(ctxID, pending, out); err != nil {
