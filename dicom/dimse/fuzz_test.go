@@ -116,12 +116,15 @@ func FuzzIdentifier(f *testing.F) {
 		0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0}
 	f.Add(seq, true)
 	f.Fuzz(func(t *testing.T, b []byte, explicit bool) {
-		keys, err := decodeIdentifier(b, explicit)
+		keys, vrs, err := decodeIdentifierVRs(b, explicit)
 		if err != nil {
 			return
 		}
-		// Whatever decodes must re-encode without panicking.
-		appendIdentifier(nil, FindMatch(keys), explicit, "STUDY")
+		// Whatever decodes must re-encode, and that must decode again.
+		out := appendIdentifierFor(nil, FindMatch(keys), explicit, "STUDY", vrs)
+		if _, err := decodeIdentifier(out, explicit); err != nil {
+			t.Fatalf("re-encoded identifier does not decode: %v\n%x", err, out)
+		}
 	})
 }
 
