@@ -309,8 +309,14 @@ func TestStowQidoWado(t *testing.T) {
 	if str(md[0], "00100020") != "1CT1" || str(md[0], "00280010") != "128" || str(md[0], "00100010") != "CompressedSamples^CT1" {
 		t.Errorf("metadata values: %v %v", md[0]["00100020"], md[0]["00280010"])
 	}
-	if px, _ := md[0]["7FE00010"].(map[string]any); px == nil || px["BulkDataURI"] == nil {
-		t.Errorf("PixelData: %v", md[0]["7FE00010"])
+	px, _ := md[0]["7FE00010"].(map[string]any)
+	if px == nil || px["BulkDataURI"] == nil {
+		t.Fatalf("PixelData: %v", md[0]["7FE00010"])
+	}
+	// The BulkDataURI serves the pixel value.
+	respB, body := e.get(strings.TrimPrefix(px["BulkDataURI"].(string), e.base), "")
+	if bp := parts(t, respB, body); len(bp) != 1 || len(bp[0].body) != 128*128*2 {
+		t.Errorf("bulk data: %d", respB.StatusCode)
 	}
 
 	// Frames: native frame is rows×cols×2 bytes.
@@ -545,5 +551,45 @@ func TestStowBadInput(t *testing.T) {
 	// The server is unharmed.
 	if got := e.qido("/studies"); len(got) != 1 {
 		t.Errorf("studies: %d", len(got))
+	}
+}
+
+// Native RGB renders in colour; a two-frame RLE instance serves each frame's
+// fragment by the Basic Offset Table.
+func TestRGBAndMultiFrame(t *testing.T) {
+	e := newEnv(t)
+	rgb, rle2 := sample(t, dicomsamples.RGBUncompress), sample(t, "SC_rgb_rle_2frame.dcm")
+	if status, resp := e.stow("/studies", part{"application/dicom", rgb}, part{"application/dicom", rle2}); status != 200 {
+		t.Fatalf("STOW: %d %v", status, resp)
+	}
+	path := func(sop string) string {
+		insts := e.qido("/instances?SOPInstanceUID=" + sop)
+		if len(insts) != 1 {
+			t.Fatalf("%s: %v", sop, insts)
+		}
+		return strings.TrimPrefix(str(insts[0], "00081190"), e.base)
+	}
+	resp, body := e.get(path("1.2.276.0.7230010.3.1.4.8323329.1099.1521494048.423534")+"/rendered", "image/png")
+	img, _, err := image.Decode(bytes.NewReader(body))
+	if resp.StatusCode != 200 || err != nil || img.Bounds().Dx() != 3 || img.Bounds().Dy() != 3 {
+		t.Fatalf("rendered RGB: %d %v", resp.StatusCode, err)
+	}
+	if _, ok := img.(*image.Gray); ok {
+		t.Error("RGB rendered as grayscale")
+	}
+	p := path("1.2.826.0.1.3680043.8.498.49043964482360854182530167603505525116")
+	for _, n := range []string{"1", "2"} {
+		resp, body := e.get(p+"/frames/"+n, "")
+		fr := parts(t, resp, body)
+		if len(fr) != 1 || len(fr[0].body) != 664 || !strings.HasPrefix(fr[0].contentType, "image/dicom-rle") {
+			t.Errorf("frame %s: %d %d parts", n, resp.StatusCode, len(fr))
+		}
+	}
+	resp, body = e.get(p+"/frames/1,2", "")
+	if fr := parts(t, resp, body); len(fr) != 2 {
+		t.Errorf("frames 1,2: %d parts", len(fr))
+	}
+	if resp, _ := e.get(p+"/frames/3", ""); resp.StatusCode != 404 {
+		t.Errorf("frame 3: %d", resp.StatusCode)
 	}
 }
