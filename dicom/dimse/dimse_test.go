@@ -464,21 +464,24 @@ func TestFind(t *testing.T) {
 	addr, _, _ := startServer(t, Config{Handler: h})
 	for _, tc := range []struct {
 		level string
+		model string // findscu information model option
 		ts    string // findscu transfer syntax option
 		keys  []string
 		want  []map[uint32]string
 	}{
-		{"STUDY", "-xe", []string{"StudyInstanceUID", "PatientName=D*", "StudyDate", "NumberOfStudyRelatedInstances"},
+		{"STUDY", "-S", "-xe", []string{"StudyInstanceUID", "PatientName=D*", "StudyDate", "NumberOfStudyRelatedInstances"},
 			[]map[uint32]string{
 				{0x0020000D: "1.2.3.1", 0x00100010: "Doe^Jane", 0x00080020: "20240102", 0x00201208: "12"},
 				{0x0020000D: "1.2.3.2", 0x00100010: "Roe^Richard", 0x00080020: "20240305"},
 			}},
-		{"SERIES", "-xi", []string{"StudyInstanceUID=1.2.3.1", "SeriesInstanceUID", "Modality", "SeriesNumber"},
+		{"SERIES", "-S", "-xi", []string{"StudyInstanceUID=1.2.3.1", "SeriesInstanceUID", "Modality", "SeriesNumber"},
 			[]map[uint32]string{{0x0020000D: "1.2.3.1", 0x0020000E: "1.2.3.1.7", 0x00080060: "CT", 0x00200011: "3"}}},
+		// Patient Root, PATIENT level: passed to the handler, which has no matches.
+		{"PATIENT", "-P", "-xe", []string{"PatientID", "PatientName"}, nil},
 	} {
 		t.Run(tc.level, func(t *testing.T) {
 			out := t.TempDir()
-			args := []string{"-aet", "TESTSCU", "-aec", "EMBER", "-S", tc.ts, "-X", "-od", out, "-k", "QueryRetrieveLevel=" + tc.level}
+			args := []string{"-aet", "TESTSCU", "-aec", "EMBER", tc.model, tc.ts, "-X", "-od", out, "-k", "QueryRetrieveLevel=" + tc.level}
 			for _, k := range tc.keys {
 				args = append(args, "-k", k)
 			}
@@ -488,7 +491,11 @@ func TestFind(t *testing.T) {
 			h.mu.Lock()
 			req := h.finds[len(h.finds)-1]
 			h.mu.Unlock()
-			if req.Level != tc.level || req.SOPClassUID != uidStudyRootFind || req.CallingAE != "TESTSCU" {
+			model := uidStudyRootFind
+			if tc.model == "-P" {
+				model = uidPatientRootFind
+			}
+			if req.Level != tc.level || req.SOPClassUID != model || req.CallingAE != "TESTSCU" {
 				t.Errorf("request %+v", req)
 			}
 			if _, ok := req.Keys[tagQueryRetrieveLevel]; ok || len(req.Keys) != len(tc.keys) {

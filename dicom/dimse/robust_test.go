@@ -203,7 +203,11 @@ func TestShutdown(t *testing.T) {
 	busy.writePDVs(1, pdvCommand, buildCommand(cmdCStoreRQ, 1, uidCTImage, "1.2.3", true))
 	busy.writePDVs(1, 0, make([]byte, 100))
 	busy.w.Flush()
-	<-h.entered
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("C-STORE never reached the handler")
+	}
 	start := time.Now()
 	shutdown() // fails the test if Serve does not return
 	if err := <-h.exited; err == nil {
