@@ -161,11 +161,6 @@ func (b *Blobs) delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// exists reports whether key is stored (tests check nothing is half-stored).
-func (b *Blobs) exists(ctx context.Context, key string) (bool, error) {
-	return b.bucket.Exists(ctx, key)
-}
-
 // Keys lists every stored key (tests and maintenance; not for hot paths).
 func (b *Blobs) Keys(ctx context.Context) ([]string, error) {
 	var keys []string

@@ -54,8 +54,7 @@ func newEnv(t *testing.T, delay time.Duration) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: "http://ember.test/dicomweb",
-		FHIRBase: "http://ember.test/fhir", SyncDelay: delay, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: "http://ember.test/dicomweb", SyncDelay: delay, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ var Attrs = []Attr{
 	{0x00080030, "StudyTime", "TM", LevelStudy, "st.study_time", matchWild},
 	{0x00080050, "AccessionNumber", "SH", LevelStudy, "st.accession", matchWild},
 	{0x00080061, "ModalitiesInStudy", "CS", LevelStudy,
-		`(SELECT string_agg(DISTINCT m.modality, '\') FROM dicom_series m WHERE m.study_uid = st.study_uid)`, matchModalities},
+		`(SELECT string_agg(DISTINCT m.modality, '\' ORDER BY m.modality) FROM dicom_series m WHERE m.study_uid = st.study_uid AND m.modality <> '')`, matchModalities},
 	{0x00080090, "ReferringPhysicianName", "PN", LevelStudy, "st.referring", matchWild},
 	{0x00081030, "StudyDescription", "LO", LevelStudy, "st.description", matchWild},
 	{0x00100010, "PatientName", "PN", LevelStudy, "st.patient_name", matchWild},

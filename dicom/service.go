@@ -33,9 +33,7 @@ type Config struct {
 	// DICOMwebBase is the public DICOMweb base URL (…/dicomweb), used in
 	// RetrieveURLs and the ImagingStudy's Endpoint.
 	DICOMwebBase string
-	// FHIRBase is the public FHIR base URL.
-	FHIRBase string
-	Logger   *slog.Logger
+	Logger       *slog.Logger
 	// SyncDelay is how long after a study's last instance its ImagingStudy
 	// is rebuilt (batching); 0 means 300 ms.
 	SyncDelay time.Duration
@@ -80,7 +78,6 @@ func New(cfg Config) (*Service, error) {
 		cfg.Location = time.UTC
 	}
 	cfg.DICOMwebBase = strings.TrimSuffix(cfg.DICOMwebBase, "/")
-	cfg.FHIRBase = strings.TrimSuffix(cfg.FHIRBase, "/")
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{cfg: cfg, log: cfg.Logger, store: cfg.Store, timers: map[string]*pendingSync{}, baseCtx: ctx, cancel: cancel}, nil
 }

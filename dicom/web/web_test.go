@@ -63,8 +63,7 @@ func newEnv(t *testing.T) *env {
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
 	e.base = e.srv.URL + "/dicomweb"
-	e.svc, err = dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: e.base,
-		FHIRBase: e.srv.URL + "/fhir", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e.svc, err = dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: e.base, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
