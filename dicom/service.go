@@ -1,6 +1,3 @@
-// Package dicom ingests DICOM instances (from C-STORE and STOW-RS alike):
-// Part-10 files go to a blob store, their QIDO attributes to PostgreSQL,
-// and each study is mirrored as a FHIR ImagingStudy through store.Tx.
 package dicom
 
 import (

@@ -1,0 +1,46 @@
+// Package dicom ingests DICOM instances (from C-STORE and STOW-RS alike):
+// Part-10 files go to a blob store, their QIDO attributes to PostgreSQL,
+// and each study is mirrored as a FHIR ImagingStudy through store.Tx.
+//
+// Depends on store, fhir, gocloud.dev/blob and suyashkumar/dicom's data
+// dictionary (for implicit VR only); dicom/web serves it over HTTP and
+// dicom/dimse over DIMSE (Service implements dimse.Handler).
+//
+// Ingest streams: the bytes go to a fresh blob key as they are read while a
+// small parser reads the header up to PixelData (values over 1 MB are
+// skipped, 16 MB in all) and then checks the rest of the structure, so
+// memory stays bounded whatever the instance size. The file is synced (for
+// file:// URLs Ember writes the file itself: fsync, rename, fsync of the
+// directory, because fileblob does not sync) before one batched statement
+// upserts the study, series and instance rows; if that fails the blob is
+// deleted. A crash between the two can leave an unreferenced blob, never a
+// row without its file.
+//
+// The same SOP Instance UID again replaces the stored instance (latest
+// copy wins; the old blob is deleted after the commit), so a corrected
+// resend is not refused and nothing is duplicated.
+//
+// ImagingStudy: each instance bumps its study's rev; a debounced per-study
+// timer (Config.SyncDelay after the last instance, at most 5 s after the
+// first) or an explicit Sync/Flush rebuilds the resource from the tables
+// and writes it with id = StudyInstanceUID, so a burst of instances makes
+// one version. Patient: identifier PatientID with system urn:oid:<issuer>
+// (IssuerOfPatientID as an OID), urn:dicom:issuer:<issuer>, or
+// Config.PatientIDSystem (default urn:dicom:patient-id); created from the
+// patient module when absent. StudyDate/StudyTime are read in
+// TimezoneOffsetFromUTC when present, else Config.Location (default UTC).
+package dicom
+
+import (
+	"net/url"
+	"path/filepath"
+)
+
+// DefaultBlobURL is the blob store under a data directory: file://<dir>/dicom.
+func DefaultBlobURL(dataDir string) (string, error) {
+	abs, err := filepath.Abs(filepath.Join(dataDir, "dicom"))
+	if err != nil {
+		return "", err
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String(), nil
+}
