@@ -53,8 +53,13 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	blobs, err := dicom.OpenBlobs(ctx, "file://"+dir)
+	dataDir := t.TempDir()
+	blobURL, err := dicom.DefaultBlobURL(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(dataDir, "dicom")
+	blobs, err := dicom.OpenBlobs(ctx, blobURL)
 	if err != nil {
 		t.Fatal(err)
 	}
