@@ -3,6 +3,7 @@ package dicom_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -66,6 +67,19 @@ func TestBucketStore(t *testing.T) {
 	rc.Close()
 	if !bytes.Equal(got, ct) {
 		t.Error("bytes differ")
+	}
+	// A worker streams the pixel data by SOP Instance UID alone.
+	pst, prc, err := svc.OpenPixelData(ctx, in.SOPInstanceUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pixels, _ := io.ReadAll(prc)
+	prc.Close()
+	if pst.Rows != 128 || len(pixels) != 128*128*2 || !bytes.Equal(pixels, ct[pst.PixelOffset:pst.PixelOffset+pst.PixelLength]) {
+		t.Errorf("pixel data: %d bytes, rows %d", len(pixels), pst.Rows)
+	}
+	if _, _, err := svc.OpenPixelData(ctx, "1.2.3"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("unknown instance: %v", err)
 	}
 	// Flushing makes the ImagingStudy without waiting for the timer.
 	if err := svc.Flush(ctx); err != nil {

@@ -9,6 +9,9 @@ import (
 	"image"
 	"io"
 	"math"
+	"os"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ErrNoFrame: the instance has no such frame (or no pixel data).
@@ -233,4 +236,33 @@ func (s *Service) Render(ctx context.Context, st Stored, n int, win Window) (ima
 		img.Pix[i] = uint8(math.Round(math.Max(0, math.Min(255, y))))
 	}
 	return img, nil
+}
+
+// OpenPixelData streams a stored instance's PixelData value with one ranged
+// read, for workers that process pixels: native data is exactly the value
+// (Stored.Rows × Columns × frames × samples × bits/8 bytes); encapsulated
+// data is the item sequence (offset table, fragments, delimiter). It
+// returns os.ErrNotExist (wrapped) for an unknown instance, ErrNoFrame for
+// one without pixel data.
+func (s *Service) OpenPixelData(ctx context.Context, sopUID string) (Stored, io.ReadCloser, error) {
+	var st Stored
+	err := s.store.Pool().QueryRow(ctx, `SELECT study_uid, series_uid, sop_uid, sop_class, transfer_syntax, blob_key, size,
+		COALESCE(pixel_offset, -1), COALESCE(pixel_length, -1), COALESCE(rows, 0), COALESCE(columns, 0), COALESCE(frames, 1)
+		FROM dicom_instances WHERE sop_uid = $1`, sopUID).
+		Scan(&st.StudyUID, &st.SeriesUID, &st.SOPUID, &st.SOPClass, &st.TransferSyntax, &st.BlobKey, &st.Size,
+			&st.PixelOffset, &st.PixelLength, &st.Rows, &st.Columns, &st.Frames)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, nil, fmt.Errorf("dicom: instance %s: %w", sopUID, os.ErrNotExist)
+	}
+	if err != nil {
+		return st, nil, fmt.Errorf("dicom: instance %s: %w", sopUID, err)
+	}
+	if st.Frames < 1 {
+		st.Frames = 1
+	}
+	if st.PixelOffset < 0 {
+		return st, nil, ErrNoFrame
+	}
+	rc, err := s.cfg.Blobs.Open(ctx, st.BlobKey, st.PixelOffset, st.PixelLength)
+	return st, rc, err
 }
