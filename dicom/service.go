@@ -112,6 +112,9 @@ const (
 type IngestError struct {
 	Reason uint16
 	Err    error
+	// SOPClassUID and SOPInstanceUID, when the header got that far (STOW-RS
+	// names them in its FailedSOPSequence).
+	SOPClassUID, SOPInstanceUID string
 }
 
 func (e *IngestError) Error() string { return e.Err.Error() }
@@ -171,6 +174,10 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 	}
 	meta := parseAttrs(h)
 	if err := meta.check(opts); err != nil {
+		var ie *IngestError
+		if errors.As(err, &ie) {
+			ie.SOPClassUID, ie.SOPInstanceUID = meta.sopClass, meta.sopUID
+		}
 		return nil, err
 	}
 	// The rest streams through the same reader (and so to the blob), its

@@ -138,8 +138,10 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 			fails = append(fails, jsonDS{"00081197": attr("US", 0xC000)})
 			break
 		}
-		ct := part.Header.Get("Content-Type")
-		pt, _, _ := mime.ParseMediaType(ct)
+		pt := "application/dicom" // a part without a type has the body's type
+		if ct := part.Header.Get("Content-Type"); ct != "" {
+			pt, _, _ = mime.ParseMediaType(ct)
+		}
 		if pt != "application/dicom" {
 			_, _ = io.Copy(io.Discard, part)
 			fails = append(fails, jsonDS{"00081197": attr("US", 0xC000)}) // not a DICOM part
@@ -157,7 +159,12 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 				reason = ie.Reason
 			}
 			h.log.Info("dicomweb: STOW-RS part rejected", "err", err)
-			fails = append(fails, jsonDS{"00081197": attr("US", int(reason))})
+			item := jsonDS{"00081197": attr("US", int(reason))}
+			if ie != nil && validUID(ie.SOPInstanceUID) && validUID(ie.SOPClassUID) {
+				item["00081150"] = attr("UI", ie.SOPClassUID)
+				item["00081155"] = attr("UI", ie.SOPInstanceUID)
+			}
+			fails = append(fails, item)
 			continue
 		}
 		studies[in.StudyUID] = true
@@ -194,6 +201,19 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusAccepted
 	}
 	writeJSON(w, status, resp)
+}
+
+// validUID: a UID fit to echo in a response (digits and dots, ≤ 64).
+func validUID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && c != '.' {
+			return false
+		}
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -536,9 +536,11 @@ func TestStowBadInput(t *testing.T) {
 		t.Errorf("partial: %d %v", status, resp)
 	}
 	// POST /studies/{study} rejects instances of another study.
-	status, _ = e.stow("/studies/1.2.3.4", part{"application/dicom", ct})
-	if status != 409 {
-		t.Errorf("study mismatch: %d, want 409", status)
+	status, resp = e.stow("/studies/1.2.3.4", part{"application/dicom", ct})
+	failed, _ := resp["00081198"].(map[string]any)
+	if items, _ := failed["Value"].([]any); status != 409 || len(items) != 1 ||
+		str(items[0].(map[string]any), "00081155") != ctSOP || str(items[0].(map[string]any), "00081197") != "43264" {
+		t.Errorf("study mismatch: %d %v, want 409 naming the instance with reason A900", status, resp)
 	}
 	// Not multipart: 400; multipart of another kind: 415.
 	for ctype, want := range map[string]int{"application/dicom": 400, "multipart/form-data; boundary=x": 415,
