@@ -82,3 +82,30 @@ func TestDatasetJSON(t *testing.T) {
 		t.Error("meta group in the dataset JSON")
 	}
 }
+
+// Single-byte character sets decode to UTF-8.
+func TestCharsets(t *testing.T) {
+	dir, err := dicomsamples.PydicomDir(t.Context())
+	if err != nil {
+		t.Skip(err)
+	}
+	for file, want := range map[string]string{
+		"chrRuss.dcm":  "Люкceмбypг",
+		"chrGreek.dcm": "Διονυσιος",
+		"chrGerm.dcm":  "Äneas^Rüdiger",
+		"chrX1.dcm":    "Wang^XiaoDong=王^小東=",
+	} {
+		f, err := os.Open(filepath.Join(filepath.Dir(dir), "charset_files", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := dicom.ReadFull(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if got := h.Dataset.String(0x00100010); got != want {
+			t.Errorf("%s: PatientName %q, want %q", file, got, want)
+		}
+	}
+}

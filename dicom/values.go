@@ -8,46 +8,42 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
 )
 
-// charset says how to turn a dataset's text bytes into UTF-8.
-type charset int
+// charset turns a dataset's text bytes into UTF-8: nil means the default
+// repertoire (ASCII; other bytes become U+FFFD) or UTF-8 itself.
+type charset = *charmap.Charmap
 
-const (
-	charsetASCII charset = iota // default repertoire; bytes ≥ 0x80 replaced
-	charsetLatin1
-	charsetUTF8
-)
+// singleByte are the single-byte repertoires of PS3.3 C.12.1.1.2 (without
+// code extensions). ISO 2022 escape-based sets (Japanese, Korean, Chinese
+// with extensions) and GB18030 keep their ASCII and lose the rest.
+var singleByte = map[string]*charmap.Charmap{
+	"ISO_IR 100": charmap.ISO8859_1, "ISO_IR 101": charmap.ISO8859_2, "ISO_IR 109": charmap.ISO8859_3,
+	"ISO_IR 110": charmap.ISO8859_4, "ISO_IR 144": charmap.ISO8859_5, "ISO_IR 127": charmap.ISO8859_6,
+	"ISO_IR 126": charmap.ISO8859_7, "ISO_IR 138": charmap.ISO8859_8, "ISO_IR 148": charmap.ISO8859_9,
+	"ISO_IR 203": charmap.ISO8859_15, "ISO_IR 166": charmap.Windows874,
+}
 
-// datasetCharset reads SpecificCharacterSet. Repertoires other than
-// Latin-1 and UTF-8 keep their ASCII and lose the rest (replacement char).
+// datasetCharset reads SpecificCharacterSet's first value.
 func datasetCharset(ds *Dataset) charset {
 	e := ds.Get(tagSpecificCharset)
 	if e == nil {
-		return charsetASCII
+		return nil
 	}
-	v := string(e.Value)
-	switch {
-	case strings.Contains(v, "ISO_IR 192"):
-		return charsetUTF8
-	case strings.Contains(v, "ISO_IR 100"):
-		return charsetLatin1
-	}
-	return charsetASCII
+	first, _, _ := strings.Cut(string(e.Value), `\`)
+	return singleByte[strings.TrimSpace(first)]
 }
 
 func decodeText(b []byte, cs charset) string {
-	switch cs {
-	case charsetLatin1:
-		var sb strings.Builder
-		for _, c := range b {
-			sb.WriteRune(rune(c))
+	if cs != nil {
+		out, err := cs.NewDecoder().Bytes(b)
+		if err == nil {
+			return string(out)
 		}
-		return sb.String()
-	case charsetUTF8:
-		return strings.ToValidUTF8(string(b), "\uFFFD")
 	}
-	if utf8.ValidString(string(b)) {
+	if utf8.Valid(b) {
 		return string(b)
 	}
 	return strings.ToValidUTF8(string(b), "\uFFFD")
