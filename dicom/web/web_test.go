@@ -376,6 +376,46 @@ func TestStowQidoWado(t *testing.T) {
 	}
 
 	e.checkImagingStudy(t)
+
+	// Every study's ImagingStudy agrees with what its headers say.
+	for _, st := range e.qido("/studies?includefield=all") {
+		uid := str(st, "0020000D")
+		v, err := e.store.Read(t.Context(), "ImagingStudy", dicom.ImagingStudyID(uid))
+		if err != nil {
+			t.Errorf("ImagingStudy %s: %v", uid, err)
+			continue
+		}
+		var is struct {
+			Started                           string
+			NumberOfSeries, NumberOfInstances int
+			Modality                          []struct{ Code string }
+			Subject                           struct{ Reference string }
+		}
+		_ = json.Unmarshal(v.Content, &is)
+		var mods []string
+		for _, m := range is.Modality {
+			mods = append(mods, m.Code)
+		}
+		date := str(st, "00080020")
+		if fmt.Sprint(is.NumberOfInstances) != str(st, "00201208") || fmt.Sprint(is.NumberOfSeries) != str(st, "00201206") ||
+			strings.Join(mods, `\`) != modalities(st) || (len(date) == 8 && !strings.HasPrefix(is.Started, date[:4]+"-"+date[4:6]+"-"+date[6:])) {
+			t.Errorf("ImagingStudy %s disagrees with the headers %v: %s", uid, st, v.Content)
+		}
+		pv, err := e.store.Read(t.Context(), "Patient", strings.TrimPrefix(is.Subject.Reference, "Patient/"))
+		if pid := str(st, "00100020"); err != nil || (pid != "" && !bytes.Contains(pv.Content, []byte(`"value": "`+pid+`"`))) {
+			t.Errorf("ImagingStudy %s: subject %s is not PatientID %s: %v", uid, is.Subject.Reference, pid, err)
+		}
+	}
+}
+
+func modalities(ds map[string]any) string {
+	a, _ := ds["00080061"].(map[string]any)
+	vals, _ := a["Value"].([]any)
+	var out []string
+	for _, v := range vals {
+		out = append(out, v.(string))
+	}
+	return strings.Join(out, `\`)
 }
 
 func (e *env) checkImagingStudy(t *testing.T) {
