@@ -1,17 +1,21 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/emberfhir/ember/server"
 	"github.com/emberfhir/ember/server/guard"
+	"github.com/emberfhir/ember/smart/authserver"
 	"github.com/emberfhir/ember/smart/external"
+	"github.com/emberfhir/ember/store"
 )
 
 // httpFlags are serve's flags for authorisation, TLS and abuse limits.
@@ -121,7 +125,7 @@ func (h *httpFlags) wrap(next http.Handler) (http.Handler, error) {
 		next = guard.NewLimiter(guard.LimiterConfig{PerIP: ip, TrustedProxies: h.trustProxy}).Wrap(next)
 	}
 	if origins := guard.ParseOrigins(h.corsOrigins); len(origins) > 0 {
-		cors, err := guard.NewCORS(guard.CORSConfig{AllowedOrigins: origins, Match: guard.PathPrefixes("/fhir", "/auth/token", "/auth/introspect", "/auth/revoke", "/auth/.well-known/", "/auth/jwks", "/dicomweb")})
+		cors, err := guard.NewCORS(guard.CORSConfig{AllowedOrigins: origins, Match: guard.PathPrefixes("/fhir", "/fhir/", "/auth/token", "/auth/introspect", "/auth/revoke", "/auth/.well-known/", "/auth/jwks", "/dicomweb/")})
 		if err != nil {
 			return nil, fmt.Errorf("serve: --cors-origins: %w", err)
 		}
@@ -140,4 +144,50 @@ func (h *httpFlags) tlsConfig() (*tls.Config, error) {
 		return nil, fmt.Errorf("serve: TLS: %w", err)
 	}
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// configureAuth sets up authorisation on cfg: with --auth smart the
+// built-in authorization server (mounted at /auth, discovery at
+// /fhir/.well-known/smart-configuration) and its token verifier, chained
+// with any --oidc-issuer providers; with --auth none nothing, loudly.
+func (h *httpFlags) configureAuth(ctx context.Context, cfg *server.Config, st *store.Store, log *slog.Logger) error {
+	if h.auth == "none" {
+		log.Warn("authorisation is OFF (--auth none): anyone who reaches this server can read and write everything; use it for local development only")
+		return nil
+	}
+	root := strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir")
+	as, err := authserver.New(ctx, authserver.Config{
+		Issuer:      root + "/auth",
+		FHIRBaseURL: cfg.BaseURL,
+		Logger:      log,
+	}, st)
+	if err != nil {
+		return fmt.Errorf("serve: authorization server: %w", err)
+	}
+	issuers, err := h.issuers()
+	if err != nil {
+		return err
+	}
+	var ext *external.Verifier
+	if len(issuers) > 0 {
+		if ext, err = external.New(ctx, external.Config{Issuers: issuers}); err != nil {
+			return fmt.Errorf("serve: --oidc-issuer: %w", err)
+		}
+		for u, e := range ext.Ready() {
+			if e != nil {
+				log.Warn("external OpenID provider not reachable yet; its tokens get 401 until it is", "issuer", u, "err", e)
+			}
+		}
+	}
+	cfg.Verifier = external.Chain(as.Verifier(), as.Issuer(), ext)
+	cfg.Mounts = append(cfg.Mounts,
+		server.Mount{Prefix: "/auth", Handler: as.Handler()},
+		server.Mount{Prefix: "/fhir/.well-known/smart-configuration", Handler: as.SMARTConfigurationHandler()},
+	)
+	cfg.OAuth = &server.OAuthEndpoints{Authorize: as.AuthorizeURL(), Token: as.TokenURL(), Introspect: as.IntrospectURL(), Revoke: as.RevokeURL()}
+	if cfg.ClientLimiter, err = h.clientLimiter(); err != nil {
+		return err
+	}
+	log.Info("SMART on FHIR authorisation on", "issuer", as.Issuer())
+	return nil
 }

@@ -146,7 +146,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	debugAddr := fs.String("debug-addr", env("EMBER_DEBUG_ADDR", ""), "serve Go pprof profiles on this address (env EMBER_DEBUG_ADDR; off when empty)")
 	exportWorkers := fs.Int("export-workers", int(envInt("EMBER_EXPORT_WORKERS", 1)),
 		"Bulk Data exports this process runs at once; 0 = none, only accept them (env EMBER_EXPORT_WORKERS); files go under <data-dir>/export")
+	var hf httpFlags
+	hf.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := hf.check(); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -176,16 +181,30 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("serve: listen: %w", err)
 	}
+	tlsCfg, err := hf.tlsConfig()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	base := *baseURL
 	if base == "" {
-		base = "http://" + ln.Addr().String() + "/fhir"
+		scheme := "http"
+		if tlsCfg != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + ln.Addr().String() + "/fhir"
 	}
 	workers := *exportWorkers
 	if workers <= 0 {
 		workers = -1 // server.Config: negative means none
 	}
-	srv, err := server.New(server.Config{BaseURL: base, MaxBody: *maxBody, Version: version, Logger: log,
-		DataDir: db.dataDir, ExportWorkers: workers}, st)
+	cfg := server.Config{BaseURL: base, MaxBody: *maxBody, Version: version, Logger: log,
+		DataDir: db.dataDir, ExportWorkers: workers}
+	if err := hf.configureAuth(ctx, &cfg, st, log); err != nil {
+		ln.Close()
+		return err
+	}
+	srv, err := server.New(cfg, st)
 	if err != nil {
 		ln.Close()
 		return err
@@ -204,13 +223,23 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Error("background work shutdown", "err", err)
 		}
 	}()
+	handler, err := hf.wrap(srv.Handler())
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		TLSConfig:         tlsCfg,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	if tlsCfg != nil {
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
 	if *debugAddr != "" {
 		go serveDebug(*debugAddr, log)
 	}

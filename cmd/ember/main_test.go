@@ -128,7 +128,9 @@ func startServe(t *testing.T, env []string, addr string, args ...string) *server
 	t.Helper()
 	s := &server{out: &syncBuffer{}, addr: addr, done: make(chan error, 1)}
 	s.cmd = exec.Command(emberBin, append([]string{"serve"}, args...)...)
-	s.cmd.Env = append(os.Environ(), env...)
+	// These tests are about serving, not authorisation: auth off unless a
+	// test's env says otherwise.
+	s.cmd.Env = append(append(os.Environ(), "EMBER_AUTH=none"), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -140,7 +142,13 @@ func startServe(t *testing.T, env []string, addr string, args ...string) *server
 		if i := strings.Index(s.out.String(), "FHIR base: "); i >= 0 {
 			line := s.out.String()[i+len("FHIR base: "):]
 			s.base = strings.TrimSpace(strings.SplitN(line, "\n", 2)[0])
-			if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			scheme := "http"
+			for _, a := range args {
+				if a == "--tls-cert" {
+					scheme = "https"
+				}
+			}
+			if resp, err := insecureClient.Get(scheme + "://" + addr + "/readyz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == 200 {
 					return s
