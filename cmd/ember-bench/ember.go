@@ -65,7 +65,7 @@ func (s *emberServer) launch(bin string, profile bool, onCrash func(error)) erro
 	if err != nil {
 		return err
 	}
-	args := []string{"serve", "--addr", addr, "--data-dir", filepath.Join(s.dir, "data")}
+	args := []string{"serve", "--addr", addr, "--data-dir", filepath.Join(s.dir, "data"), "--auth", "none"}
 	if profile {
 		if s.debugAddr, err = freeAddr(); err != nil {
 			return err
