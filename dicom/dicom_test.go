@@ -418,3 +418,31 @@ func studyOf(t *testing.T, file []byte) string {
 	l := int(binary.LittleEndian.Uint16(file[i+6:]))
 	return strings.TrimRight(string(file[i+8:i+8+l]), "\x00 ")
 }
+
+// An instance received again under another study moves: both studies'
+// ImagingStudy resources follow.
+func TestInstanceMovesStudy(t *testing.T) {
+	e := newEnv(t, time.Hour)
+	ctx := t.Context()
+	a := fake{study: "1.2.826.0.1.3680043.10.2.1", series: "1.2.826.0.1.3680043.10.2.1.1", sop: "1.2.826.0.1.3680043.10.2.9",
+		patientID: "P-1", modality: "CT", number: 1}
+	b := a
+	b.study, b.series = "1.2.826.0.1.3680043.10.2.2", "1.2.826.0.1.3680043.10.2.2.1"
+	e.store1(t, a)
+	if err := e.svc.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.store1(t, b)
+	if err := e.svc.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for study, want := range map[string]string{a.study: `"numberOfInstances": 0`, b.study: `"numberOfInstances": 1`} {
+		v, err := e.store.Read(ctx, "ImagingStudy", dicom.ImagingStudyID(study))
+		if err != nil || !bytes.Contains(v.Content, []byte(want)) {
+			t.Errorf("ImagingStudy %s: %v %s, want %s", study, err, v.Content, want)
+		}
+	}
+	if list, _ := e.svc.Instances(ctx, a.study, "", ""); len(list) != 0 {
+		t.Errorf("study A still lists %d instances", len(list))
+	}
+}

@@ -132,6 +132,9 @@ type Instance struct {
 	// Replaced: an instance with this SOP Instance UID existed and was
 	// replaced (the latest received copy wins).
 	Replaced bool
+	// MovedFromStudyUID: the replaced instance belonged to this other
+	// study, whose ImagingStudy needs a sync too.
+	MovedFromStudyUID string
 }
 
 // IngestOptions constrain an ingest.
@@ -203,7 +206,7 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 		return nil, &IngestError{Reason: storageReason(err), Err: err}
 	}
 	committed = true
-	old, err := s.saveMetadata(ctx, meta)
+	old, movedFrom, err := s.saveMetadata(ctx, meta)
 	if err != nil {
 		// Nothing may be half-stored: the file goes with the metadata.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -220,10 +223,14 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 	}
 	if !opts.NoSync {
 		s.scheduleSync(meta.studyUID)
+		if movedFrom != "" {
+			s.scheduleSync(movedFrom)
+		}
 	}
 	return &Instance{
 		StudyUID: meta.studyUID, SeriesUID: meta.seriesUID, SOPInstanceUID: meta.sopUID,
 		SOPClassUID: meta.sopClass, TransferSyntax: meta.transferSyntax, Size: meta.size, Replaced: old != "",
+		MovedFromStudyUID: movedFrom,
 	}, nil
 }
 
@@ -343,8 +350,9 @@ func validUID(s string) bool {
 }
 
 // saveMetadata upserts study, series and instance in one implicit
-// transaction (one round trip) and returns the replaced blob key, if any.
-func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey string, err error) {
+// transaction (one round trip) and returns the replaced blob key and, when
+// the replaced instance belonged to another study, that study.
+func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey, movedFrom string, err error) {
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO dicom_studies AS st (study_uid, patient_id, issuer, patient_name, birth_date, sex,
 		study_date, study_time, accession, study_id, description, referring, tz_offset, rev)
@@ -378,8 +386,10 @@ func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey string, er
 	if a.pixelOffset >= 0 {
 		px, pl = &a.pixelOffset, &a.pixelLength
 	}
-	b.Queue(`WITH old AS (SELECT blob_key FROM dicom_instances WHERE sop_uid = $1)
-		INSERT INTO dicom_instances (sop_uid, series_uid, study_uid, sop_class, instance_number, transfer_syntax,
+	// A replaced instance that moves to another study bumps its old study
+	// too, so that study's ImagingStudy is rebuilt without it.
+	b.Queue(`WITH old AS (SELECT blob_key, study_uid FROM dicom_instances WHERE sop_uid = $1),
+		ins AS (INSERT INTO dicom_instances (sop_uid, series_uid, study_uid, sop_class, instance_number, transfer_syntax,
 		  rows, columns, frames, blob_key, size, pixel_offset, pixel_length)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
 		ON CONFLICT (sop_uid) DO UPDATE SET series_uid = EXCLUDED.series_uid, study_uid = EXCLUDED.study_uid,
@@ -387,25 +397,30 @@ func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey string, er
 		  transfer_syntax = EXCLUDED.transfer_syntax, rows = EXCLUDED.rows, columns = EXCLUDED.columns,
 		  frames = EXCLUDED.frames, blob_key = EXCLUDED.blob_key, size = EXCLUDED.size,
 		  pixel_offset = EXCLUDED.pixel_offset, pixel_length = EXCLUDED.pixel_length, created_at = now()
-		RETURNING COALESCE((SELECT blob_key FROM old), '')`,
+		RETURNING 1),
+		moved AS (UPDATE dicom_studies SET rev = rev + 1, updated_at = now()
+		  WHERE study_uid = (SELECT study_uid FROM old) AND study_uid <> $3 RETURNING study_uid)
+		SELECT COALESCE((SELECT blob_key FROM old), ''), COALESCE((SELECT study_uid FROM moved), ''),
+		  (SELECT count(*) FROM ins)`,
 		a.sopUID, a.seriesUID, a.studyUID, a.sopClass, a.instanceNumber, a.transferSyntax,
 		a.rows, a.columns, a.frames, a.blobKey, a.size, px, pl)
 	// A batch ends in one Sync, so PostgreSQL runs it as one implicit
-	// transaction: all three rows or none, in a single round trip.
+	// transaction: all rows or none, in a single round trip.
 	br := s.store.Pool().SendBatch(ctx, b)
 	defer br.Close()
 	for i := 0; i < 2; i++ {
 		if _, err := br.Exec(); err != nil {
-			return "", fmt.Errorf("dicom: save metadata: %w", err)
+			return "", "", fmt.Errorf("dicom: save metadata: %w", err)
 		}
 	}
-	if err := br.QueryRow().Scan(&oldKey); err != nil {
-		return "", fmt.Errorf("dicom: save instance: %w", err)
+	var inserted int
+	if err := br.QueryRow().Scan(&oldKey, &movedFrom, &inserted); err != nil {
+		return "", "", fmt.Errorf("dicom: save instance: %w", err)
 	}
 	if err := br.Close(); err != nil {
-		return "", fmt.Errorf("dicom: save metadata: %w", err)
+		return "", "", fmt.Errorf("dicom: save metadata: %w", err)
 	}
-	return oldKey, nil
+	return oldKey, movedFrom, nil
 }
 
 // implementationUID identifies Ember as the writer of meta groups it builds.

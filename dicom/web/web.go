@@ -168,6 +168,9 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		studies[in.StudyUID] = true
+		if in.MovedFromStudyUID != "" {
+			studies[in.MovedFromStudyUID] = true
+		}
 		refs = append(refs, jsonDS{
 			"00081150": attr("UI", in.SOPClassUID),
 			"00081155": attr("UI", in.SOPInstanceUID),
