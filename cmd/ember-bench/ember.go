@@ -38,7 +38,7 @@ const (
 // startEmber starts a fresh server and waits for /readyz. onCrash is called
 // with the cause if the server exits before stop is called, so a dead server
 // aborts the run instead of turning every request into an error.
-func startEmber(ctx context.Context, bin string, profile bool, onCrash func(error)) (*emberServer, error) {
+func startEmber(ctx context.Context, bin string, profile bool, onCrash func(error), args ...string) (*emberServer, error) {
 	dir, err := os.MkdirTemp("", "ember-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("temp dir: %w", err)
@@ -50,7 +50,7 @@ func startEmber(ctx context.Context, bin string, profile bool, onCrash func(erro
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
 	s := &emberServer{dir: dir, logPath: filepath.Join(dir, "ember.log"), exited: make(chan struct{})}
-	if err := s.launch(bin, profile, onCrash); err != nil {
+	if err := s.launch(bin, profile, onCrash, args...); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -60,12 +60,13 @@ func startEmber(ctx context.Context, bin string, profile bool, onCrash func(erro
 	return s, nil
 }
 
-func (s *emberServer) launch(bin string, profile bool, onCrash func(error)) error {
+func (s *emberServer) launch(bin string, profile bool, onCrash func(error), extra ...string) error {
 	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	args := []string{"serve", "--addr", addr, "--data-dir", filepath.Join(s.dir, "data"), "--auth", "none"}
+	// Later flags win: extra may turn authorisation back on.
+	args := append([]string{"serve", "--addr", addr, "--data-dir", filepath.Join(s.dir, "data"), "--auth", "none"}, extra...)
 	if profile {
 		if s.debugAddr, err = freeAddr(); err != nil {
 			return err

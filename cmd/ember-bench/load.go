@@ -18,6 +18,7 @@ import (
 // env is what scenarios share: the server under test, the HTTP client and
 // the run's settings. Scenarios record state for later ones here (seeded).
 type env struct {
+	bin        string // the ember binary, for scenarios that start their own server
 	fhirBase   string // http://127.0.0.1:PORT/fhir
 	client     *http.Client
 	duration   time.Duration
@@ -27,6 +28,8 @@ type env struct {
 	seeded     int         // Patients bench-0 … bench-(seeded-1) exist
 	dataDir    string      // the server's --data-dir; its PostgreSQL is under postgres/
 	synthea    *syntheaSet // loaded by search33k, extended by search330k
+	token      string      // bearer token sent with every request, if set
+	readRate   float64     // read_c32 throughput, for the authenticated read's ratio
 }
 
 // maxClients bounds the idle pool; it must cover the largest scenario, or
@@ -58,6 +61,9 @@ func (e *env) do(ctx context.Context, method, url string, body []byte, want ...i
 		return fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	req.Header.Set("Accept", "application/fhir+json")
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}

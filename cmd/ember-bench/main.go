@@ -125,6 +125,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 	printContext(stdout, o)
 	stopRSS := srv.sampleRSS()
 	e := &env{
+		bin:        o.ember,
 		fhirBase:   srv.baseURL + "/fhir",
 		client:     newClient(),
 		duration:   o.duration,

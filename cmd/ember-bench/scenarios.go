@@ -37,6 +37,7 @@ func scenarios() []scenario {
 		{name: "seed", run: seed},
 		readScenario(1),
 		readScenario(32),
+		{name: "read_auth_c32", requires: []string{"read_c32"}, run: authRead}, // its own server (see auth.go)
 		createScenario(8),
 		{name: "ingest_tx", run: ingestTx},
 		{name: "dicom", run: dicomBench}, // its own server (see dicom.go)
@@ -114,7 +115,11 @@ func readScenario(clients int) scenario {
 				return e.do(ctx, http.MethodGet, urls[r.IntN(len(urls))], nil, http.StatusOK)
 			}
 		}
-		return timed(ctx, e, name, "req/s", reqs)
+		figs, err := timed(ctx, e, name, "req/s", reqs)
+		if clients == 32 && len(figs) > 0 {
+			e.readRate = figs[0].value
+		}
+		return figs, err
 	}}
 }
 
