@@ -16,13 +16,19 @@
 // deleted. A crash between the two can leave an unreferenced blob, never a
 // row without its file.
 //
+// Study and series rows take the latest non-empty value of each attribute
+// and are written only when one changes; ingests of one study hold its row
+// FOR SHARE, so they run in parallel while a sync (FOR UPDATE) waits for
+// them.
+//
 // The same SOP Instance UID again replaces the stored instance (latest
 // copy wins; the old blob is deleted after the commit), so a corrected
 // resend is not refused and nothing is duplicated.
 //
-// ImagingStudy: each instance bumps its study's rev; a debounced per-study
-// timer (Config.SyncDelay after the last instance, at most 5 s after the
-// first) or an explicit Sync/Flush rebuilds the resource from the tables
+// ImagingStudy: each instance row carries a sequence number; a study whose
+// newest is above the one its ImagingStudy was built from is stale. A
+// debounced per-study timer (Config.SyncDelay after the last instance, at
+// most 5 s after the first) or an explicit Sync/Flush rebuilds it from the tables
 // and writes it with id = StudyInstanceUID, so a burst of instances makes
 // one version. Patient: identifier PatientID with system urn:oid:<issuer>
 // (IssuerOfPatientID as an OID), urn:dicom:issuer:<issuer>, or

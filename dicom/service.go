@@ -354,33 +354,42 @@ func validUID(s string) bool {
 // the replaced instance belonged to another study, that study.
 func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey, movedFrom string, err error) {
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO dicom_studies AS st (study_uid, patient_id, issuer, patient_name, birth_date, sex,
-		study_date, study_time, accession, study_id, description, referring, tz_offset, rev)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,1)
-		ON CONFLICT (study_uid) DO UPDATE SET
-		  patient_id = COALESCE(NULLIF(EXCLUDED.patient_id,''), st.patient_id),
-		  issuer = COALESCE(NULLIF(EXCLUDED.issuer,''), st.issuer),
-		  patient_name = COALESCE(NULLIF(EXCLUDED.patient_name,''), st.patient_name),
-		  birth_date = COALESCE(NULLIF(EXCLUDED.birth_date,''), st.birth_date),
-		  sex = COALESCE(NULLIF(EXCLUDED.sex,''), st.sex),
-		  study_date = COALESCE(NULLIF(EXCLUDED.study_date,''), st.study_date),
-		  study_time = COALESCE(NULLIF(EXCLUDED.study_time,''), st.study_time),
-		  accession = COALESCE(NULLIF(EXCLUDED.accession,''), st.accession),
-		  study_id = COALESCE(NULLIF(EXCLUDED.study_id,''), st.study_id),
-		  description = COALESCE(NULLIF(EXCLUDED.description,''), st.description),
-		  referring = COALESCE(NULLIF(EXCLUDED.referring,''), st.referring),
-		  tz_offset = COALESCE(NULLIF(EXCLUDED.tz_offset,''), st.tz_offset),
-		  rev = st.rev + 1, updated_at = now()`,
+	// Study and series rows are inserted once and updated only when a value
+	// changes (latest non-empty value wins), so parallel ingests of one
+	// study do not queue on its row; FOR SHARE then holds off a concurrent
+	// ImagingStudy sync (FOR UPDATE) until this instance commits.
+	b.Queue(`INSERT INTO dicom_studies (study_uid, patient_id, issuer, patient_name, birth_date, sex,
+		study_date, study_time, accession, study_id, description, referring, tz_offset)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (study_uid) DO NOTHING`,
 		a.studyUID, a.patientID, a.issuer, a.patientName, a.birthDate, a.sex,
 		a.studyDate, a.studyTime, a.accession, a.studyID, a.studyDesc, a.referring, a.tzOffset)
-	b.Queue(`INSERT INTO dicom_series AS se (series_uid, study_uid, modality, series_number, description, body_part, laterality)
-		VALUES ($1,$2,$3,$4,$5,$6,$7)
-		ON CONFLICT (series_uid) DO UPDATE SET study_uid = EXCLUDED.study_uid,
-		  modality = COALESCE(NULLIF(EXCLUDED.modality,''), se.modality),
-		  series_number = COALESCE(EXCLUDED.series_number, se.series_number),
-		  description = COALESCE(NULLIF(EXCLUDED.description,''), se.description),
-		  body_part = COALESCE(NULLIF(EXCLUDED.body_part,''), se.body_part),
-		  laterality = COALESCE(NULLIF(EXCLUDED.laterality,''), se.laterality)`,
+	b.Queue(`UPDATE dicom_studies st SET
+		  patient_id = COALESCE(NULLIF($2,''), st.patient_id), issuer = COALESCE(NULLIF($3,''), st.issuer),
+		  patient_name = COALESCE(NULLIF($4,''), st.patient_name), birth_date = COALESCE(NULLIF($5,''), st.birth_date),
+		  sex = COALESCE(NULLIF($6,''), st.sex), study_date = COALESCE(NULLIF($7,''), st.study_date),
+		  study_time = COALESCE(NULLIF($8,''), st.study_time), accession = COALESCE(NULLIF($9,''), st.accession),
+		  study_id = COALESCE(NULLIF($10,''), st.study_id), description = COALESCE(NULLIF($11,''), st.description),
+		  referring = COALESCE(NULLIF($12,''), st.referring), tz_offset = COALESCE(NULLIF($13,''), st.tz_offset),
+		  updated_at = now()
+		WHERE st.study_uid = $1 AND ROW(st.patient_id, st.issuer, st.patient_name, st.birth_date, st.sex, st.study_date,
+		  st.study_time, st.accession, st.study_id, st.description, st.referring, st.tz_offset) IS DISTINCT FROM
+		  ROW(COALESCE(NULLIF($2,''), st.patient_id), COALESCE(NULLIF($3,''), st.issuer), COALESCE(NULLIF($4,''), st.patient_name),
+		  COALESCE(NULLIF($5,''), st.birth_date), COALESCE(NULLIF($6,''), st.sex), COALESCE(NULLIF($7,''), st.study_date),
+		  COALESCE(NULLIF($8,''), st.study_time), COALESCE(NULLIF($9,''), st.accession), COALESCE(NULLIF($10,''), st.study_id),
+		  COALESCE(NULLIF($11,''), st.description), COALESCE(NULLIF($12,''), st.referring), COALESCE(NULLIF($13,''), st.tz_offset))`,
+		a.studyUID, a.patientID, a.issuer, a.patientName, a.birthDate, a.sex,
+		a.studyDate, a.studyTime, a.accession, a.studyID, a.studyDesc, a.referring, a.tzOffset)
+	b.Queue(`SELECT 1 FROM dicom_studies WHERE study_uid = $1 FOR SHARE`, a.studyUID)
+	b.Queue(`INSERT INTO dicom_series (series_uid, study_uid, modality, series_number, description, body_part, laterality)
+		VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (series_uid) DO NOTHING`,
+		a.seriesUID, a.studyUID, a.modality, a.seriesNumber, a.seriesDesc, a.bodyPart, a.laterality)
+	b.Queue(`UPDATE dicom_series se SET study_uid = $2,
+		  modality = COALESCE(NULLIF($3,''), se.modality), series_number = COALESCE($4, se.series_number),
+		  description = COALESCE(NULLIF($5,''), se.description), body_part = COALESCE(NULLIF($6,''), se.body_part),
+		  laterality = COALESCE(NULLIF($7,''), se.laterality)
+		WHERE se.series_uid = $1 AND ROW(se.study_uid, se.modality, se.series_number, se.description, se.body_part, se.laterality)
+		  IS DISTINCT FROM ROW($2::text, COALESCE(NULLIF($3,''), se.modality), COALESCE($4, se.series_number),
+		  COALESCE(NULLIF($5,''), se.description), COALESCE(NULLIF($6,''), se.body_part), COALESCE(NULLIF($7,''), se.laterality))`,
 		a.seriesUID, a.studyUID, a.modality, a.seriesNumber, a.seriesDesc, a.bodyPart, a.laterality)
 	var px, pl *int64
 	if a.pixelOffset >= 0 {
@@ -396,9 +405,10 @@ func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey, movedFrom
 		  sop_class = EXCLUDED.sop_class, instance_number = EXCLUDED.instance_number,
 		  transfer_syntax = EXCLUDED.transfer_syntax, rows = EXCLUDED.rows, columns = EXCLUDED.columns,
 		  frames = EXCLUDED.frames, blob_key = EXCLUDED.blob_key, size = EXCLUDED.size,
-		  pixel_offset = EXCLUDED.pixel_offset, pixel_length = EXCLUDED.pixel_length, created_at = now()
+		  pixel_offset = EXCLUDED.pixel_offset, pixel_length = EXCLUDED.pixel_length,
+		  seq = EXCLUDED.seq, created_at = now()
 		RETURNING 1),
-		moved AS (UPDATE dicom_studies SET rev = rev + 1, updated_at = now()
+		moved AS (UPDATE dicom_studies SET force_sync = true, updated_at = now()
 		  WHERE study_uid = (SELECT study_uid FROM old) AND study_uid <> $3 RETURNING study_uid)
 		SELECT COALESCE((SELECT blob_key FROM old), ''), COALESCE((SELECT study_uid FROM moved), ''),
 		  (SELECT count(*) FROM ins)`,
@@ -408,7 +418,7 @@ func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey, movedFrom
 	// transaction: all rows or none, in a single round trip.
 	br := s.store.Pool().SendBatch(ctx, b)
 	defer br.Close()
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 5; i++ {
 		if _, err := br.Exec(); err != nil {
 			return "", "", fmt.Errorf("dicom: save metadata: %w", err)
 		}

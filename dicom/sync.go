@@ -83,7 +83,8 @@ func (s *Service) SyncPending(ctx context.Context) error {
 // Flush syncs every study whose ImagingStudy is behind its instances (also
 // those left stale by a crash), waiting for the writes.
 func (s *Service) Flush(ctx context.Context) error {
-	rows, err := s.store.Pool().Query(ctx, `SELECT study_uid FROM dicom_studies WHERE rev > synced_rev`)
+	rows, err := s.store.Pool().Query(ctx, `SELECT st.study_uid FROM dicom_studies st WHERE st.force_sync
+		OR EXISTS (SELECT 1 FROM dicom_instances i WHERE i.study_uid = st.study_uid AND i.seq > st.synced_seq)`)
 	if err != nil {
 		return fmt.Errorf("dicom: stale studies: %w", err)
 	}
@@ -118,14 +119,13 @@ func (s *Service) Sync(ctx context.Context, studyUID string) error {
 	// that stored the instance was already authorised for that.
 	ctx = store.WithoutGuard(ctx)
 	return s.store.InTx(ctx, func(tx *store.Tx) error {
-		if err := tx.Lock(ctx, "dicom-study|"+studyUID); err != nil {
-			return err
-		}
+		// FOR UPDATE waits for ingests of this study in flight (they hold
+		// FOR SHARE) and serialises syncs of one study.
 		st, err := loadStudy(ctx, tx.DB(), studyUID)
 		if err != nil {
 			return err
 		}
-		if st == nil || st.rev <= st.syncedRev {
+		if st == nil || (st.maxSeq <= st.syncedSeq && !st.force) {
 			return nil
 		}
 		body, err := s.buildImagingStudy(ctx, tx, st)
@@ -139,7 +139,8 @@ func (s *Service) Sync(ctx context.Context, studyUID string) error {
 		if _, _, err := tx.Update(ctx, r, ImagingStudyID(studyUID), 0); err != nil {
 			return fmt.Errorf("dicom: write ImagingStudy %s: %w", studyUID, err)
 		}
-		if _, err := tx.DB().Exec(ctx, `UPDATE dicom_studies SET synced_rev = $2 WHERE study_uid = $1`, studyUID, st.rev); err != nil {
+		if _, err := tx.DB().Exec(ctx, `UPDATE dicom_studies SET synced_seq = $2, force_sync = false WHERE study_uid = $1`,
+			studyUID, st.maxSeq); err != nil {
 			return fmt.Errorf("dicom: mark study synced: %w", err)
 		}
 		return nil
@@ -149,7 +150,8 @@ func (s *Service) Sync(ctx context.Context, studyUID string) error {
 type studyRow struct {
 	uid, patientID, issuer, patientName, birthDate, sex string
 	date, time, accession, studyID, desc, referring, tz string
-	rev, syncedRev                                      int64
+	maxSeq, syncedSeq                                   int64
+	force                                               bool
 	series                                              []*seriesRow
 }
 
@@ -167,9 +169,10 @@ type instanceRow struct {
 func loadStudy(ctx context.Context, db pgx.Tx, uid string) (*studyRow, error) {
 	st := &studyRow{uid: uid}
 	err := db.QueryRow(ctx, `SELECT patient_id, issuer, patient_name, birth_date, sex, study_date, study_time,
-		accession, study_id, description, referring, tz_offset, rev, synced_rev FROM dicom_studies WHERE study_uid = $1`, uid).
+		accession, study_id, description, referring, tz_offset, synced_seq, force_sync
+		FROM dicom_studies WHERE study_uid = $1 FOR UPDATE`, uid).
 		Scan(&st.patientID, &st.issuer, &st.patientName, &st.birthDate, &st.sex, &st.date, &st.time,
-			&st.accession, &st.studyID, &st.desc, &st.referring, &st.tz, &st.rev, &st.syncedRev)
+			&st.accession, &st.studyID, &st.desc, &st.referring, &st.tz, &st.syncedSeq, &st.force)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -177,7 +180,7 @@ func loadStudy(ctx context.Context, db pgx.Tx, uid string) (*studyRow, error) {
 		return nil, fmt.Errorf("dicom: load study: %w", err)
 	}
 	rows, err := db.Query(ctx, `SELECT se.series_uid, se.modality, se.description, se.body_part, se.laterality, se.series_number,
-		i.sop_uid, i.sop_class, i.instance_number
+		i.sop_uid, i.sop_class, i.instance_number, i.seq
 		FROM dicom_series se JOIN dicom_instances i ON i.series_uid = se.series_uid
 		WHERE se.study_uid = $1 AND i.study_uid = $1
 		ORDER BY se.series_number NULLS LAST, se.series_uid, i.instance_number NULLS LAST, i.sop_uid`, uid)
@@ -189,10 +192,12 @@ func loadStudy(ctx context.Context, db pgx.Tx, uid string) (*studyRow, error) {
 	for rows.Next() {
 		var se seriesRow
 		var in instanceRow
+		var seq int64
 		if err := rows.Scan(&se.uid, &se.modality, &se.desc, &se.bodyPart, &se.laterality, &se.number,
-			&in.uid, &in.sopClass, &in.number); err != nil {
+			&in.uid, &in.sopClass, &in.number, &seq); err != nil {
 			return nil, fmt.Errorf("dicom: load series: %w", err)
 		}
+		st.maxSeq = max(st.maxSeq, seq)
 		if cur == nil || cur.uid != se.uid {
 			cur = &se
 			st.series = append(st.series, cur)

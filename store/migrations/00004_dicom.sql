@@ -17,16 +17,19 @@ CREATE TABLE dicom_studies (
     description     text        NOT NULL DEFAULT '',
     referring       text        NOT NULL DEFAULT '',
     tz_offset       text        NOT NULL DEFAULT '', -- TimezoneOffsetFromUTC
-    -- rev counts instance writes; synced_rev is the rev the ImagingStudy
-    -- was last built from, so rev > synced_rev means "ImagingStudy stale".
-    rev             bigint      NOT NULL DEFAULT 0,
-    synced_rev      bigint      NOT NULL DEFAULT 0,
+    -- The ImagingStudy was built from the instances with seq <= synced_seq;
+    -- force_sync marks a study that lost an instance to another study.
+    -- Ingest holds FOR SHARE on the study row (ingests run in parallel),
+    -- the ImagingStudy sync FOR UPDATE, so a sync sees every instance whose
+    -- seq is below the highest one it reads.
+    synced_seq      bigint      NOT NULL DEFAULT 0,
+    force_sync      boolean     NOT NULL DEFAULT false,
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX dicom_studies_patient ON dicom_studies (patient_id);
 CREATE INDEX dicom_studies_date ON dicom_studies (study_date);
 CREATE INDEX dicom_studies_accession ON dicom_studies (accession);
-CREATE INDEX dicom_studies_stale ON dicom_studies (study_uid) WHERE rev > synced_rev;
+CREATE INDEX dicom_studies_forced ON dicom_studies (study_uid) WHERE force_sync;
 
 CREATE TABLE dicom_series (
     series_uid    text   PRIMARY KEY,
@@ -39,6 +42,8 @@ CREATE TABLE dicom_series (
 );
 CREATE INDEX dicom_series_study ON dicom_series (study_uid);
 CREATE INDEX dicom_series_modality ON dicom_series (modality);
+
+CREATE SEQUENCE dicom_instance_seq;
 
 CREATE TABLE dicom_instances (
     sop_uid         text        PRIMARY KEY,
@@ -57,12 +62,14 @@ CREATE TABLE dicom_instances (
     -- A worker streams pixels with one ranged read.
     pixel_offset    bigint,
     pixel_length    bigint,
+    seq             bigint      NOT NULL DEFAULT nextval('dicom_instance_seq'), -- renewed on replace
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX dicom_instances_series ON dicom_instances (series_uid);
-CREATE INDEX dicom_instances_study ON dicom_instances (study_uid);
+CREATE INDEX dicom_instances_study ON dicom_instances (study_uid, seq);
 
 -- +goose Down
 DROP TABLE dicom_instances;
+DROP SEQUENCE dicom_instance_seq;
 DROP TABLE dicom_series;
 DROP TABLE dicom_studies;
