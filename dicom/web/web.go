@@ -355,43 +355,57 @@ func boundary() string {
 	return hex.EncodeToString(b[:])
 }
 
-// acceptsDICOM checks Accept for a retrieve: multipart/related with type
-// application/dicom (any transfer syntax is answered as stored), or */*.
-func acceptsDICOM(r *http.Request) bool {
+// acceptedSyntaxes reads Accept for a retrieve: ok is false when no
+// multipart/related; type="application/dicom" (or a wildcard) is
+// acceptable; all is true when every transfer syntax is (no
+// transfer-syntax parameter, "*", or a wildcard type); else syntaxes lists
+// the ones asked for. Ember does not transcode: instances are sent as
+// stored.
+func acceptedSyntaxes(r *http.Request) (syntaxes map[string]bool, all, ok bool) {
 	acc := r.Header.Get("Accept")
 	if acc == "" {
-		return true
+		return nil, true, true
 	}
+	syntaxes = map[string]bool{}
 	for _, a := range strings.Split(acc, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(a))
 		if err != nil {
 			continue
 		}
-		if mt == "*/*" || mt == "multipart/*" {
-			return true
-		}
-		if mt == "multipart/related" {
-			ty := params["type"]
-			ts := params["transfer-syntax"]
-			if (ty == "" || ty == "application/dicom") && (ts == "" || ts == "*") {
-				return true
-			}
-			if ty == "application/dicom" {
-				return true // transfer-syntax asked: served as stored (no transcoding)
+		switch {
+		case mt == "*/*" || mt == "multipart/*":
+			all, ok = true, true
+		case mt == "multipart/related" && (params["type"] == "" || params["type"] == "application/dicom"):
+			ok = true
+			if ts := params["transfer-syntax"]; ts == "" || ts == "*" {
+				all = true
+			} else {
+				syntaxes[ts] = true
 			}
 		}
 	}
-	return false
+	return syntaxes, all, ok
 }
 
 func (h *Handler) retrieve(w http.ResponseWriter, r *http.Request) {
-	if !acceptsDICOM(r) {
+	syntaxes, anySyntax, accepted := acceptedSyntaxes(r)
+	if !accepted {
 		h.fail(w, http.StatusNotAcceptable, `retrieve answers multipart/related; type="application/dicom"`)
 		return
 	}
 	list, ok := h.find(w, r)
 	if !ok {
 		return
+	}
+	if !anySyntax {
+		for _, st := range list {
+			if !syntaxes[st.TransferSyntax] {
+				h.fail(w, http.StatusNotAcceptable, fmt.Sprintf(
+					"instance %s is stored in transfer syntax %s and Ember does not transcode: ask for transfer-syntax=* or that syntax",
+					st.SOPUID, st.TransferSyntax))
+				return
+			}
+		}
 	}
 	b := boundary()
 	w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+b)

@@ -371,6 +371,19 @@ func TestStowQidoWado(t *testing.T) {
 	if got := parts(t, resp5, body); len(got) != 2 {
 		t.Errorf("study retrieve: %d parts, want 2", len(got))
 	}
+	// No transcoding: a transfer syntax other than the stored one is 406.
+	ctPath := "/studies/" + ctStudy + "/series/" + ctSeries + "/instances/" + ctSOP
+	for accept, want := range map[string]int{
+		`multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1`:    200,
+		`multipart/related; type="application/dicom"; transfer-syntax=*`:                      200,
+		`multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50`: 406,
+		`multipart/related; type="application/dicom+json"`:                                    406,
+		`application/dicom+json`: 406,
+	} {
+		if resp, _ := e.get(ctPath, accept); resp.StatusCode != want {
+			t.Errorf("Accept %s: %d, want %d", accept, resp.StatusCode, want)
+		}
+	}
 	if resp, _ := e.get("/studies/1.2.3", ""); resp.StatusCode != 404 {
 		t.Errorf("unknown study: %d", resp.StatusCode)
 	}
