@@ -66,7 +66,7 @@ func (s *emberServer) launch(bin string, profile bool, onCrash func(error), extr
 		return err
 	}
 	// Later flags win: extra may turn authorisation back on.
-	args := append([]string{"serve", "--addr", addr, "--data-dir", filepath.Join(s.dir, "data"), "--auth", "none"}, extra...)
+	args := append([]string{"serve", "--addr", addr, "--data-dir", filepath.Join(s.dir, "data"), "--auth", "none", "--dimse-addr", "off"}, extra...)
 	if profile {
 		if s.debugAddr, err = freeAddr(); err != nil {
 			return err

@@ -148,6 +148,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		"Bulk Data exports this process runs at once; 0 = none, only accept them (env EMBER_EXPORT_WORKERS); files go under <data-dir>/export")
 	var hf httpFlags
 	hf.register(fs)
+	var df dicomFlags
+	df.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -204,6 +206,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
+	dr, err := df.start(ctx, &cfg, st, db.dataDir, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	// Closed after the HTTP server and the DIMSE listener have stopped
+	// (deferred calls run last-first): pending ImagingStudy rebuilds flush.
+	defer dr.close(context.Background(), log)
 	srv, err := server.New(cfg, st)
 	if err != nil {
 		ln.Close()
@@ -243,6 +253,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if *debugAddr != "" {
 		go serveDebug(*debugAddr, log)
 	}
+	dimseDone := make(chan struct{})
+	go func() { dr.serveDIMSE(ctx, log); close(dimseDone) }()
+	defer func() { cancel(); <-dimseDone }()
 	log.Info("Ember serving FHIR R4", "base", base, "addr", ln.Addr().String(), "version", version)
 	fmt.Fprintf(stderr, "FHIR base: %s\n", base)
 

@@ -130,7 +130,8 @@ func startServe(t *testing.T, env []string, addr string, args ...string) *server
 	s.cmd = exec.Command(emberBin, append([]string{"serve"}, args...)...)
 	// These tests are about serving, not authorisation: auth off unless a
 	// test's env says otherwise.
-	s.cmd.Env = append(append(os.Environ(), "EMBER_AUTH=none"), env...)
+	// Parallel servers would fight over the DIMSE port: off unless asked.
+	s.cmd.Env = append(append(os.Environ(), "EMBER_AUTH=none", "EMBER_DIMSE_ADDR=off"), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -246,8 +247,10 @@ func TestServeExternalDatabase(t *testing.T) {
 	if s.base != "https://fhir.example.org/r4" {
 		t.Fatalf("base %q", s.base)
 	}
-	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
-		t.Fatalf("a data dir was created although a database URL was given")
+	// Files (DICOM instances, exports) still live under the data dir; the
+	// database must not.
+	if _, err := os.Stat(filepath.Join(dataDir, "postgres")); !os.IsNotExist(err) {
+		t.Fatalf("a PostgreSQL cluster was created although a database URL was given")
 	}
 	req, _ := http.NewRequest("POST", "http://"+addr+"/fhir/Patient", strings.NewReader(`{"resourceType":"Patient"}`))
 	req.Header.Set("Content-Type", "application/fhir+json")

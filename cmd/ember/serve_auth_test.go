@@ -56,6 +56,9 @@ func TestServeAuthDefault(t *testing.T) {
 	if r.Header.Get("Strict-Transport-Security") != "" {
 		t.Errorf("HSTS over plain HTTP")
 	}
+	if r := get("/dicomweb/studies"); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("DICOMweb without a token: %d", r.StatusCode)
+	}
 	r = get("/fhir/.well-known/smart-configuration")
 	var conf map[string]any
 	if err := json.NewDecoder(r.Body).Decode(&conf); err != nil || r.StatusCode != 200 {

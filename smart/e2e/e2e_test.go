@@ -89,7 +89,7 @@ func TestFHIRClientStandaloneLaunch(t *testing.T) {
 	run("user", "add", "--username", "alice", "--password", "correct horse battery staple", "--role", "patient", "--fhir-user", "Patient/e2e-patient")
 
 	addr := freeAddr(t)
-	srv := exec.CommandContext(ctx, bin, "serve", "--addr", addr, "--database-url", dbURL, "--auth", "smart")
+	srv := exec.CommandContext(ctx, bin, "serve", "--addr", addr, "--database-url", dbURL, "--auth", "smart", "--dimse-addr", "off")
 	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emberfhir/ember/dicom"
+	"github.com/emberfhir/ember/dicom/dimse"
+	"github.com/emberfhir/ember/dicom/web"
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/server"
+	"github.com/emberfhir/ember/store"
+)
+
+// dicomFlags are serve's flags for DICOM ingest: the DIMSE listener and the
+// instance blob store. DICOMweb is always served at /dicomweb.
+type dicomFlags struct {
+	dimseAddr string
+	aeTitle   string
+	aeAllow   string
+	blobURL   string
+}
+
+func (d *dicomFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.dimseAddr, "dimse-addr", env("EMBER_DIMSE_ADDR", "127.0.0.1:11112"),
+		"DICOM DIMSE listener (C-ECHO, C-STORE, C-FIND); off disables it (env EMBER_DIMSE_ADDR)")
+	fs.StringVar(&d.aeTitle, "ae-title", env("EMBER_AE_TITLE", "EMBER"), "Ember's DICOM application entity title (env EMBER_AE_TITLE)")
+	fs.StringVar(&d.aeAllow, "ae-allow", env("EMBER_AE_ALLOW", ""),
+		"calling AE titles allowed to associate, comma-separated; empty allows any (env EMBER_AE_ALLOW)")
+	fs.StringVar(&d.blobURL, "dicom-blob-url", env("EMBER_DICOM_BLOB_URL", ""),
+		"where DICOM instance files go: file:///path or an S3-compatible s3://bucket?region=…&endpoint=… (env EMBER_DICOM_BLOB_URL; default file://<data-dir>/dicom)")
+}
+
+// dicomRuntime is the running DICOM side of serve.
+type dicomRuntime struct {
+	svc   *dicom.Service
+	blobs *dicom.Blobs
+	dimse *dimse.Server
+	ln    net.Listener
+}
+
+// start opens the blob store and the ingest service, mounts DICOMweb on cfg
+// (behind the same bearer tokens as FHIR when authorisation is on) and
+// binds the DIMSE listener; serveDIMSE then accepts associations.
+func (d *dicomFlags) start(ctx context.Context, cfg *server.Config, st *store.Store, dataDir string, log *slog.Logger) (*dicomRuntime, error) {
+	blobURL := d.blobURL
+	if blobURL == "" {
+		var err error
+		if blobURL, err = dicom.DefaultBlobURL(dataDir); err != nil {
+			return nil, fmt.Errorf("serve: DICOM blob store: %w", err)
+		}
+	}
+	blobs, err := dicom.OpenBlobs(ctx, blobURL)
+	if err != nil {
+		return nil, fmt.Errorf("serve: DICOM blob store: %w", err)
+	}
+	parser, err := fhir.NewParser()
+	if err != nil {
+		blobs.Close()
+		return nil, err
+	}
+	root := strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir")
+	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: root + "/dicomweb", Logger: log})
+	if err != nil {
+		blobs.Close()
+		return nil, err
+	}
+	rt := &dicomRuntime{svc: svc, blobs: blobs}
+	h := web.New(svc, web.Options{Prefix: "/dicomweb", Logger: log})
+	cfg.Mounts = append(cfg.Mounts, server.Mount{Prefix: "/dicomweb", Handler: server.RequireScopes(cfg.Verifier, cfg.BaseURL, "ImagingStudy", h)})
+	if d.dimseAddr != "" && d.dimseAddr != "off" {
+		var allowed []string
+		for _, ae := range strings.Split(d.aeAllow, ",") {
+			if ae = strings.TrimSpace(ae); ae != "" {
+				allowed = append(allowed, ae)
+			}
+		}
+		rt.dimse, err = dimse.NewServer(dimse.Config{AETitle: d.aeTitle, AllowedCallingAEs: allowed, Handler: svc, Logger: log,
+			OnAssociation: func(dimse.AssociationStats) { _ = svc.SyncPending(ctx) }})
+		if err == nil {
+			rt.ln, err = net.Listen("tcp", d.dimseAddr)
+		}
+		if err != nil {
+			rt.close(context.Background(), log)
+			return nil, fmt.Errorf("serve: DIMSE listener %s: %w (--dimse-addr off disables it)", d.dimseAddr, err)
+		}
+	}
+	// Studies left stale by a crash get their ImagingStudy rebuilt.
+	go func() {
+		if err := svc.Flush(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("DICOM: rebuilding stale ImagingStudy resources", "err", err)
+		}
+	}()
+	return rt, nil
+}
+
+// serveDIMSE accepts associations until ctx ends.
+func (rt *dicomRuntime) serveDIMSE(ctx context.Context, log *slog.Logger) {
+	if rt.dimse == nil {
+		return
+	}
+	log.Info("DICOM DIMSE listening", "addr", rt.ln.Addr().String())
+	if err := rt.dimse.Serve(ctx, rt.ln); err != nil {
+		log.Error("DIMSE server stopped", "err", err)
+	}
+}
+
+// close flushes pending ImagingStudy rebuilds and closes the blob store.
+func (rt *dicomRuntime) close(ctx context.Context, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := rt.svc.Close(ctx); err != nil {
+		log.Error("DICOM shutdown", "err", err)
+	}
+	if err := rt.blobs.Close(); err != nil {
+		log.Error("DICOM blob store close", "err", err)
+	}
+}
