@@ -32,6 +32,7 @@ func leakEnv(t *testing.T) *env {
 	}
 	toks := tokens{
 		"admin":   grant("", "openid", "user/*.cruds"),
+		"other":   {Subject: "v", ClientID: "other-app", Scopes: []string{"system/*.rs"}, Expiry: time.Now().Add(time.Hour)},
 		"a":       grant("A", "launch/patient", "patient/*.rs"),
 		"a-v1":    grant("A", "patient/*.read"),
 		"a-lab":   grant("A", "patient/Observation.rs?category=laboratory", "patient/Patient.rs"),
@@ -41,11 +42,10 @@ func leakEnv(t *testing.T) *env {
 		"no-ctx":  grant("", "patient/*.rs"),
 		"expired": {Subject: "u", Scopes: []string{"user/*.rs"}, Expiry: time.Now().Add(-time.Minute)},
 	}
-	e := newEnv(t, func(c *server.Config) {
+	e := newBulkEnv(t, "", func(c *server.Config) {
 		c.Verifier = toks
-		c.DataDir = t.TempDir()
 		c.OAuth = &server.OAuthEndpoints{Authorize: "http://x/auth/authorize", Token: "http://x/auth/token"}
-	})
+	}).env
 	put := func(path, body string) {
 		t.Helper()
 		r := e.do(http.MethodPut, path, []byte(body), "Authorization: Bearer admin", "Content-Type: application/fhir+json")
@@ -249,11 +249,18 @@ func TestPatientScopedWrites(t *testing.T) {
 	if n := r.json(t)["total"]; n != float64(5) {
 		t.Errorf("after the refused transaction there are %v Observations, want 5", n)
 	}
-	// Unconfined tokens may export.
+	// Unconfined tokens may export; only the client that started an
+	// export sees its status (the files and cancel check the same).
 	r = e.do(http.MethodGet, "/$export", nil, "Authorization: Bearer admin", "Prefer: respond-async")
-	if r.status == http.StatusForbidden || r.status == http.StatusUnauthorized {
-		t.Errorf("admin $export: %d %s", r.status, r.body)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("admin $export: %d %s", r.status, r.body)
 	}
+	status := strings.TrimPrefix(r.header.Get("Content-Location"), e.url)
+	if got := e.do(http.MethodGet, status, nil, "Authorization: Bearer admin"); got.status != http.StatusAccepted && got.status != http.StatusOK {
+		t.Errorf("the exporting client's status request: %d %s", got.status, got.body)
+	}
+	expectOutcome(t, e.do(http.MethodGet, status, nil, "Authorization: Bearer other"), http.StatusNotFound)
+	expectOutcome(t, e.do(http.MethodDelete, status, nil, "Authorization: Bearer other"), http.StatusNotFound)
 }
 
 func contains(list []string, s string) bool {

@@ -35,6 +35,7 @@ import (
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/fhir/spec"
+	"github.com/emberfhir/ember/smart/access"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -55,6 +56,26 @@ type exportParams struct {
 	Types       []string   `json:"types,omitempty"`
 	Since       *time.Time `json:"since,omitempty"`
 	TypeFilters []string   `json:"typeFilters,omitempty"` // "Type?query", as given
+	// Client is the OAuth client that kicked the export off (with
+	// authorisation on): only it may see the status, files or cancel.
+	Client string `json:"client,omitempty"`
+}
+
+// checkOwner hides an export from every OAuth client but the one that
+// started it (404, as if absent).
+func (s *Server) checkOwner(ctx context.Context, job store.ExportJob) error {
+	g := access.FromContext(ctx)
+	if g == nil {
+		return nil
+	}
+	var p exportParams
+	if err := json.Unmarshal(job.Params, &p); err != nil {
+		return fmt.Errorf("server: export %s params: %w", job.ID, err)
+	}
+	if p.Client != g.ClientID {
+		return fhir.NotFound("no export " + job.ID)
+	}
+	return nil
 }
 
 // initBulk sets up the export job queue when Config.DataDir is set.
@@ -162,6 +183,9 @@ func (s *Server) exportKickoff(c *gin.Context, typ, id string) {
 	if err := policyOf(ctx).requireUnrestricted(p.Types); err != nil {
 		s.fail(c, err)
 		return
+	}
+	if g := access.FromContext(ctx); g != nil {
+		p.Client = g.ClientID
 	}
 	if typ == "Group" {
 		p.Level, p.Group = "group", id
@@ -452,6 +476,19 @@ func (s *Server) exportStatus(c *gin.Context, id string) {
 		s.fail(c, fhir.NotFound("no export "+quote(id)))
 		return
 	}
+	if s.cfg.Verifier != nil {
+		job, err := s.store.ExportJob(ctx, id)
+		if err == nil {
+			err = s.checkOwner(ctx, job)
+		}
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				err = fhir.NotFound("no export " + id)
+			}
+			s.fail(c, err)
+			return
+		}
+	}
 	switch c.Request.Method {
 	case http.MethodDelete:
 		if _, err := s.jobs.CancelExport(ctx, id); err != nil {
@@ -538,6 +575,9 @@ func (s *Server) exportFile(c *gin.Context, rest string) {
 		return
 	}
 	job, err := s.store.ExportJob(c.Request.Context(), id)
+	if err == nil {
+		err = s.checkOwner(c.Request.Context(), job)
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			err = fhir.NotFound("no export " + id)

@@ -80,15 +80,12 @@ func TestExportResume(t *testing.T) {
 
 	// Interrupt after some checkpoints.
 	runCtx, cancel := context.WithCancel(ctx)
-	go func() {
-		defer cancel()
-		for runCtx.Err() == nil {
-			if j, err := st.ExportJob(ctx, id); err == nil && j.Exported >= 100 {
-				return
-			}
-			time.Sleep(time.Millisecond)
+	defer cancel()
+	r.checkpointed = func(exported int64) {
+		if exported >= 100 {
+			cancel()
 		}
-	}()
+	}
 	if err := r.run(runCtx, id); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v", err)
 	}

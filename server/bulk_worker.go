@@ -45,6 +45,9 @@ type exportRunner struct {
 	fetch           int           // rows per cursor fetch
 	checkpointEvery time.Duration // 0: after every fetch
 	fileLines       int64         // resources per file
+	// checkpointed, when set, is called after each checkpoint (tests
+	// interrupt a run there).
+	checkpointed func(exported int64)
 }
 
 func newExportRunner(s *Server) exportRunner {
@@ -155,6 +158,9 @@ func (r exportRunner) runOnce(ctx context.Context, id string) error {
 			cp.Files = w.files
 			if err := s.checkpoint(ctx, id, exported, &cp, s.store.CheckpointExport); err != nil {
 				return err
+			}
+			if r.checkpointed != nil {
+				r.checkpointed(exported)
 			}
 		}
 	}
