@@ -146,3 +146,28 @@ func TestSubset(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: any string either fails to parse or round-trips through
+// String to an equal scope, and narrowing never panics or widens.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"patient/*.read", "user/Observation.cruds", "system/*.*", "patient/Observation.rs?category=a|b&code=c", "launch/patient", "user/Patient.x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sc, err := Parse(s)
+		if err != nil {
+			return
+		}
+		again, err := Parse(sc.String())
+		if err != nil || again.String() != sc.String() || again.Perms != sc.Perms || again.Type != sc.Type || again.Context != sc.Context {
+			t.Fatalf("%q -> %q -> %+v, %v", s, sc.String(), again, err)
+		}
+		for _, role := range Roles() {
+			for _, g := range ParseSet(Allowed(role, []string{s})) {
+				if g.Perms&^sc.Perms != 0 {
+					t.Fatalf("Allowed(%s, %q) widened to %s", role, s, g)
+				}
+			}
+		}
+	})
+}
