@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/fileblob" // file:// URLs
@@ -22,6 +24,10 @@ import (
 type Blobs struct {
 	bucket *blob.Bucket
 	dir    string // root directory for file:// URLs, else ""
+
+	// dirs caches the fan-out directories known to exist durably, so a
+	// write does not stat (or fsync) its way up the tree each time.
+	dirs sync.Map // path → struct{}
 }
 
 // OpenBlobs opens a blob store URL: file:///abs/dir (created if missing) or
@@ -64,14 +70,18 @@ func (b *Blobs) create(ctx context.Context, key string) (blobWriter, error) {
 	if b.dir != "" {
 		path := filepath.Join(b.dir, filepath.FromSlash(key))
 		dir := filepath.Dir(path)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("dicom: blob dir: %w", err)
+		if err := b.mkdir(dir); err != nil {
+			return nil, err
 		}
-		f, err := os.CreateTemp(dir, ".tmp-*")
+		// Keys are unique per write (see blobKey), so the file is created
+		// at its final path: no temporary name, no rename, and so no second
+		// directory update to make durable. Until its metadata commits
+		// nothing refers to it, and Abort removes it.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
 			return nil, fmt.Errorf("dicom: blob create: %w", err)
 		}
-		return &fileWriter{f: f, path: path}, nil
+		return &fileWriter{f: f, dir: dir}, nil
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	w, err := b.bucket.NewWriter(cctx, key, &blob.WriterOptions{ContentType: "application/dicom"})
@@ -82,28 +92,30 @@ func (b *Blobs) create(ctx context.Context, key string) (blobWriter, error) {
 	return &bucketWriter{w: w, cancel: cancel}, nil
 }
 
-type fileWriter struct {
-	f    *os.File
-	path string
+// mkdir makes dir (below b.dir) exist durably: each directory it creates
+// is synced into its parent.
+func (b *Blobs) mkdir(dir string) error {
+	if _, ok := b.dirs.Load(dir); ok || dir == b.dir {
+		return nil
+	}
+	if err := b.mkdir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	err := os.Mkdir(dir, 0o755)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("dicom: blob dir: %w", err)
+	}
+	// Sync the parent even when the directory existed: it may have been
+	// created just before a crash, or by a concurrent write.
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	b.dirs.Store(dir, struct{}{})
+	return nil
 }
 
-func (w *fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
-
-func (w *fileWriter) Commit() error {
-	if err := w.f.Sync(); err != nil {
-		w.Abort()
-		return fmt.Errorf("dicom: blob sync: %w", err)
-	}
-	if err := w.f.Close(); err != nil {
-		_ = os.Remove(w.f.Name())
-		return fmt.Errorf("dicom: blob close: %w", err)
-	}
-	if err := os.Rename(w.f.Name(), w.path); err != nil {
-		_ = os.Remove(w.f.Name())
-		return fmt.Errorf("dicom: blob rename: %w", err)
-	}
-	// The rename is durable only once the directory entry is.
-	d, err := os.Open(filepath.Dir(w.path))
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("dicom: blob dir sync: %w", err)
 	}
@@ -112,6 +124,35 @@ func (w *fileWriter) Commit() error {
 		return fmt.Errorf("dicom: blob dir sync: %w", err)
 	}
 	return nil
+}
+
+type fileWriter struct {
+	f   *os.File
+	dir string
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+// Commit makes the file durable: its data and its directory entry. The
+// two syncs run at once, so the file system can commit both in one
+// journal flush rather than one after the other.
+func (w *fileWriter) Commit() error {
+	dirErr := make(chan error, 1)
+	go func() { dirErr <- syncDir(w.dir) }()
+	err := w.f.Sync()
+	if err != nil {
+		err = fmt.Errorf("dicom: blob sync: %w", err)
+	}
+	if derr := <-dirErr; err == nil {
+		err = derr
+	}
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("dicom: blob close: %w", cerr)
+	}
+	if err != nil {
+		_ = os.Remove(w.f.Name())
+	}
+	return err
 }
 
 func (w *fileWriter) Abort() {

@@ -10,11 +10,12 @@
 // small parser reads the header up to PixelData (values over 1 MB are
 // skipped, 16 MB in all) and then checks the rest of the structure, so
 // memory stays bounded whatever the instance size. The file is synced (for
-// file:// URLs Ember writes the file itself: fsync, rename, fsync of the
-// directory, because fileblob does not sync) before one batched statement
-// upserts the study, series and instance rows; if that fails the blob is
-// deleted. A crash between the two can leave an unreferenced blob, never a
-// row without its file.
+// file:// URLs Ember writes the file itself, because fileblob does not sync:
+// keys are unique per write, so it is created at its final path, with no
+// rename, and the file and its directory are fsynced together) before one
+// batched statement upserts the study, series and instance rows; if that
+// fails the blob is deleted. A crash between the two, or during the write,
+// can leave an unreferenced blob, never a row without its file.
 //
 // Study and series rows take the latest non-empty value of each attribute
 // and are written only when one changes; ingests of one study hold its row
