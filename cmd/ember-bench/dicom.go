@@ -45,6 +45,9 @@ type dicomTarget struct {
 	web                  string // DICOMweb base
 	pid                  int    // server process, for RSS
 	client               *http.Client
+	// With -cpuprofile: the server's pprof address and where each C-STORE
+	// and STOW-RS measurement's profile goes.
+	debugAddr, profileDir string
 }
 
 func dicomBench(ctx context.Context, e *env) ([]figure, error) {
@@ -57,17 +60,24 @@ func dicomBench(ctx context.Context, e *env) ([]figure, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dicom: ember binary: %w", err)
 	}
-	t, stop, err := startDICOMServer(ctx, opts.ember)
+	debugAddr := ""
+	if opts.cpuprofile != "" {
+		if debugAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	t, stop, err := startDICOMServer(ctx, opts.ember, debugAddr)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
+	t.profileDir = opts.cpuprofile
 	return runDICOMBench(ctx, t)
 }
 
 // startDICOMServer runs `ember serve` with the DIMSE listener on a fresh
-// data dir and waits for /readyz.
-func startDICOMServer(ctx context.Context, bin string) (dicomTarget, func(), error) {
+// data dir (and pprof on debugAddr unless "") and waits for /readyz.
+func startDICOMServer(ctx context.Context, bin, debugAddr string) (dicomTarget, func(), error) {
 	dir, err := os.MkdirTemp("", "ember-bench-dicom-")
 	if err != nil {
 		return dicomTarget{}, nil, err
@@ -88,8 +98,11 @@ func startDICOMServer(ctx context.Context, bin string) (dicomTarget, func(), err
 		os.RemoveAll(dir)
 		return dicomTarget{}, nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--data-dir", filepath.Join(dir, "data"),
-		"--dimse-addr", dimseAddr, "--auth", "none")
+	args := []string{"serve", "--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--dimse-addr", dimseAddr, "--auth", "none"}
+	if debugAddr != "" {
+		args = append(args, "--debug-addr", debugAddr)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -118,7 +131,8 @@ func startDICOMServer(ctx context.Context, bin string) (dicomTarget, func(), err
 		return dicomTarget{}, nil, fmt.Errorf("dicom: server not ready: %w\n%s", err, tail(string(log), 20))
 	}
 	host, port, _ := net.SplitHostPort(dimseAddr)
-	return dicomTarget{dimseHost: host, dimsePort: port, web: srv.baseURL + "/dicomweb", pid: cmd.Process.Pid, client: newClient()}, stop, nil
+	return dicomTarget{dimseHost: host, dimsePort: port, web: srv.baseURL + "/dicomweb", pid: cmd.Process.Pid, client: newClient(),
+		debugAddr: debugAddr}, stop, nil
 }
 
 func tail(s string, n int) string {
@@ -208,6 +222,7 @@ func (t dicomTarget) cstore(ctx context.Context, name string, groups [][]string,
 		}
 	}
 	stopRSS := t.sampleRSS()
+	waitProfile := t.startProfile(ctx, name)
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, len(groups))
@@ -226,6 +241,7 @@ func (t dicomTarget) cstore(ctx context.Context, name string, groups [][]string,
 	wg.Wait()
 	elapsed := time.Since(start)
 	peak := stopRSS()
+	errs = append(errs, waitProfile())
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -266,10 +282,12 @@ func (t dicomTarget) stowFiles(ctx context.Context, name, dir string, files []st
 	}
 	st, _ := os.Stat(body)
 	stopRSS := t.sampleRSS()
+	waitProfile := t.startProfile(ctx, name)
 	start := time.Now()
 	err = t.curlSTOW(ctx, mw.Boundary(), "-T", body)
 	elapsed := time.Since(start)
 	peak := stopRSS()
+	err = errors.Join(err, waitProfile())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -373,6 +391,18 @@ func (t dicomTarget) studyInstances(ctx context.Context, study string) (int, err
 	}
 	n, err := out[0].Instances.Value[0].Int64()
 	return int(n), err
+}
+
+// startProfile fetches a one-second server CPU profile (the measurements
+// take about that long) to DIR/<name>.pprof when -cpuprofile is set; wait
+// returns the fetch's error.
+func (t dicomTarget) startProfile(ctx context.Context, name string) (wait func() error) {
+	if t.debugAddr == "" {
+		return func() error { return nil }
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- fetchProfile(ctx, t.debugAddr, 1, filepath.Join(t.profileDir, name+".pprof")) }()
+	return func() error { return <-errc }
 }
 
 func (t dicomTarget) sampleRSS() func() int64 {
