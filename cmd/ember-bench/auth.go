@@ -46,10 +46,7 @@ func authRead(ctx context.Context, e *env) ([]figure, error) {
 	if _, err := seed(ctx, &ae); err != nil {
 		return nil, fmt.Errorf("read_auth seed: %w", err)
 	}
-	figs, err := readScenario(32).run(ctx, &ae)
-	for i := range figs {
-		figs[i].name = strings.Replace(figs[i].name, "read_c32", "read_auth_c32", 1)
-	}
+	figs, err := namedRead("read_auth_c32", 32).run(ctx, &ae)
 	if len(figs) > 0 && e.readRate > 0 {
 		figs = append(figs, figure{"read_auth_vs_unauth", 100 * figs[0].value / e.readRate, "%"})
 	}

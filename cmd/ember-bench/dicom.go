@@ -56,22 +56,19 @@ func dicomBench(ctx context.Context, e *env) ([]figure, error) {
 			return nil, fmt.Errorf("dicom: %s not found (apt-get install dcmtk curl)", tool)
 		}
 	}
-	opts, err := parseFlags(os.Args[1:], io.Discard)
-	if err != nil {
-		return nil, fmt.Errorf("dicom: ember binary: %w", err)
-	}
 	debugAddr := ""
-	if opts.cpuprofile != "" {
+	if e.profileDir != "" {
+		var err error
 		if debugAddr, err = freeAddr(); err != nil {
 			return nil, err
 		}
 	}
-	t, stop, err := startDICOMServer(ctx, opts.ember, debugAddr)
+	t, stop, err := startDICOMServer(ctx, e.bin, debugAddr)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	t.profileDir = opts.cpuprofile
+	t.profileDir = e.profileDir
 	return runDICOMBench(ctx, t)
 }
 
