@@ -36,7 +36,7 @@ func (s *Server) authenticate(c *gin.Context) {
 		s.unauthorized(c, "invalid_token", "the access token is invalid, expired or revoked")
 		return
 	}
-	c.Request = c.Request.WithContext(s.withPolicy(c.Request.Context(), g))
+	c.Request = c.Request.WithContext(s.withPolicy(c.Request.Context(), token, g))
 }
 
 // public reports requests anyone may make: the CapabilityStatement (which

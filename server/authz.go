@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/index"
@@ -49,11 +51,43 @@ func policyOf(ctx context.Context) *policy {
 }
 
 // withPolicy returns ctx carrying the grant, its policy and the store guard.
-func (s *Server) withPolicy(ctx context.Context, g *access.Grant) context.Context {
-	p := &policy{s: s, grant: g, scopes: scope.ParseSet(g.Scopes)}
-	ctx = access.WithGrant(ctx, g)
+// The token has been verified (and checked for revocation) already; its
+// parsed policy is reused across its requests.
+func (s *Server) withPolicy(ctx context.Context, token string, g *access.Grant) context.Context {
+	p := s.policies.get(token)
+	if p == nil {
+		p = &policy{s: s, grant: g, scopes: scope.ParseSet(g.Scopes)}
+		s.policies.put(token, p)
+	}
+	ctx = access.WithGrant(ctx, p.grant)
 	ctx = context.WithValue(ctx, policyKey{}, p)
 	return store.WithGuard(ctx, p)
+}
+
+// policyCache maps verified tokens to their parsed policies. A token's
+// grant never changes, so entries need no invalidation; the map is simply
+// emptied when it grows past maxPolicies (expired tokens never get here:
+// the verifier refuses them first).
+type policyCache struct {
+	m sync.Map // token → *policy
+	n atomic.Int64
+}
+
+const maxPolicies = 10000
+
+func (c *policyCache) get(token string) *policy {
+	if v, ok := c.m.Load(token); ok {
+		return v.(*policy)
+	}
+	return nil
+}
+
+func (c *policyCache) put(token string, p *policy) {
+	if c.n.Add(1) > maxPolicies {
+		c.m.Clear()
+		c.n.Store(0)
+	}
+	c.m.Store(token, p)
 }
 
 func forbidden(msg string) *fhir.Error {

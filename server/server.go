@@ -86,6 +86,7 @@ type Server struct {
 	metrics    *metrics
 	registry   *prometheus.Registry
 	jobs       *store.Jobs // background jobs (bulk export); nil without a DataDir
+	policies   policyCache
 }
 
 // New builds a Server.
