@@ -98,13 +98,58 @@ func (s *Server) initBulk() error {
 	return nil
 }
 
-// Start starts the server's background work: the export workers. Call
-// store.MigrateJobs first.
+// Start starts the server's background work: the export workers and, in
+// processes that run them, the sweep of expired exports (until ctx ends).
+// Call store.MigrateJobs first.
 func (s *Server) Start(ctx context.Context) error {
 	if s.jobs == nil {
 		return nil
 	}
-	return s.jobs.Start(ctx)
+	if err := s.jobs.Start(ctx); err != nil {
+		return err
+	}
+	if s.cfg.ExportWorkers >= 0 {
+		go s.sweepExportsEvery(ctx, exportSweepEvery)
+	}
+	return nil
+}
+
+// exportSweepEvery is how often expired exports are looked for.
+const exportSweepEvery = 10 * time.Minute
+
+func (s *Server) sweepExportsEvery(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.sweepExports(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweeping expired exports", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sweepExports deletes the records and files of exports that finished more
+// than exportRetention before now (the manifest's Expires). Replicas
+// sweeping at once are harmless: a record goes once, files are removed
+// idempotently.
+func (s *Server) sweepExports(ctx context.Context, now time.Time) error {
+	ids, err := s.store.ExportsFinishedBefore(ctx, now.Add(-exportRetention))
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, err := s.jobs.CancelExport(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := os.RemoveAll(s.exportDir(id)); err != nil {
+			return fmt.Errorf("server: removing expired export %s: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // Shutdown stops the background work. Running exports are interrupted at
@@ -557,9 +602,8 @@ func (s *Server) exportStatus(c *gin.Context, id string) {
 	}
 }
 
-// exportRetention is advertised as the manifest's Expires. Nothing deletes
-// files yet but DELETE; the header tells clients not to count on them
-// longer.
+// exportRetention is advertised as the manifest's Expires; after it the
+// sweep deletes the export (see sweepExports).
 const exportRetention = 24 * time.Hour
 
 // exportFile streams one output file from disk.

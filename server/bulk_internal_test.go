@@ -182,3 +182,50 @@ func TestExportResume(t *testing.T) {
 	}
 
 }
+
+// TestExportSweep: exports that finished more than exportRetention ago lose
+// their record and files; younger ones stay.
+func TestExportSweep(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	if err := store.MigrateJobs(ctx, dbURL); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := New(Config{BaseURL: "http://ember.test/fhir", DataDir: t.TempDir(), ExportWorkers: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := map[string]time.Duration{store.NewID(): 25 * time.Hour, store.NewID(): time.Hour}
+	for id, age := range finished {
+		if err := s.jobs.EnqueueExport(ctx, store.ExportJob{ID: id, Request: "http://ember.test/fhir/$export", Params: []byte(`{"level":"system"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Pool().Exec(ctx, `UPDATE bulk_exports SET status = 'completed', finished_at = now() - $2::interval WHERE id = $1`,
+			id, fmt.Sprintf("%d seconds", int(age.Seconds()))); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(s.exportDir(id), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(s.exportDir(id), "Patient-1.ndjson"), []byte("{}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.sweepExports(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for id, age := range finished {
+		_, err := st.ExportJob(ctx, id)
+		_, statErr := os.Stat(s.exportDir(id))
+		expired := age > exportRetention
+		if expired != errors.Is(err, store.ErrNotFound) || expired != os.IsNotExist(statErr) {
+			t.Errorf("export finished %v ago: record err %v, files err %v", age, err, statErr)
+		}
+	}
+}

@@ -343,3 +343,17 @@ func patientCompartment(a *sqlArgs, types []string, ids []string) (string, error
 	}
 	return "(" + strings.Join(alts, " OR ") + ")", nil
 }
+
+// ExportsFinishedBefore lists the exports (completed or failed) that
+// finished before t, for the retention sweep.
+func (s *Store) ExportsFinishedBefore(ctx context.Context, t time.Time) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM bulk_exports WHERE finished_at < $1 ORDER BY finished_at`, t)
+	if err != nil {
+		return nil, fmt.Errorf("store: expired exports: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: expired exports: %w", err)
+	}
+	return ids, nil
+}
