@@ -251,9 +251,12 @@ func entryPatch(raw []byte) (patchKind, []byte, error) {
 // executePatch runs a PATCH entry. A transaction resolved its condition
 // already (resolveIdentities); a batch entry resolves it here.
 func (s *Server) executePatch(ctx context.Context, tx *store.Tx, e *txEntry) (result, error) {
-	kind, body, err := entryPatch(e.raw)
-	if err != nil {
-		return result{}, err
+	kind, body := e.patchKind, e.patch
+	if body == nil {
+		var err error
+		if kind, body, err = entryPatch(e.raw); err != nil {
+			return result{}, err
+		}
 	}
 	if e.id == "" {
 		return s.doConditionalPatch(ctx, tx, e.typ, e.query, kind, body, e.ifMatch)

@@ -328,3 +328,57 @@ func TestPatchConcurrentNoLostUpdate(t *testing.T) {
 		t.Fatalf("ETag %s, want version %d", r.header.Get("ETag"), n+1)
 	}
 }
+
+// TestPatchReferencesInTransaction: references a PATCH entry adds
+// (urn:uuid: fullUrls of the bundle, conditional references) are rewritten
+// like those of the bundle's resources, in JSON Patch and FHIRPath Patch.
+func TestPatchReferencesInTransaction(t *testing.T) {
+	e := newEnv(t)
+	putPatient(t, e, "p1", `,"name":[{"family":"F"}]`)
+	putPatient(t, e, "gp", `,"identifier":[{"system":"http://x","value":"gp"}]`)
+	jsonPatch := base64.StdEncoding.EncodeToString([]byte(
+		`[{"op":"add","path":"/managingOrganization","value":{"reference":"urn:uuid:0c3e0a3c-6c52-4b8b-9e0e-3a1f2b8e1d11"}},` +
+			`{"op":"add","path":"/link","value":[{"other":{"reference":"Patient?identifier=http://x|gp"},"type":"seealso"}]}]`))
+	bundle := `{"resourceType":"Bundle","type":"transaction","entry":[
+	 {"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + jsonPatch + `"},
+	  "request":{"method":"PATCH","url":"Patient/p1"}},
+	 {"fullUrl":"urn:uuid:0c3e0a3c-6c52-4b8b-9e0e-3a1f2b8e1d11","resource":{"resourceType":"Organization","name":"Org"},
+	  "request":{"method":"POST","url":"Organization"}},
+	 {"fullUrl":"urn:uuid:5d0b1f9e-8f0e-4a57-8c55-0a9c3c1c2d22","resource":{"resourceType":"Practitioner","name":[{"family":"P"}]},
+	  "request":{"method":"POST","url":"Practitioner"}},
+	 {"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"add"},
+	   {"name":"path","valueString":"Patient"},{"name":"name","valueString":"generalPractitioner"},
+	   {"name":"value","valueReference":{"reference":"urn:uuid:5d0b1f9e-8f0e-4a57-8c55-0a9c3c1c2d22"}}]}]},
+	  "request":{"method":"PATCH","url":"Patient/gp"}}
+	]}`
+	r := e.do("POST", "", []byte(bundle))
+	expect(t, r, http.StatusOK)
+	var locs []string
+	for _, en := range r.json(t)["entry"].([]any) {
+		loc, _ := en.(map[string]any)["response"].(map[string]any)["location"].(string)
+		locs = append(locs, loc)
+	}
+	org, prac := typeID(locs[1]), typeID(locs[2])
+	p1 := e.do("GET", "/Patient/p1", nil).json(t)
+	if got := p1["managingOrganization"].(map[string]any)["reference"]; got != org {
+		t.Errorf("JSON Patch managingOrganization = %v, want %s", got, org)
+	}
+	if got := p1["link"].([]any)[0].(map[string]any)["other"].(map[string]any)["reference"]; got != "Patient/gp" {
+		t.Errorf("JSON Patch conditional link = %v, want Patient/gp", got)
+	}
+	gp := e.do("GET", "/Patient/gp", nil).json(t)
+	if got := gp["generalPractitioner"].([]any)[0].(map[string]any)["reference"]; got != prac {
+		t.Errorf("FHIRPath Patch generalPractitioner = %v, want %s", got, prac)
+	}
+}
+
+// typeID is the Type/id of a response location (…/Type/id/_history/n).
+func typeID(loc string) string {
+	parts := strings.Split(loc, "/")
+	for i := len(parts) - 1; i >= 1; i-- {
+		if parts[i] == "_history" && i >= 2 {
+			return parts[i-2] + "/" + parts[i-1]
+		}
+	}
+	return ""
+}

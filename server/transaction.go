@@ -55,7 +55,11 @@ type txEntry struct {
 	raw         []byte
 	res         *fhir.Resource
 	exists      bool // a conditional create that found its match
-	result      result
+	// A PATCH entry's patch (JSON Patch decoded from its Binary, or the
+	// Parameters), with references rewritten in a transaction.
+	patchKind patchKind
+	patch     []byte
+	result    result
 	getBody     []byte // a GET's response resource
 }
 
@@ -199,9 +203,11 @@ func (s *Server) planEntry(i int, fullURL string, raw json.RawMessage, req *entr
 		if (e.id == "") == (e.query == "") {
 			return nil, entryError(i, fhir.Invalid("a PATCH entry's request.url is Type/id or Type?condition"))
 		}
-		if _, _, err := entryPatch(raw); err != nil {
+		kind, body, err := entryPatch(raw)
+		if err != nil {
 			return nil, entryError(i, err)
 		}
+		e.patchKind, e.patch = kind, body
 	default:
 		return nil, entryError(i, fhir.Invalid("unsupported request.method "+quote(req.Method)))
 	}
@@ -347,11 +353,15 @@ func (s *Server) referenceMap(ctx context.Context, tx *store.Tx, entries []*txEn
 		}
 	}
 	for _, e := range entries {
-		if len(e.raw) == 0 {
+		doc := e.raw
+		if e.patch != nil {
+			doc = e.patch // a JSON Patch's references are inside its Binary's data
+		}
+		if len(doc) == 0 {
 			continue
 		}
 		var err error
-		fhir.RewriteReferences(e.raw, func(ref string) (string, bool) {
+		fhir.RewriteReferences(doc, func(ref string) (string, bool) {
 			typ, query, ok := strings.Cut(ref, "?")
 			if !ok || err != nil || !spec.IsResourceType(typ) {
 				return "", false
@@ -409,6 +419,13 @@ func (s *Server) validateEntries(entries []*txEntry, refs map[string]string) err
 	for _, e := range entries {
 		if len(e.raw) > 0 && (e.method == "POST" || e.method == "PUT") {
 			work <- e
+		}
+		if e.patch != nil {
+			// References a patch adds point at the bundle's resources too.
+			e.patch = fhir.RewriteReferences(e.patch, func(ref string) (string, bool) {
+				t, ok := refs[ref]
+				return t, ok
+			})
 		}
 	}
 	close(work)
