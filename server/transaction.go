@@ -60,7 +60,7 @@ type txEntry struct {
 	patchKind patchKind
 	patch     []byte
 	result    result
-	getBody     []byte // a GET's response resource
+	getBody   []byte // a GET's response resource
 }
 
 // bundleEntryResponse is one entry of a transaction-response/batch-response.
