@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/emberfhir/ember/internal/dicomsamples"
@@ -56,14 +55,7 @@ func dicomBench(ctx context.Context, e *env) ([]figure, error) {
 			return nil, fmt.Errorf("dicom: %s not found (apt-get install dcmtk curl)", tool)
 		}
 	}
-	debugAddr := ""
-	if e.profileDir != "" {
-		var err error
-		if debugAddr, err = freeAddr(); err != nil {
-			return nil, err
-		}
-	}
-	t, stop, err := startDICOMServer(ctx, e.bin, debugAddr)
+	t, stop, err := startDICOMServer(ctx, e.bin, e.profileDir != "")
 	if err != nil {
 		return nil, err
 	}
@@ -73,63 +65,29 @@ func dicomBench(ctx context.Context, e *env) ([]figure, error) {
 }
 
 // startDICOMServer runs `ember serve` with the DIMSE listener on a fresh
-// data dir (and pprof on debugAddr unless "") and waits for /readyz.
-func startDICOMServer(ctx context.Context, bin, debugAddr string) (dicomTarget, func(), error) {
-	dir, err := os.MkdirTemp("", "ember-bench-dicom-")
-	if err != nil {
-		return dicomTarget{}, nil, err
-	}
-	_ = os.Chmod(dir, 0o711) // PostgreSQL runs as postgres when we are root
-	addr, err := freeAddr()
-	if err != nil {
-		os.RemoveAll(dir)
-		return dicomTarget{}, nil, err
-	}
+// data dir (and pprof when profiling) and waits for /readyz.
+func startDICOMServer(ctx context.Context, bin string, profile bool) (dicomTarget, func(), error) {
 	dimseAddr, err := freeAddr()
 	if err != nil {
-		os.RemoveAll(dir)
 		return dicomTarget{}, nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "ember.log"))
-	if err != nil {
-		os.RemoveAll(dir)
-		return dicomTarget{}, nil, err
-	}
-	args := []string{"serve", "--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--dimse-addr", dimseAddr, "--auth", "none"}
-	if debugAddr != "" {
-		args = append(args, "--debug-addr", debugAddr)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		os.RemoveAll(dir)
-		return dicomTarget{}, nil, fmt.Errorf("dicom: start ember: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	srv, err := startEmber(ctx, bin, profile, func(error) {}, "--dimse-addr", dimseAddr)
 	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
+		if srv != nil {
+			_ = shutdown(srv, false, false, io.Discard)
 		}
-		logf.Close()
-		os.RemoveAll(dir)
 	}
-	srv := &emberServer{baseURL: "http://" + addr, exited: exited}
-	if err := srv.waitReady(ctx); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "ember.log"))
+	if err != nil {
+		log := ""
+		if srv != nil {
+			log = srv.logTail(20)
+		}
 		stop()
-		return dicomTarget{}, nil, fmt.Errorf("dicom: server not ready: %w\n%s", err, tail(string(log), 20))
+		return dicomTarget{}, nil, fmt.Errorf("dicom: start ember: %w\n%s", err, log)
 	}
 	host, port, _ := net.SplitHostPort(dimseAddr)
-	return dicomTarget{dimseHost: host, dimsePort: port, web: srv.baseURL + "/dicomweb", pid: cmd.Process.Pid, client: newClient(),
-		debugAddr: debugAddr}, stop, nil
+	return dicomTarget{dimseHost: host, dimsePort: port, web: srv.baseURL + "/dicomweb", pid: srv.cmd.Process.Pid, client: newClient(),
+		debugAddr: srv.debugAddr}, stop, nil
 }
 
 func tail(s string, n int) string {
