@@ -61,21 +61,27 @@ type exportParams struct {
 	Client string `json:"client,omitempty"`
 }
 
-// checkOwner hides an export from every OAuth client but the one that
-// started it (404, as if absent).
-func (s *Server) checkOwner(ctx context.Context, job store.ExportJob) error {
-	g := access.FromContext(ctx)
-	if g == nil {
-		return nil
+// ownedExport reads export id's record, hidden (404, as if absent) from
+// every OAuth client but the one that started it.
+func (s *Server) ownedExport(ctx context.Context, id string) (store.ExportJob, error) {
+	notFound := fhir.NotFound("no export " + id + " (unknown, or cancelled)")
+	job, err := s.store.ExportJob(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return job, notFound
 	}
-	var p exportParams
-	if err := json.Unmarshal(job.Params, &p); err != nil {
-		return fmt.Errorf("server: export %s params: %w", job.ID, err)
+	if err != nil {
+		return job, err
 	}
-	if p.Client != g.ClientID {
-		return fhir.NotFound("no export " + job.ID)
+	if g := access.FromContext(ctx); g != nil {
+		var p exportParams
+		if err := json.Unmarshal(job.Params, &p); err != nil {
+			return job, fmt.Errorf("server: export %s params: %w", id, err)
+		}
+		if p.Client != g.ClientID {
+			return job, notFound
+		}
 	}
-	return nil
+	return job, nil
 }
 
 // initBulk sets up the export job queue when Config.DataDir is set.
@@ -521,21 +527,19 @@ func (s *Server) exportStatus(c *gin.Context, id string) {
 		s.fail(c, fhir.NotFound("no export "+quote(id)))
 		return
 	}
-	if s.cfg.Verifier != nil {
-		job, err := s.store.ExportJob(ctx, id)
-		if err == nil {
-			err = s.checkOwner(ctx, job)
-		}
-		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				err = fhir.NotFound("no export " + id)
-			}
-			s.fail(c, err)
-			return
-		}
-	}
 	switch c.Request.Method {
-	case http.MethodDelete:
+	case http.MethodDelete, http.MethodGet, http.MethodHead:
+	default:
+		c.Header("Allow", "GET, DELETE")
+		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed on an export status URL"))
+		return
+	}
+	job, err := s.ownedExport(ctx, id)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if c.Request.Method == http.MethodDelete {
 		if _, err := s.jobs.CancelExport(ctx, id); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				err = fhir.NotFound("no export " + id)
@@ -549,19 +553,6 @@ func (s *Server) exportStatus(c *gin.Context, id string) {
 			s.log.Error("removing cancelled export files", "export", id, "err", err)
 		}
 		s.writeJSON(c, http.StatusAccepted, fhir.Information("export "+id+" cancelled and its files deleted"))
-		return
-	case http.MethodGet, http.MethodHead:
-	default:
-		c.Header("Allow", "GET, DELETE")
-		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed on an export status URL"))
-		return
-	}
-	job, err := s.store.ExportJob(ctx, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			err = fhir.NotFound("no export " + id + " (unknown, or cancelled)")
-		}
-		s.fail(c, err)
 		return
 	}
 	switch job.Status {
@@ -618,14 +609,8 @@ func (s *Server) exportFile(c *gin.Context, rest string) {
 		s.fail(c, fhir.NotFound("no export "+quote(id)))
 		return
 	}
-	job, err := s.store.ExportJob(c.Request.Context(), id)
-	if err == nil {
-		err = s.checkOwner(c.Request.Context(), job)
-	}
+	job, err := s.ownedExport(c.Request.Context(), id)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			err = fhir.NotFound("no export " + id)
-		}
 		s.fail(c, err)
 		return
 	}
