@@ -20,16 +20,12 @@ func (s *Server) authenticate(c *gin.Context) {
 	if s.cfg.Verifier == nil || public(c.Request) {
 		return
 	}
-	token, ok := bearerToken(c.GetHeader("Authorization"))
-	if !ok {
+	token, g, err := verifyBearer(c.Request, s.cfg.Verifier)
+	switch {
+	case errors.Is(err, errNoToken):
 		s.unauthorized(c, "", "this server requires an access token: send Authorization: Bearer <token>")
 		return
-	}
-	g, err := s.cfg.Verifier.Verify(c.Request.Context(), token)
-	if err == nil && !g.Expiry.IsZero() && time.Now().After(g.Expiry) {
-		err = access.ErrInvalidToken
-	}
-	if err != nil {
+	case err != nil:
 		if !errors.Is(err, access.ErrInvalidToken) {
 			s.log.Warn("token verification failed", "err", err)
 		}
@@ -37,6 +33,26 @@ func (s *Server) authenticate(c *gin.Context) {
 		return
 	}
 	c.Request = c.Request.WithContext(s.withPolicy(c.Request.Context(), token, g))
+}
+
+var errNoToken = errors.New("no bearer token")
+
+// verifyBearer verifies r's bearer token: errNoToken when there is none,
+// an error wrapping access.ErrInvalidToken when it is invalid or expired,
+// another error when verification itself failed.
+func verifyBearer(r *http.Request, v access.Verifier) (string, *access.Grant, error) {
+	token, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok {
+		return "", nil, errNoToken
+	}
+	g, err := v.Verify(r.Context(), token)
+	if err != nil {
+		return token, nil, err
+	}
+	if !g.Expiry.IsZero() && time.Now().After(g.Expiry) {
+		return token, nil, access.ErrInvalidToken
+	}
+	return token, g, nil
 }
 
 // public reports requests anyone may make: the CapabilityStatement (which

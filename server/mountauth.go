@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/smart/access"
@@ -34,21 +33,16 @@ func RequireScopes(v access.Verifier, realm, typ string, h http.Handler) http.Ha
 			h.ServeHTTP(w, r)
 			return
 		}
-		token, ok := bearerToken(r.Header.Get("Authorization"))
-		if !ok {
+		_, g, err := verifyBearer(r, v)
+		switch {
+		case errors.Is(err, errNoToken):
 			fail(w, http.StatusUnauthorized, `Bearer realm="`+realm+`"`, "this API requires an access token: send Authorization: Bearer <token>")
 			return
-		}
-		g, err := v.Verify(r.Context(), token)
-		if err == nil && !g.Expiry.IsZero() && time.Now().After(g.Expiry) {
-			err = access.ErrInvalidToken
-		}
-		if err != nil {
-			if !errors.Is(err, access.ErrInvalidToken) {
-				fail(w, http.StatusServiceUnavailable, "", "token verification is unavailable")
-				return
-			}
+		case errors.Is(err, access.ErrInvalidToken):
 			fail(w, http.StatusUnauthorized, `Bearer realm="`+realm+`", error="invalid_token"`, "the access token is invalid, expired or revoked")
+			return
+		case err != nil:
+			fail(w, http.StatusServiceUnavailable, "", "token verification is unavailable")
 			return
 		}
 		perms := []scope.Perm{scope.Read, scope.Search}
