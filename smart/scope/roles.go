@@ -1,7 +1,5 @@
 package scope
 
-import "strings"
-
 // Roles are the user roles Ember knows, carried over from the hospital
 // system it replaces. Each is a ceiling on the scopes its users can be
 // granted (see Ceiling).
@@ -206,6 +204,3 @@ func Subset(narrower, granted []string) bool {
 	}
 	return true
 }
-
-// Join renders scopes space-separated, as OAuth carries them.
-func Join(scopes []string) string { return strings.Join(scopes, " ") }

@@ -7,7 +7,6 @@ package scope
 import (
 	"fmt"
 	"net/url"
-	"sort"
 	"strings"
 
 	"github.com/emberfhir/ember/fhir/spec"
@@ -215,34 +214,4 @@ func (s Set) Check(typ string, perm Perm) Decision {
 		d.Filters = nil
 	}
 	return d
-}
-
-// AnyPatient reports whether any scope is a patient/ scope (which then needs a
-// launch patient).
-func (s Set) AnyPatient() bool {
-	for _, sc := range s {
-		if sc.Context == Patient {
-			return true
-		}
-	}
-	return false
-}
-
-// Types lists the resource types some scope allows perm on ("*" covers all).
-func (s Set) Types(perm Perm) []string {
-	seen := map[string]bool{}
-	for _, sc := range s {
-		if sc.Perms&perm == perm {
-			if sc.Type == "*" {
-				return spec.ResourceTypes()
-			}
-			seen[sc.Type] = true
-		}
-	}
-	out := make([]string, 0, len(seen))
-	for t := range seen {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
 }
