@@ -38,6 +38,33 @@ func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
 	return nil
 }
 
+// InBulkTx is InTx for bulk loads: its commit does not wait for the WAL to
+// reach disk (synchronous_commit off), so a loader's next batch overlaps
+// the flush instead of waiting for it. A crash can lose the last few such
+// commits, never part of one; the loader calls WaitDurable before it
+// reports its batches as stored.
+func (s *Store) InBulkTx(ctx context.Context, fn func(*Tx) error) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+			return fmt.Errorf("store: bulk transaction: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
+// WaitDurable returns once every transaction committed before the call is
+// on disk. It commits a transaction that has an id (so it writes a commit
+// record) with synchronous commit: waiting for its WAL flushes all the
+// WAL before it, including InBulkTx's commits.
+func (s *Store) WaitDurable(ctx context.Context) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.tx.Exec(ctx, "SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id()"); err != nil {
+			return fmt.Errorf("store: wait durable: %w", err)
+		}
+		return nil
+	})
+}
+
 // Create stores r as version 1 under a new server-assigned id.
 func (s *Store) Create(ctx context.Context, r *fhir.Resource) (Version, error) {
 	var v Version

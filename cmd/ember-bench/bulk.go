@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"time"
 
@@ -67,11 +68,33 @@ func import33k(ctx context.Context, e *env) ([]figure, error) {
 	}
 	// As `ember import` runs it (see cmd/ember/import.go).
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	// The import runs in this process, so -cpuprofile profiles it here.
+	if e.profileDir != "" {
+		f, err := os.Create(filepath.Join(e.profileDir, "import33k.pprof"))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	pgBefore, selfBefore := postgresCPU(), processCPU()
 	res, err := importer.Import(ctx, st, p, []string{dir}, importer.Options{})
+	pgAfter, selfAfter := postgresCPU(), processCPU()
 	figs := []figure{
 		{"import_rate", res.Rate(), "resources/s"},
 		{"import_resources", float64(res.Resources), "resources"},
 		{"import_errors", float64(res.Failed), "count"},
+	}
+	if res.Resources > 0 {
+		// Where the CPU goes, so a change can be judged on a busy machine
+		// too: the importer's (this process's) and PostgreSQL's.
+		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(res.Resources) }
+		figs = append(figs,
+			figure{"import_ember_cpu", per(selfAfter - selfBefore), "µs/resource"},
+			figure{"import_postgres_cpu", per(pgAfter - pgBefore), "µs/resource"})
 	}
 	if err == nil && res.Failed > 0 {
 		err = fmt.Errorf("import33k: %d resources not imported, first: %v", res.Failed, res.Errors[0])

@@ -6,9 +6,12 @@
 // executed as the REST API would (ProcessBundle); other Bundles contribute
 // their entries' resources.
 //
-// Validation, the costly part (~275 µs a resource), runs on every core
-// while one writer commits batches in file order, so the last copy of a
-// resource that appears twice is the one kept, as with sequential writes.
+// Validation runs on every core while writers commit batches, a few
+// transactions at once; batches that share a resource id are written in
+// file order, so the last copy of a resource that appears twice is the one
+// kept, as with sequential writes. Batches of new resources are loaded
+// with COPY (store.Tx.CopyCreate) and commit without waiting for the WAL
+// flush; the import waits for durability once, at the end.
 package importer
 
 import (
@@ -47,6 +50,12 @@ type Options struct {
 	BatchSize int
 	// Workers is how many goroutines validate; 0 means GOMAXPROCS.
 	Workers int
+	// Writers is how many batches are written at once, each in its own
+	// transaction; 0 means 2. Batches that share a resource id are
+	// written one after the other in file order, and a transaction or
+	// batch Bundle runs alone, so the outcome is that of writing
+	// everything in file order.
+	Writers int
 	// Bundles executes transaction and batch Bundles; without it they are
 	// reported as errors.
 	Bundles BundleProcessor
@@ -102,6 +111,22 @@ type Result struct {
 	Errors []ItemError // the first Options.MaxErrors, in file order
 }
 
+// errorAt is an ItemError with its position in the input, for ordering.
+type errorAt struct {
+	seq int // the chunk's place in the input
+	ItemError
+}
+
+func (a errorAt) before(b errorAt) bool {
+	if a.seq != b.seq {
+		return a.seq < b.seq
+	}
+	if a.Line != b.Line {
+		return a.Line < b.Line
+	}
+	return a.Entry < b.Entry
+}
+
 // Import reads paths (files, or directories searched recursively for
 // *.ndjson, *.jsonl, *.json and their .gz forms) and writes their resources
 // to st. Per-resource problems are collected in Result; the error is for
@@ -112,6 +137,9 @@ func Import(ctx context.Context, st *store.Store, p *fhir.Parser, paths []string
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Writers <= 0 {
+		opts.Writers = 2
 	}
 	if opts.MaxErrors <= 0 {
 		opts.MaxErrors = 20
@@ -177,9 +205,10 @@ type importer struct {
 	start time.Time
 
 	files, resources, errCount atomic.Int64
+	sent                       int // chunks sent so far; the reader's alone
 
 	mu     sync.Mutex
-	errors []ItemError
+	errors []errorAt // the first MaxErrors in input order
 }
 
 // item is one resource to validate and write.
@@ -194,6 +223,7 @@ type item struct {
 // one transaction; or a transaction/batch Bundle (bundle != nil), which
 // ProcessBundle validates and writes itself.
 type chunk struct {
+	seq    int
 	file   string
 	items  []item
 	bundle []byte
@@ -201,12 +231,23 @@ type chunk struct {
 	done   chan struct{} // closed when validated
 }
 
-func (im *importer) fail(e ItemError) {
+// fail records an item that was not written. Writers run concurrently, so
+// errors arrive roughly in order; the kept ones are the first MaxErrors
+// in input order all the same.
+func (im *importer) fail(c *chunk, e ItemError) {
 	im.errCount.Add(1)
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	if len(im.errors) < im.opts.MaxErrors {
-		im.errors = append(im.errors, e)
+	ea := errorAt{seq: c.seq, ItemError: e}
+	i := sort.Search(len(im.errors), func(i int) bool { return ea.before(im.errors[i]) })
+	if i >= im.opts.MaxErrors {
+		return
+	}
+	im.errors = append(im.errors, errorAt{})
+	copy(im.errors[i+1:], im.errors[i:])
+	im.errors[i] = ea
+	if len(im.errors) > im.opts.MaxErrors {
+		im.errors = im.errors[:im.opts.MaxErrors]
 	}
 }
 
@@ -262,7 +303,11 @@ func (im *importer) run(ctx context.Context, files []string) (Result, error) {
 	}
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	return Result{Stats: im.stats(), Errors: im.errors}, err
+	res := Result{Stats: im.stats()}
+	for _, e := range im.errors {
+		res.Errors = append(res.Errors, e.ItemError)
+	}
+	return res, err
 }
 
 // progress calls Options.Progress periodically until the returned stop.
@@ -293,6 +338,8 @@ func (im *importer) progress() (stop func()) {
 // writing.
 func (im *importer) send(ctx context.Context, c *chunk, order, work chan<- *chunk) error {
 	c.done = make(chan struct{})
+	c.seq = im.sent
+	im.sent++
 	select {
 	case order <- c:
 	case <-ctx.Done():
@@ -427,28 +474,126 @@ func (im *importer) readJSON(ctx context.Context, path string, order, work chan<
 	return im.send(ctx, c, order, work)
 }
 
-// write commits chunks in order.
+// write commits chunks with up to Options.Writers transactions at once.
+// A chunk waits for the chunks before it that share one of its resource
+// ids, and a Bundle chunk waits for (and holds back) all others, so every
+// resource ends as sequential writing in file order would leave it.
 func (im *importer) write(ctx context.Context, order <-chan *chunk) error {
+	fl := newInflight()
 	for c := range order {
 		select {
 		case <-c.done:
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			return errors.Join(context.Cause(ctx), fl.wait())
 		}
-		var err error
+		keys := c.keys()
+		if err := fl.admit(keys, c.bundle != nil, im.opts.Writers); err != nil {
+			break
+		}
 		if c.bundle != nil {
-			err = im.writeBundle(ctx, c)
-		} else {
-			err = im.writeItems(ctx, c)
+			fl.finish(keys, im.writeChunk(ctx, c))
+			continue
 		}
-		if err != nil {
-			return err
-		}
-		if c.last {
-			im.files.Add(1)
+		go func() { fl.finish(keys, im.writeChunk(ctx, c)) }()
+	}
+	if err := fl.wait(); err != nil {
+		return err
+	}
+	// Batches commit without waiting for their WAL flush (InBulkTx); the
+	// import is only reported done once all of it is durable.
+	return im.st.WaitDurable(ctx)
+}
+
+func (im *importer) writeChunk(ctx context.Context, c *chunk) error {
+	var err error
+	if c.bundle != nil {
+		err = im.writeBundle(ctx, c)
+	} else {
+		err = im.writeItems(ctx, c)
+	}
+	if err == nil && c.last {
+		im.files.Add(1)
+	}
+	return err
+}
+
+// keys are the ids of a chunk's valid resources (those without one are
+// created under fresh ids and cannot collide).
+func (c *chunk) keys() []store.ResourceKey {
+	var keys []store.ResourceKey
+	for i := range c.items {
+		if r := c.items[i].res; r != nil && r.ID() != "" {
+			keys = append(keys, store.ResourceKey{Type: r.Type(), ID: r.ID()})
 		}
 	}
+	return keys
+}
+
+// inflight tracks the chunks being written and the ids they hold.
+type inflight struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	keys map[store.ResourceKey]int
+	n    int
+	err  error // the first writer error; no chunk is admitted after it
+}
+
+func newInflight() *inflight {
+	fl := &inflight{keys: map[store.ResourceKey]int{}}
+	fl.cond = sync.NewCond(&fl.mu)
+	return fl
+}
+
+// admit waits until a chunk with keys may start: a writer is free, none of
+// its ids is being written, and, for an exclusive chunk, nothing is.
+func (fl *inflight) admit(keys []store.ResourceKey, exclusive bool, writers int) error {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	for fl.err == nil && (fl.n >= writers || exclusive && fl.n > 0 || fl.holdsAny(keys)) {
+		fl.cond.Wait()
+	}
+	if fl.err != nil {
+		return fl.err
+	}
+	fl.n++
+	for _, k := range keys {
+		fl.keys[k]++
+	}
 	return nil
+}
+
+func (fl *inflight) holdsAny(keys []store.ResourceKey) bool {
+	for _, k := range keys {
+		if fl.keys[k] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (fl *inflight) finish(keys []store.ResourceKey, err error) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	fl.n--
+	for _, k := range keys {
+		if fl.keys[k]--; fl.keys[k] == 0 {
+			delete(fl.keys, k)
+		}
+	}
+	if err != nil && fl.err == nil {
+		fl.err = err
+	}
+	fl.cond.Broadcast()
+}
+
+// wait returns once no chunk is being written, with the first error.
+func (fl *inflight) wait() error {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	for fl.n > 0 {
+		fl.cond.Wait()
+	}
+	return fl.err
 }
 
 // writeItems writes a chunk's valid resources in one transaction. If the
@@ -459,7 +604,7 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 	for i := range c.items {
 		it := &c.items[i]
 		if it.err != nil {
-			im.fail(ItemError{File: c.file, Line: it.line, Entry: it.entry, Err: it.err})
+			im.fail(c, ItemError{File: c.file, Line: it.line, Entry: it.entry, Err: it.err})
 			continue
 		}
 		valid = append(valid, it)
@@ -467,7 +612,7 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 	if len(valid) == 0 {
 		return nil
 	}
-	err := im.st.InTx(ctx, func(tx *store.Tx) error { return putBatch(ctx, tx, valid) })
+	err := im.st.InBulkTx(ctx, func(tx *store.Tx) error { return putBatch(ctx, tx, valid) })
 	if err == nil {
 		im.resources.Add(int64(len(valid)))
 		return nil
@@ -476,14 +621,14 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 		return context.Cause(ctx)
 	}
 	for _, it := range valid {
-		err := im.st.InTx(ctx, func(tx *store.Tx) error { return put(ctx, tx, it.res) })
+		err := im.st.InBulkTx(ctx, func(tx *store.Tx) error { return put(ctx, tx, it.res) })
 		switch {
 		case err == nil:
 			im.resources.Add(1)
 		case ctx.Err() != nil:
 			return context.Cause(ctx)
 		default:
-			im.fail(ItemError{File: c.file, Line: it.line, Entry: it.entry, Err: err})
+			im.fail(c, ItemError{File: c.file, Line: it.line, Entry: it.entry, Err: err})
 		}
 	}
 	return nil
@@ -518,7 +663,7 @@ func putBatch(ctx context.Context, tx *store.Tx, items []*item) error {
 		fresh = append(fresh, store.NewResource{Res: it.res, ID: k.ID})
 	}
 	if len(fresh) > 0 {
-		if _, err := tx.CreateMany(ctx, fresh); err != nil {
+		if _, err := tx.CopyCreate(ctx, fresh); err != nil {
 			return err
 		}
 	}
@@ -544,7 +689,7 @@ func put(ctx context.Context, tx *store.Tx, r *fhir.Resource) error {
 // writeBundle executes a transaction or batch Bundle.
 func (im *importer) writeBundle(ctx context.Context, c *chunk) error {
 	if im.opts.Bundles == nil {
-		im.fail(ItemError{File: c.file, Entry: -1, Err: errors.New("transaction and batch Bundles need a bundle processor")})
+		im.fail(c, ItemError{File: c.file, Entry: -1, Err: errors.New("transaction and batch Bundles need a bundle processor")})
 		return nil
 	}
 	resp, err := im.opts.Bundles.ProcessBundle(ctx, c.bundle, "minimal")
@@ -552,7 +697,7 @@ func (im *importer) writeBundle(ctx context.Context, c *chunk) error {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		im.fail(ItemError{File: c.file, Entry: -1, Err: err})
+		im.fail(c, ItemError{File: c.file, Entry: -1, Err: err})
 		return nil
 	}
 	var out struct {
@@ -578,7 +723,7 @@ func (im *importer) writeBundle(ctx context.Context, c *chunk) error {
 		if json.Unmarshal(e.Response.Outcome, &oo) == nil && len(oo.Issue) > 0 {
 			msg += ": " + (&fhir.Error{Issues: oo.Issue}).Error()
 		}
-		im.fail(ItemError{File: c.file, Entry: i, Err: errors.New(msg)})
+		im.fail(c, ItemError{File: c.file, Entry: i, Err: errors.New(msg)})
 	}
 	return nil
 }

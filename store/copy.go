@@ -1,0 +1,241 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/emberfhir/ember/fhir/index"
+)
+
+// CopyCreate creates resources under assigned ids like CreateMany, with the
+// same stamping, guard checks and index rows, but loads the rows with COPY:
+// one round trip per table instead of a statement (and its plan) per
+// resource, which is what bulk import needs. An id that exists already
+// fails the whole call with ErrExists (COPY has no ON CONFLICT), so callers
+// send only ids they have just seen absent (Existing) and fall back to
+// Update when another writer got there first.
+func (t *Tx) CopyCreate(ctx context.Context, items []NewResource) ([]Version, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	versions := make([]Version, len(items))
+	entries := make([]*index.Entries, len(items))
+	for i, it := range items {
+		v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
+		v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
+		if err := t.checkWrite(ctx, OpCreate, v.Type, v.ID, v.Content); err != nil {
+			return nil, &ItemError{Index: i, Err: err}
+		}
+		e, err := index.Extract(v.Type, v.Content)
+		if err != nil {
+			return nil, &ItemError{Index: i, Err: fmt.Errorf("store: index %s/%s: %w", v.Type, v.ID, err)}
+		}
+		versions[i], entries[i] = v, e
+	}
+	rids, err := t.reserveRIDs(ctx, len(items))
+	if err != nil {
+		return nil, err
+	}
+	rows := make([][]any, len(items))
+	for i, v := range versions {
+		rows[i] = []any{rids[i], v.Type, v.ID, v.VersionID, v.LastUpdated, byte(v.Method), false, v.Content, verbatim(items[i].Res, v.Content)}
+	}
+	_, err = t.tx.CopyFrom(ctx, pgx.Identifier{"resources"},
+		[]string{"rid", "type", "id", "version", "last_updated", "method", "deleted", "content", "raw"}, pgx.CopyFromRows(rows))
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			return nil, fmt.Errorf("store: copy resources: %w", ErrExists)
+		}
+		return nil, fmt.Errorf("store: copy resources: %w", err)
+	}
+	ir, err := indexRows(rids, entries)
+	if err != nil {
+		return nil, err
+	}
+	for _, tbl := range ir.tables() {
+		if len(tbl.rows) == 0 {
+			continue
+		}
+		if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{tbl.name}, tbl.cols, pgx.CopyFromRows(tbl.rows)); err != nil {
+			return nil, fmt.Errorf("store: copy %s: %w", tbl.name, err)
+		}
+	}
+	return versions, nil
+}
+
+// reserveRIDs draws n values from the resources.rid identity sequence, so
+// index rows can name their resource before it is copied. COPY writes
+// given values into a GENERATED ALWAYS column (it acts as OVERRIDING
+// SYSTEM VALUE), and the sequence guarantees no other writer gets them.
+func (t *Tx) reserveRIDs(ctx context.Context, n int) ([]int64, error) {
+	rows, err := t.tx.Query(ctx, `SELECT nextval(pg_get_serial_sequence('resources', 'rid')) FROM generate_series(1, $1)`, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: reserve ids: %w", err)
+	}
+	rids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("store: reserve ids: %w", err)
+	}
+	return rids, nil
+}
+
+// copyTable is one index table's rows for COPY, in the column order of
+// cols. The values follow indexCTEs: "" becomes NULL where that statement
+// has NULLIF, so both paths store identical rows.
+type copyTable struct {
+	name string
+	cols []string
+	rows [][]any
+}
+
+type indexCopy struct {
+	strings, tokens, refs, dates, numbers, quantities, uris, composites copyTable
+}
+
+func (c *indexCopy) tables() []*copyTable {
+	return []*copyTable{&c.strings, &c.tokens, &c.refs, &c.dates, &c.numbers, &c.quantities, &c.uris, &c.composites}
+}
+
+// indexRows lays out the index rows of resources rids[i] with entries[i].
+func indexRows(rids []int64, entries []*index.Entries) (*indexCopy, error) {
+	c := &indexCopy{
+		strings:    copyTable{name: "idx_string", cols: []string{"rid", "param", "norm", "exact"}},
+		tokens:     copyTable{name: "idx_token", cols: []string{"rid", "param", "system", "code", "text", "type_system", "type_code"}},
+		refs:       copyTable{name: "idx_reference", cols: []string{"rid", "param", "target_type", "target_id", "url"}},
+		dates:      copyTable{name: "idx_date", cols: []string{"rid", "param", "lo", "hi"}},
+		numbers:    copyTable{name: "idx_number", cols: []string{"rid", "param", "value"}},
+		quantities: copyTable{name: "idx_quantity", cols: []string{"rid", "param", "lo", "hi", "system", "code", "unit"}},
+		uris:       copyTable{name: "idx_uri", cols: []string{"rid", "param", "value"}},
+		composites: copyTable{name: "idx_composite", cols: []string{"rid", "param", "a_system", "a_code", "b_system", "b_code", "b_lo", "b_hi", "b_date_lo", "b_date_hi", "b_string"}},
+	}
+	for i, e := range entries {
+		rid := rids[i]
+		for _, s := range e.Strings {
+			c.strings.rows = append(c.strings.rows, []any{rid, s.Param, s.Norm, s.Exact})
+		}
+		for _, x := range e.Tokens {
+			c.tokens.rows = append(c.tokens.rows, []any{rid, x.Param, null(x.System), null(x.Code), null(x.Text), null(x.TypeSystem), null(x.TypeCode)})
+		}
+		for _, r := range e.References {
+			c.refs.rows = append(c.refs.rows, []any{rid, r.Param, null(r.Type), null(r.ID), null(r.URL)})
+		}
+		for _, d := range e.Dates {
+			c.dates.rows = append(c.dates.rows, []any{rid, d.Param, d.Lo, d.Hi})
+		}
+		for _, n := range e.Numbers {
+			v, err := numeric(n.Value)
+			if err != nil || !v.Valid {
+				return nil, fmt.Errorf("store: number index value %q: %w", n.Value, errOr(err))
+			}
+			c.numbers.rows = append(c.numbers.rows, []any{rid, n.Param, v})
+		}
+		for _, q := range e.Quantities {
+			lo, err := numeric(q.Lo)
+			if err != nil {
+				return nil, fmt.Errorf("store: quantity index value %q: %w", q.Lo, err)
+			}
+			hi, err := numeric(q.Hi)
+			if err != nil {
+				return nil, fmt.Errorf("store: quantity index value %q: %w", q.Hi, err)
+			}
+			c.quantities.rows = append(c.quantities.rows, []any{rid, q.Param, lo, hi, null(q.System), null(q.Code), null(q.Unit)})
+		}
+		for _, u := range e.URIs {
+			c.uris.rows = append(c.uris.rows, []any{rid, u.Param, u.Value})
+		}
+		for _, x := range e.Composites {
+			lo, err := numeric(x.BLo)
+			if err != nil {
+				return nil, fmt.Errorf("store: composite index value %q: %w", x.BLo, err)
+			}
+			hi, err := numeric(x.BHi)
+			if err != nil {
+				return nil, fmt.Errorf("store: composite index value %q: %w", x.BHi, err)
+			}
+			var dlo, dhi any
+			if !x.BDateLo.IsZero() {
+				dlo, dhi = x.BDateLo, x.BDateHi
+			}
+			c.composites.rows = append(c.composites.rows, []any{rid, x.Param, null(x.ASystem), x.ACode, null(x.BSystem), null(x.BCode), lo, hi, dlo, dhi, null(x.BString)})
+		}
+	}
+	return c, nil
+}
+
+func errOr(err error) error {
+	if err != nil {
+		return err
+	}
+	return errors.New("empty")
+}
+
+// null is s, or SQL NULL for "" (NULLIF(s, '') in indexCTEs).
+func null(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// numeric converts a FHIR decimal's text (exponent allowed, as in
+// "1.5e-3") to a numeric value; "" is NULL. pgtype's own string parsing
+// takes no exponent.
+func numeric(s string) (pgtype.Numeric, error) {
+	if s == "" {
+		return pgtype.Numeric{}, nil
+	}
+	mant, exp10 := s, int64(0)
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		mant = s[:i]
+		var ok bool
+		if exp10, ok = parseExp(s[i+1:]); !ok {
+			return pgtype.Numeric{}, fmt.Errorf("not a decimal")
+		}
+	}
+	digits := mant
+	if i := strings.IndexByte(mant, '.'); i >= 0 {
+		digits = mant[:i] + mant[i+1:]
+		exp10 -= int64(len(mant) - i - 1)
+	}
+	if digits == "" || digits == "-" || digits == "+" {
+		return pgtype.Numeric{}, fmt.Errorf("not a decimal")
+	}
+	n, ok := new(big.Int).SetString(digits, 10)
+	if !ok || exp10 < -16383 || exp10 > 131072 {
+		return pgtype.Numeric{}, fmt.Errorf("not a decimal")
+	}
+	return pgtype.Numeric{Int: n, Exp: int32(exp10), Valid: true}, nil
+}
+
+func parseExp(s string) (int64, bool) {
+	neg := false
+	switch {
+	case strings.HasPrefix(s, "-"):
+		neg, s = true, s[1:]
+	case strings.HasPrefix(s, "+"):
+		s = s[1:]
+	}
+	if s == "" || len(s) > 6 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}

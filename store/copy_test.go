@@ -1,0 +1,159 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/internal/fhirpkg"
+	"github.com/emberfhir/ember/internal/pgtest"
+	"github.com/emberfhir/ember/store"
+)
+
+// copyFixtures are resources with the index values COPY encodes itself:
+// decimals with exponents and trailing zeros, ranges open at one end,
+// composites with quantity and date halves.
+var copyFixtures = []string{
+	`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"valueQuantity":{"value":1.50e2,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"},"effectiveDateTime":"2021-03-04T05:06:07+02:00","component":[{"code":{"text":"a"},"valueQuantity":{"value":-0.0010}},{"code":{"coding":[{"code":"b"}]},"valueRange":{"low":{"value":3}}}]}`,
+	`{"resourceType":"RiskAssessment","status":"final","subject":{"reference":"Patient/x"},"prediction":[{"probabilityDecimal":1E-3},{"probabilityRange":{"high":{"value":0.25}}}]}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"t"},"valuePeriod":{"start":"2020"},"component":[{"code":{"text":"d"},"valueDateTime":"2020-02"}]}`,
+}
+
+// TestCopyCreateMatchesCreateMany stores every resource example of the R4
+// package twice, once with CopyCreate and once with CreateMany (one
+// statement per resource), and requires the same resource rows and index
+// rows from both.
+func TestCopyCreateMatchesCreateMany(t *testing.T) {
+	ctx := context.Background()
+	dir, err := fhirpkg.Dir(ctx)
+	if err != nil {
+		t.Skipf("no FHIR package: %v", err)
+	}
+	p, err := fhir.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resources []*fhir.Resource
+	for _, f := range copyFixtures {
+		r, err := p.Parse([]byte(f), "")
+		if err != nil {
+			t.Fatalf("fixture %s: %v", f, err)
+		}
+		resources = append(resources, r)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := p.Parse(b, ""); err == nil && r.Type() != "StructureDefinition" {
+			resources = append(resources, r)
+		}
+	}
+	if len(resources) < 2000 {
+		t.Fatalf("only %d examples parsed", len(resources))
+	}
+	dbURL := pgtest.NewDatabase(t)
+	st, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const batch = 250
+	for lo := 0; lo < len(resources); lo += batch {
+		hi := min(lo+batch, len(resources))
+		var viaCopy, viaInsert []store.NewResource
+		for i, r := range resources[lo:hi] {
+			viaCopy = append(viaCopy, store.NewResource{Res: r, ID: fmt.Sprintf("c-%d", lo+i)})
+			viaInsert = append(viaInsert, store.NewResource{Res: r, ID: fmt.Sprintf("i-%d", lo+i)})
+		}
+		err := st.InTx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.CopyCreate(ctx, viaCopy); err != nil {
+				return err
+			}
+			_, err := tx.CreateMany(ctx, viaInsert)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Every row, with the resource id's prefix ("c-" or "i-") and rid taken
+	// out, as text: the two halves must be the same multiset.
+	queries := map[string]string{
+		"resources": `SELECT id, format('%s|%s|%s|%s|%s|%s', type, version, method, deleted,
+			(content #- '{meta,lastUpdated}') - 'id'::text, regexp_replace(raw, '"(id|lastUpdated)":"[^"]*"', '', 'g')) FROM resources`,
+	}
+	for _, tbl := range []string{"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_composite"} {
+		queries[tbl] = `SELECT r.id, (i.*)::text FROM ` + tbl + ` i JOIN resources r USING (rid)`
+	}
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	rowsIn := 0
+	for tbl, q := range queries {
+		rows, err := db.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := map[string]int{}
+		for rows.Next() {
+			var id, row string
+			if err := rows.Scan(&id, &row); err != nil {
+				t.Fatal(err)
+			}
+			side, n, _ := strings.Cut(id, "-")
+			if tbl != "resources" {
+				row = row[strings.IndexByte(row, ',')+1:] // drop rid
+			}
+			key := n + "|" + row
+			if side == "c" {
+				count[key]++
+			} else {
+				count[key]--
+			}
+			rowsIn++
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		var diffs []string
+		for k, v := range count {
+			if v != 0 {
+				diffs = append(diffs, fmt.Sprintf("%+d %s", v, k))
+			}
+		}
+		if len(diffs) > 0 {
+			if len(diffs) > 10 {
+				diffs = diffs[:10]
+			}
+			t.Errorf("%s: COPY and INSERT rows differ (+ only COPY, - only INSERT):\n%s", tbl, strings.Join(diffs, "\n"))
+		}
+	}
+	if rowsIn < 20*len(resources) {
+		t.Fatalf("only %d rows compared for %d resources", rowsIn, len(resources))
+	}
+
+	// An id that exists already fails the whole COPY with ErrExists.
+	err = st.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.CopyCreate(ctx, []store.NewResource{{Res: resources[0], ID: "new-1"}, {Res: resources[0], ID: "c-0"}})
+		return err
+	})
+	if !errors.Is(err, store.ErrExists) {
+		t.Fatalf("CopyCreate over an existing id: %v, want ErrExists", err)
+	}
+}
