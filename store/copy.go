@@ -178,7 +178,7 @@ func errOr(err error) error {
 	return errors.New("empty")
 }
 
-// null is s, or SQL NULL for "" (NULLIF(s, ”) in indexCTEs).
+// null is s, or SQL NULL for an empty s, as NULLIF does in indexCTEs.
 func null(s string) any {
 	if s == "" {
 		return nil
