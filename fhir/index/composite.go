@@ -12,76 +12,93 @@ import (
 
 // composite indexes a two-part composite parameter (token + any): for each
 // base element, every combination of its first and second component values.
-func (e *Entries) composite(sp *spec.SearchParam, root any) {
+func (x *extractor) composite(p *paramPlan) {
+	sp := p.sp
 	if len(sp.Components) != 2 || sp.Components[0].Type != spec.Token {
 		return // not expressible in the composite table (e.g. 3-part coordinates)
 	}
-	a, b := sp.Components[0], sp.Components[1]
-	for i, base := range sp.Paths {
-		walk(root, base.Steps, base.Types, func(el any, _ string) {
-			var as, bs Entries
-			for _, p := range a.Paths[i] {
-				walk(el, p.Steps, p.Types, func(v any, t string) { as.addToken(0, v, t) })
+	t, bType := &x.t, sp.Components[1].Type
+	for i := range p.paths {
+		base := &p.paths[i]
+		x.hits = t.walk(x.hits[:0], 0, nil, base.steps, base.typ)
+		for _, el := range x.hits {
+			as, bs := &x.as, &x.bs
+			as.reset()
+			bs.reset()
+			for j := range p.a[i] {
+				c := &p.a[i][j]
+				x.sub = t.walk(x.sub[:0], el.n, nil, c.steps, c.typ)
+				for _, v := range x.sub {
+					as.addToken(t, 0, v.n, v.typ)
+				}
 			}
-			for _, p := range b.Paths[i] {
-				walk(el, p.Steps, p.Types, func(v any, t string) {
-					switch b.Type {
+			for j := range p.b[i] {
+				c := &p.b[i][j]
+				x.sub = t.walk(x.sub[:0], el.n, nil, c.steps, c.typ)
+				for _, v := range x.sub {
+					switch bType {
 					case spec.Token:
-						bs.addToken(0, v, t)
+						bs.addToken(t, 0, v.n, v.typ)
 					case spec.Quantity:
-						if q, ok := quantity(v, t); ok {
+						if q, ok := t.quantity(v.n, v.typ); ok {
 							bs.Quantities = append(bs.Quantities, q)
 						}
 					case spec.Date:
-						bs.addDate(0, v, t)
+						bs.addDate(t, 0, v.n, v.typ)
 					case spec.String:
-						bs.addString(0, v, t)
+						bs.addString(t, 0, v.n, v.typ)
 					case spec.Reference:
-						if m, ok := v.(map[string]any); ok {
-							if s := str(m["reference"]); s != "" {
+						if t.nodes[v.n].kind == kObject {
+							if s := t.member(v.n, "reference"); s != "" {
 								bs.References = append(bs.References, refEntry(0, s))
 							}
 						}
 					}
-				})
-			}
-			for _, at := range as.Tokens {
-				if at.Code == "" {
-					continue
-				}
-				row := Composite{Param: sp.ID, ASystem: at.System, ACode: at.Code}
-				for _, t := range bs.Tokens {
-					if t.Code != "" {
-						r := row
-						r.BSystem, r.BCode = t.System, t.Code
-						e.Composites = append(e.Composites, r)
-					}
-				}
-				for _, q := range bs.Quantities {
-					r := row
-					r.BSystem, r.BCode, r.BLo, r.BHi = q.System, q.Code, q.Lo, q.Hi
-					e.Composites = append(e.Composites, r)
-				}
-				for _, d := range bs.Dates {
-					r := row
-					r.BDateLo, r.BDateHi = d.Lo, d.Hi
-					e.Composites = append(e.Composites, r)
-				}
-				for _, s := range bs.Strings {
-					r := row
-					r.BString = s.Norm
-					e.Composites = append(e.Composites, r)
-				}
-				for _, ref := range bs.References {
-					r := row
-					r.BSystem, r.BCode = ref.Type, ref.ID
-					if ref.ID == "" {
-						r.BCode = ref.URL
-					}
-					e.Composites = append(e.Composites, r)
 				}
 			}
-		})
+			x.e.combine(sp.ID, as, bs)
+		}
+	}
+}
+
+// combine adds a composite row for each pair of a token of as and a value of
+// bs.
+func (e *Entries) combine(param int32, as, bs *Entries) {
+	for _, at := range as.Tokens {
+		if at.Code == "" {
+			continue
+		}
+		row := Composite{Param: param, ASystem: at.System, ACode: at.Code}
+		for _, t := range bs.Tokens {
+			if t.Code != "" {
+				r := row
+				r.BSystem, r.BCode = t.System, t.Code
+				e.Composites = append(e.Composites, r)
+			}
+		}
+		for _, q := range bs.Quantities {
+			r := row
+			r.BSystem, r.BCode, r.BLo, r.BHi = q.System, q.Code, q.Lo, q.Hi
+			e.Composites = append(e.Composites, r)
+		}
+		for _, d := range bs.Dates {
+			r := row
+			r.BDateLo, r.BDateHi = d.Lo, d.Hi
+			e.Composites = append(e.Composites, r)
+		}
+		for _, s := range bs.Strings {
+			r := row
+			r.BString = s.Norm
+			e.Composites = append(e.Composites, r)
+		}
+		for _, ref := range bs.References {
+			r := row
+			r.BSystem, r.BCode = ref.Type, ref.ID
+			if ref.ID == "" {
+				r.BCode = ref.URL
+			}
+			e.Composites = append(e.Composites, r)
+		}
 	}
 }
 
@@ -125,42 +142,53 @@ func Supported(sp *spec.SearchParam) bool {
 // itself, so it is evaluated here directly.
 const deceasedExpr = "Patient.deceased.exists() and Patient.deceased != false"
 
-// nativeFallback evaluates known fallback expressions without the engine.
-func (e *Entries) nativeFallback(sp *spec.SearchParam, root any) bool {
-	if sp.Expression != deceasedExpr {
-		return false
+// deceased evaluates deceasedExpr natively.
+func (x *extractor) deceased(p *paramPlan) {
+	t := &x.t
+	isTrue := false
+	if root := t.object(0); root >= 0 {
+		b, d := t.get(root, "deceasedBoolean"), t.get(root, "deceasedDateTime")
+		isTrue = b >= 0 && t.nodes[b].kind == kTrue || d >= 0 && t.nodes[d].kind == kString
 	}
-	obj, _ := root.(map[string]any)
-	b, isBool := obj["deceasedBoolean"].(bool)
-	_, isDate := obj["deceasedDateTime"].(string)
-	e.add(sp, isDate || (isBool && b), "boolean")
-	return true
+	code := "false"
+	if isTrue {
+		code = "true"
+	}
+	x.e.Tokens = append(x.e.Tokens, Token{Param: p.sp.ID, Code: code})
 }
 
 // fallback evaluates a parameter with the general FHIRPath engine.
-func (e *Entries) fallback(sp *spec.SearchParam, doc []byte) error {
-	x := fallbackExprs[sp.Expression]
-	if x == nil || !Supported(sp) {
+func (x *extractor) fallback(p *paramPlan, doc []byte) error {
+	sp := p.sp
+	fx := fallbackExprs[sp.Expression]
+	if fx == nil || !Supported(sp) {
 		return nil
 	}
-	out, err := x.Evaluate(doc)
+	out, err := fx.Evaluate(doc)
 	if err != nil {
 		return fmt.Errorf("index: %s: %w", sp.Expression, err)
 	}
 	for _, v := range out {
 		switch val := v.(type) {
 		case types.Boolean:
-			e.add(sp, val.Bool(), "boolean")
+			x.addValue(p, val.Bool(), "boolean")
 		case types.String:
-			e.add(sp, val.Value(), "string")
+			x.addValue(p, val.Value(), "string")
 		case *types.ObjectValue:
 			var decoded any
 			if err := json.Unmarshal(val.Data(), &decoded); err == nil {
-				e.add(sp, decoded, val.Type())
+				x.addValue(p, decoded, val.Type())
 			}
 		default:
-			e.add(sp, v.String(), "string")
+			x.addValue(p, v.String(), "string")
 		}
 	}
 	return nil
+}
+
+// addValue indexes a value the engine returned, through a tree of its own.
+func (x *extractor) addValue(p *paramPlan, v any, typ string) {
+	var t tree
+	t.fromAny("", v)
+	x.e.add(&t, p, 0, typ)
 }

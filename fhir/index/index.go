@@ -3,12 +3,13 @@
 package index
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -100,137 +101,260 @@ var (
 // limited; a search value longer than this cannot be meaningful anyway).
 const maxIndexedString = 256
 
-// Extract computes the index entries of a resource of type typ.
+// Extract computes the index entries of a resource of type typ, parameter by
+// parameter in code order. The rows' strings share one copy of doc, which
+// they keep alive.
 func Extract(typ string, doc []byte) (*Entries, error) {
-	params := spec.SearchParams(typ)
-	d := json.NewDecoder(bytes.NewReader(doc))
-	d.UseNumber()
-	var root any
-	if err := d.Decode(&root); err != nil {
+	x := extractors.Get().(*extractor)
+	defer x.release()
+	if err := x.t.decode(doc); err != nil {
 		return nil, fmt.Errorf("index: decode %s: %w", typ, err)
 	}
-	e := &Entries{typ: typ}
-	for _, sp := range params {
+	x.e.reset()
+	for _, p := range planFor(typ) {
+		switch {
+		case p.sp.Fallback:
+			if p.sp.Expression == deceasedExpr {
+				x.deceased(p)
+				continue
+			}
+			if err := x.fallback(p, doc); err != nil {
+				return nil, err
+			}
+		case p.sp.Type == spec.Composite:
+			x.composite(p)
+		default:
+			for i := range p.paths {
+				path := &p.paths[i]
+				x.hits = x.t.walk(x.hits[:0], 0, nil, path.steps, path.typ)
+				for _, h := range x.hits {
+					x.e.add(&x.t, p, h.n, h.typ)
+				}
+			}
+		}
+	}
+	return x.e.clone(typ), nil
+}
+
+// extractor is the reusable state of one Extract call: the decoded tree and
+// scratch rows, so a call allocates little beyond its result.
+type extractor struct {
+	t      tree
+	e      Entries // rows so far; Extract returns a right-sized copy
+	hits   []hit
+	sub    []hit
+	as, bs Entries // a composite element's component values
+}
+
+var extractors = sync.Pool{New: func() any { return new(extractor) }}
+
+// release returns x to the pool unless a huge document grew it.
+func (x *extractor) release() {
+	if cap(x.t.nodes) > 1<<16 {
+		return
+	}
+	extractors.Put(x)
+}
+
+func (e *Entries) reset() {
+	e.Strings, e.Tokens, e.References, e.Dates = e.Strings[:0], e.Tokens[:0], e.References[:0], e.Dates[:0]
+	e.Numbers, e.Quantities, e.URIs, e.Composites = e.Numbers[:0], e.Quantities[:0], e.URIs[:0], e.Composites[:0]
+}
+
+// clone copies the scratch rows out, nil for an empty table as before.
+func (e *Entries) clone(typ string) *Entries {
+	return &Entries{
+		typ:        typ,
+		Strings:    cloneRows(e.Strings),
+		Tokens:     cloneRows(e.Tokens),
+		References: cloneRows(e.References),
+		Dates:      cloneRows(e.Dates),
+		Numbers:    cloneRows(e.Numbers),
+		Quantities: cloneRows(e.Quantities),
+		URIs:       cloneRows(e.URIs),
+		Composites: cloneRows(e.Composites),
+	}
+}
+
+func cloneRows[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
+}
+
+// paramPlan is a search parameter compiled for the tree walk.
+type paramPlan struct {
+	sp         *spec.SearchParam
+	paths      []path
+	identParam int32 // IdentifierParam of a reference parameter
+	a, b       [][]path
+}
+
+// path is a spec.Path with its JSON keys precomputed.
+type path struct {
+	steps []step
+	typ   string // the datatype the walk ends on; "" when a choice's key tells
+}
+
+type step struct {
+	key    string // JSON key; for an untyped choice, the prefix
+	choice bool   // untyped choice: key followed by an upper-case type name
+	index  int    // element index, -1 for all
+	filter bool   // where() or resolve() is applies
+	spec.Step
+}
+
+// plans holds each resource type's indexed parameters (all but the
+// resources-table columns) in code order, compiled once. The order makes
+// Extract's output deterministic (it followed map order before).
+var plans = func() map[string][]*paramPlan {
+	out := map[string][]*paramPlan{}
+	for _, typ := range spec.ResourceTypes() {
+		out[typ] = plan(typ)
+	}
+	return out
+}()
+
+// planFor returns typ's plan, compiling one for a type spec has parameters
+// for but does not list as a resource type.
+func planFor(typ string) []*paramPlan {
+	if ps, ok := plans[typ]; ok {
+		return ps
+	}
+	return plan(typ)
+}
+
+func plan(typ string) []*paramPlan {
+	var ps []*paramPlan
+	for _, sp := range spec.SearchParams(typ) {
 		if sp.Column != "" {
 			continue
 		}
-		if sp.Fallback {
-			if e.nativeFallback(sp, root) {
-				continue
+		p := &paramPlan{sp: sp, paths: compile(sp.Paths), identParam: IdentifierParam(typ, sp.Code)}
+		if len(sp.Components) == 2 {
+			for _, cp := range sp.Components[0].Paths {
+				p.a = append(p.a, compile(cp))
 			}
-			if err := e.fallback(sp, doc); err != nil {
-				return nil, err
+			for _, cp := range sp.Components[1].Paths {
+				p.b = append(p.b, compile(cp))
 			}
-			continue
 		}
-		if sp.Type == spec.Composite {
-			e.composite(sp, root)
-			continue
-		}
-		for _, p := range sp.Paths {
-			walk(root, p.Steps, p.Types, func(v any, t string) { e.add(sp, v, t) })
-		}
+		ps = append(ps, p)
 	}
-	return e, nil
+	sort.Slice(ps, func(i, j int) bool { return ps[i].sp.Code < ps[j].sp.Code })
+	return ps
 }
 
-// walk follows steps from node, calling emit for each value reached with its
-// FHIR datatype.
-func walk(node any, steps []spec.Step, types []string, emit func(v any, typ string)) {
-	if len(steps) == 0 {
-		t := ""
-		if len(types) == 1 {
-			t = types[0]
+func compile(ps []spec.Path) []path {
+	out := make([]path, len(ps))
+	for i, p := range ps {
+		if len(p.Types) == 1 {
+			out[i].typ = p.Types[0]
 		}
-		forEach(node, func(v any) { emit(v, t) })
-		return
+		for _, st := range p.Steps {
+			s := step{key: st.Field, choice: st.Choice && st.As == "", index: st.Index, filter: st.WhereField != "" || st.ResolveIs != "", Step: st}
+			if st.Choice && st.As != "" {
+				s.key = st.Field + upperFirst(st.As)
+			}
+			out[i].steps = append(out[i].steps, s)
+		}
 	}
-	st := steps[0]
-	forEach(node, func(n any) {
-		obj, ok := n.(map[string]any)
-		if !ok {
-			return
-		}
-		var child any
-		var childType string
-		switch {
-		case st.Choice && st.As != "":
-			child = obj[st.Field+upperFirst(st.As)]
-		case st.Choice:
-			for k, v := range obj {
-				if len(k) > len(st.Field) && strings.HasPrefix(k, st.Field) && unicode.IsUpper(rune(k[len(st.Field)])) {
-					child, childType = v, typeFromSuffix(k[len(st.Field):])
-					break
-				}
-			}
-		default:
-			child = obj[st.Field]
-		}
-		if child == nil {
-			return
-		}
-		if st.Index >= 0 {
-			arr, ok := child.([]any)
-			if !ok || st.Index >= len(arr) {
-				return
-			}
-			child = arr[st.Index]
-		}
-		if st.WhereField != "" || st.ResolveIs != "" {
-			child = filter(child, st)
-		}
-		if len(steps) == 1 && childType != "" {
-			forEach(child, func(v any) { emit(v, childType) })
-			return
-		}
-		walk(child, steps[1:], types, emit)
-	})
-}
-
-func forEach(v any, fn func(any)) {
-	if arr, ok := v.([]any); ok {
-		for _, x := range arr {
-			if x != nil {
-				fn(x)
-			}
-		}
-		return
-	}
-	if v != nil {
-		fn(v)
-	}
-}
-
-func filter(v any, st spec.Step) any {
-	var out []any
-	forEach(v, func(x any) {
-		obj, ok := x.(map[string]any)
-		if !ok {
-			return
-		}
-		if st.WhereField != "" {
-			if s, _ := obj[st.WhereField].(string); s != st.WhereValue {
-				return
-			}
-		}
-		if st.ResolveIs != "" && refType(obj) != st.ResolveIs {
-			return
-		}
-		out = append(out, x)
-	})
 	return out
+}
+
+// hit is a value reached by a walk, with its FHIR datatype.
+type hit struct {
+	n   int
+	typ string
+}
+
+// walk follows steps from node n (an array's elements, when n is an array),
+// appending each value reached to dst. flt, when set, keeps only the objects
+// it matches (where(), resolve() is), as the step that set it required.
+func (t *tree) walk(dst []hit, n int, flt *step, steps []step, typ string) []hit {
+	if n < 0 {
+		return dst
+	}
+	if t.nodes[n].kind != kArray {
+		return t.walkOne(dst, n, flt, steps, typ)
+	}
+	for c, end := n+1, t.nodes[n].end; c < end; c = t.nodes[c].end {
+		dst = t.walkOne(dst, c, flt, steps, typ)
+	}
+	return dst
+}
+
+func (t *tree) walkOne(dst []hit, n int, flt *step, steps []step, typ string) []hit {
+	k := t.nodes[n].kind
+	if k == kNull || flt != nil && !t.keep(n, flt) {
+		return dst
+	}
+	if len(steps) == 0 {
+		return append(dst, hit{n, typ})
+	}
+	if k != kObject {
+		return dst
+	}
+	st := &steps[0]
+	child, childType := -1, ""
+	if st.choice {
+		child, childType = t.choice(n, st.key)
+	} else {
+		child = t.get(n, st.key)
+	}
+	if child < 0 {
+		return dst
+	}
+	if st.index >= 0 {
+		if child = t.elem(child, st.index); child < 0 {
+			return dst
+		}
+	}
+	var f *step
+	if st.filter {
+		f = st
+	}
+	if len(steps) == 1 && childType != "" {
+		return t.walk(dst, child, f, nil, childType)
+	}
+	return t.walk(dst, child, f, steps[1:], typ)
+}
+
+// choice finds a choice element's value (value[x]) and its type from its
+// key. Of several keys (invalid FHIR) the first is taken; the map-based walk
+// took a random one.
+func (t *tree) choice(obj int, field string) (int, string) {
+	end := t.nodes[obj].end
+	for c := obj + 1; c < end; c = t.nodes[c].end {
+		k := t.nodes[c].key
+		if len(k) > len(field) && strings.HasPrefix(k, field) && unicode.IsUpper(rune(k[len(field)])) {
+			return t.get(obj, k), typeFromSuffix(k[len(field):])
+		}
+	}
+	return -1, ""
+}
+
+// keep reports whether n passes a where()/resolve() is filter.
+func (t *tree) keep(n int, st *step) bool {
+	if t.nodes[n].kind != kObject {
+		return false
+	}
+	if st.WhereField != "" && t.member(n, st.WhereField) != st.WhereValue {
+		return false
+	}
+	return st.ResolveIs == "" || t.refType(n) == st.ResolveIs
 }
 
 // refType is the resource type a Reference points to, from its reference
 // string or its type element.
-func refType(ref map[string]any) string {
-	if s, ok := ref["reference"].(string); ok {
-		if t, _, ok := splitRef(s); ok {
-			return t
+func (t *tree) refType(ref int) string {
+	if r := t.get(ref, "reference"); r >= 0 && t.nodes[r].kind == kString {
+		if typ, _, ok := splitRef(t.nodes[r].val); ok {
+			return typ
 		}
 	}
-	s, _ := ref["type"].(string)
-	return s
+	return t.member(ref, "type")
 }
 
 var primitiveSuffixes = map[string]string{
@@ -257,6 +381,9 @@ func upperFirst(s string) string {
 // Normalize folds case and strips accents for string search: "Müller" and
 // "MULLER" both become "muller".
 func Normalize(s string) string {
+	if out, ok := normalizeASCII(s); ok {
+		return out
+	}
 	var b strings.Builder
 	for _, r := range norm.NFD.String(s) {
 		if unicode.Is(unicode.Mn, r) {
@@ -271,6 +398,34 @@ func Normalize(s string) string {
 	return out
 }
 
+// normalizeASCII is Normalize for ASCII text (most of it), which NFD leaves
+// alone: lower-casing only, without allocating when nothing changes.
+func normalizeASCII(s string) (string, bool) {
+	upper := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return "", false
+		}
+		upper = upper || 'A' <= c && c <= 'Z'
+	}
+	if len(s) > maxIndexedString {
+		s = s[:maxIndexedString]
+	}
+	if !upper {
+		return s, true
+	}
+	b := make([]byte, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	return string(b), true
+}
+
 func truncateUTF8(s string, n int) string {
 	for n > 0 && n < len(s) && !utf8Start(s[n]) {
 		n--
@@ -281,134 +436,164 @@ func truncateUTF8(s string, n int) string {
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
 // add converts one value reached by a parameter's path into index entries.
-func (e *Entries) add(sp *spec.SearchParam, v any, typ string) {
-	switch sp.Type {
+func (e *Entries) add(t *tree, p *paramPlan, n int, typ string) {
+	id := p.sp.ID
+	switch p.sp.Type {
 	case spec.String:
-		e.addString(sp.ID, v, typ)
+		e.addString(t, id, n, typ)
 	case spec.Token:
-		e.addToken(sp.ID, v, typ)
+		e.addToken(t, id, n, typ)
 	case spec.Reference:
-		e.addRef(sp, v, typ)
+		e.addRef(t, p, n)
 	case spec.Date:
-		e.addDate(sp.ID, v, typ)
+		e.addDate(t, id, n, typ)
 	case spec.Number:
-		if n, ok := v.(json.Number); ok {
-			e.Numbers = append(e.Numbers, Number{Param: sp.ID, Value: n.String()})
+		if t.nodes[n].kind == kNumber {
+			e.Numbers = append(e.Numbers, Number{Param: id, Value: t.nodes[n].val})
 		}
 	case spec.Quantity:
-		if q, ok := quantity(v, typ); ok {
-			q.Param = sp.ID
+		if q, ok := t.quantity(n, typ); ok {
+			q.Param = id
 			e.Quantities = append(e.Quantities, q)
 		}
 	case spec.URI:
-		if s, ok := v.(string); ok {
-			e.URIs = append(e.URIs, URI{Param: sp.ID, Value: s})
+		if t.nodes[n].kind == kString {
+			e.URIs = append(e.URIs, URI{Param: id, Value: t.nodes[n].val})
 		}
 	}
 }
 
-func (e *Entries) addString(param int32, v any, typ string) {
-	put := func(s string) {
-		if s != "" {
-			exact := s
-			if len(exact) > maxIndexedString {
-				exact = truncateUTF8(exact, maxIndexedString)
-			}
-			e.Strings = append(e.Strings, String{Param: param, Norm: Normalize(s), Exact: exact})
-		}
-	}
-	switch x := v.(type) {
-	case string:
-		put(x)
-	case map[string]any:
+var (
+	humanNameStrings = []string{"text", "family", "given", "prefix", "suffix"}
+	addressStrings   = []string{"text", "line", "city", "district", "state", "postalCode", "country"}
+)
+
+func (e *Entries) addString(t *tree, param int32, n int, typ string) {
+	switch t.nodes[n].kind {
+	case kString:
+		e.putString(param, t.nodes[n].val)
+	case kObject:
+		var keys []string
 		switch typ {
 		case "HumanName":
-			for _, k := range []string{"text", "family", "given", "prefix", "suffix"} {
-				forEach(x[k], func(s any) { put(str(s)) })
-			}
+			keys = humanNameStrings
 		case "Address":
-			for _, k := range []string{"text", "line", "city", "district", "state", "postalCode", "country"} {
-				forEach(x[k], func(s any) { put(str(s)) })
-			}
+			keys = addressStrings
 		default: // CodeableConcept, Annotation, ... : their text
-			put(str(x["text"]))
+			e.putString(param, t.member(n, "text"))
+			return
+		}
+		for _, k := range keys {
+			v := t.get(n, k)
+			if v < 0 {
+				continue
+			}
+			if t.nodes[v].kind != kArray {
+				e.putString(param, t.str(v))
+				continue
+			}
+			for c, end := v+1, t.nodes[v].end; c < end; c = t.nodes[c].end {
+				e.putString(param, t.str(c))
+			}
 		}
 	}
 }
 
-func str(v any) string { s, _ := v.(string); return s }
+func (e *Entries) putString(param int32, s string) {
+	if s == "" {
+		return
+	}
+	exact := s
+	if len(exact) > maxIndexedString {
+		exact = truncateUTF8(exact, maxIndexedString)
+	}
+	e.Strings = append(e.Strings, String{Param: param, Norm: Normalize(s), Exact: exact})
+}
 
-func (e *Entries) addToken(param int32, v any, typ string) {
-	switch x := v.(type) {
-	case string:
-		e.Tokens = append(e.Tokens, Token{Param: param, Code: x})
-	case bool:
-		c := "false"
-		if x {
-			c = "true"
-		}
-		e.Tokens = append(e.Tokens, Token{Param: param, Code: c})
-	case json.Number:
-		e.Tokens = append(e.Tokens, Token{Param: param, Code: x.String()})
-	case map[string]any:
+func (e *Entries) addToken(t *tree, param int32, n int, typ string) {
+	switch t.nodes[n].kind {
+	case kString, kNumber:
+		e.Tokens = append(e.Tokens, Token{Param: param, Code: t.nodes[n].val})
+	case kTrue:
+		e.Tokens = append(e.Tokens, Token{Param: param, Code: "true"})
+	case kFalse:
+		e.Tokens = append(e.Tokens, Token{Param: param, Code: "false"})
+	case kObject:
 		switch typ {
 		case "CodeableConcept":
-			forEach(x["coding"], func(c any) { e.addCoding(param, c) })
-			if t := str(x["text"]); t != "" {
-				e.Tokens = append(e.Tokens, Token{Param: param, Text: Normalize(t)})
+			if c := t.get(n, "coding"); c >= 0 {
+				if t.nodes[c].kind != kArray {
+					e.addCoding(t, param, c)
+				} else {
+					for i, end := c+1, t.nodes[c].end; i < end; i = t.nodes[i].end {
+						e.addCoding(t, param, i)
+					}
+				}
+			}
+			if s := t.member(n, "text"); s != "" {
+				e.Tokens = append(e.Tokens, Token{Param: param, Text: Normalize(s)})
 			}
 		case "Identifier":
-			tok := Token{Param: param, System: str(x["system"]), Code: str(x["value"]), HasSystem: x["system"] != nil}
-			if it, ok := x["type"].(map[string]any); ok {
-				tok.Text = Normalize(str(it["text"]))
-				forEach(it["coding"], func(c any) {
-					if cm, ok := c.(map[string]any); ok && tok.TypeCode == "" {
-						tok.TypeSystem, tok.TypeCode = str(cm["system"]), str(cm["code"])
+			sys := t.get(n, "system")
+			tok := Token{Param: param, System: t.str(sys), Code: t.member(n, "value"), HasSystem: sys >= 0}
+			if it := t.object(t.get(n, "type")); it >= 0 {
+				tok.Text = Normalize(t.member(it, "text"))
+				if c := t.get(it, "coding"); c >= 0 {
+					first, end := c, c+1
+					if t.nodes[c].kind == kArray {
+						first, end = c+1, t.nodes[c].end
 					}
-				})
+					for i := first; i < end && tok.TypeCode == ""; i = t.nodes[i].end {
+						if t.nodes[i].kind == kObject {
+							tok.TypeSystem, tok.TypeCode = t.member(i, "system"), t.member(i, "code")
+						}
+					}
+				}
 			}
 			if tok.Code != "" {
 				e.Tokens = append(e.Tokens, tok)
 			}
 		case "ContactPoint":
-			if c := str(x["value"]); c != "" {
-				e.Tokens = append(e.Tokens, Token{Param: param, System: str(x["system"]), Code: c, HasSystem: x["system"] != nil})
+			if c := t.member(n, "value"); c != "" {
+				sys := t.get(n, "system")
+				e.Tokens = append(e.Tokens, Token{Param: param, System: t.str(sys), Code: c, HasSystem: sys >= 0})
 			}
 		default: // Coding and Coding-shaped values
-			e.addCoding(param, x)
+			e.addCoding(t, param, n)
 		}
 	}
 }
 
-func (e *Entries) addCoding(param int32, c any) {
-	cm, ok := c.(map[string]any)
-	if !ok {
+func (e *Entries) addCoding(t *tree, param int32, c int) {
+	if t.nodes[c].kind != kObject {
 		return
 	}
-	code := str(cm["code"])
-	display := Normalize(str(cm["display"]))
+	code := t.member(c, "code")
+	display := Normalize(t.member(c, "display"))
 	if code == "" && display == "" {
 		return
 	}
-	e.Tokens = append(e.Tokens, Token{Param: param, System: str(cm["system"]), Code: code, Text: display, HasSystem: cm["system"] != nil})
+	sys := t.get(c, "system")
+	e.Tokens = append(e.Tokens, Token{Param: param, System: t.str(sys), Code: code, Text: display, HasSystem: sys >= 0})
 }
 
 // IdentifierParam is the parameter id under which a reference parameter's
 // Reference.identifier values are indexed (as tokens) for :identifier.
 func IdentifierParam(typ, code string) int32 { return spec.ParamID(typ, code+":identifier") }
 
-func (e *Entries) addRef(sp *spec.SearchParam, v any, typ string) {
-	switch x := v.(type) {
-	case string: // canonical or uri used as a reference
-		e.References = append(e.References, refEntry(sp.ID, x))
-	case map[string]any:
-		if s := str(x["reference"]); s != "" {
-			e.References = append(e.References, refEntry(sp.ID, s))
+func (e *Entries) addRef(t *tree, p *paramPlan, n int) {
+	switch t.nodes[n].kind {
+	case kString: // canonical or uri used as a reference
+		e.References = append(e.References, refEntry(p.sp.ID, t.nodes[n].val))
+	case kObject:
+		if s := t.member(n, "reference"); s != "" {
+			e.References = append(e.References, refEntry(p.sp.ID, s))
 		}
-		if id, ok := x["identifier"].(map[string]any); ok {
+		if id := t.object(t.get(n, "identifier")); id >= 0 {
 			// Index under a derived id so Type?param:identifier=sys|val can find it.
-			if val := str(id["value"]); val != "" {
-				e.Tokens = append(e.Tokens, Token{Param: IdentifierParam(e.typ, sp.Code), System: str(id["system"]), Code: val, HasSystem: id["system"] != nil})
+			if val := t.member(id, "value"); val != "" {
+				sys := t.get(id, "system")
+				e.Tokens = append(e.Tokens, Token{Param: p.identParam, System: t.str(sys), Code: val, HasSystem: sys >= 0})
 			}
 		}
 	}
@@ -427,48 +612,75 @@ func splitRef(s string) (typ, id string, ok bool) {
 	if i := strings.Index(s, "/_history/"); i > 0 {
 		s = s[:i]
 	}
-	parts := strings.Split(s, "/")
-	if len(parts) < 2 {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
 		return "", "", false
 	}
-	typ, id = parts[len(parts)-2], parts[len(parts)-1]
-	if !spec.IsResourceType(typ) || !fhir.ValidID(id) {
+	typ, id = s[strings.LastIndexByte(s[:i], '/')+1:i], s[i+1:]
+	if !spec.IsResourceType(typ) || !validID(id) {
 		return "", "", false
 	}
 	return typ, id, true
 }
 
+// validID is fhir.ValidID (the id regex [A-Za-z0-9\-\.]{1,64}) without the
+// regexp, which cost a tenth of Extract. TestValidID keeps them equal.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // SplitReference exposes splitRef for search values.
 func SplitReference(s string) (typ, id string, ok bool) { return splitRef(s) }
 
-func (e *Entries) addDate(param int32, v any, typ string) {
-	switch x := v.(type) {
-	case string:
-		if lo, hi, err := fhir.ParseDateRange(x); err == nil {
+func (e *Entries) addDate(t *tree, param int32, n int, typ string) {
+	switch t.nodes[n].kind {
+	case kString:
+		if lo, hi, err := fhir.ParseDateRange(t.nodes[n].val); err == nil {
 			e.Dates = append(e.Dates, Date{Param: param, Lo: lo, Hi: hi})
 		}
-	case map[string]any:
+	case kObject:
 		switch typ {
 		case "Period":
 			lo, hi := MinTime, MaxTime
-			if s := str(x["start"]); s != "" {
+			start, end := t.get(n, "start"), t.get(n, "end")
+			if s := t.str(start); s != "" {
 				if l, _, err := fhir.ParseDateRange(s); err == nil {
 					lo = l
 				}
 			}
-			if s := str(x["end"]); s != "" {
+			if s := t.str(end); s != "" {
 				if _, h, err := fhir.ParseDateRange(s); err == nil {
 					hi = h
 				}
 			}
-			if x["start"] != nil || x["end"] != nil {
+			if start >= 0 || end >= 0 {
 				e.Dates = append(e.Dates, Date{Param: param, Lo: lo, Hi: hi})
 			}
 		case "Timing":
-			forEach(x["event"], func(ev any) { e.addDate(param, ev, "dateTime") })
-			if rep, ok := x["repeat"].(map[string]any); ok {
-				if bp, ok := rep["boundsPeriod"].(map[string]any); ok {
-					e.addDate(param, bp, "Period")
+			if ev := t.get(n, "event"); ev >= 0 {
+				if t.nodes[ev].kind != kArray {
+					e.addDate(t, param, ev, "dateTime")
+				} else {
+					for c, end := ev+1, t.nodes[ev].end; c < end; c = t.nodes[c].end {
+						if t.nodes[c].kind != kNull {
+							e.addDate(t, param, c, "dateTime")
+						}
+					}
+				}
+			}
+			if rep := t.object(t.get(n, "repeat")); rep >= 0 {
+				if bp := t.object(t.get(rep, "boundsPeriod")); bp >= 0 {
+					e.addDate(t, param, bp, "Period")
 				}
 			}
 		}
@@ -477,42 +689,43 @@ func (e *Entries) addDate(param int32, v any, typ string) {
 
 // quantity reads a Quantity-like value (Quantity, Age, Duration, Money,
 // Range, SimpleQuantity) or a bare decimal.
-func quantity(v any, typ string) (Quantity, bool) {
-	switch x := v.(type) {
-	case json.Number:
-		return Quantity{Lo: x.String(), Hi: x.String()}, true
-	case map[string]any:
+func (t *tree) quantity(n int, typ string) (Quantity, bool) {
+	switch t.nodes[n].kind {
+	case kNumber:
+		v := t.nodes[n].val
+		return Quantity{Lo: v, Hi: v}, true
+	case kObject:
 		if typ == "Range" {
 			var q Quantity
-			low, _ := x["low"].(map[string]any)
-			high, _ := x["high"].(map[string]any)
-			if low != nil {
-				q.Lo = num(low["value"])
-				q.System, q.Code, q.Unit = str(low["system"]), str(low["code"]), str(low["unit"])
+			low, high := t.object(t.get(n, "low")), t.object(t.get(n, "high"))
+			if low >= 0 {
+				q.Lo = t.num(t.get(low, "value"))
+				q.System, q.Code, q.Unit = t.member(low, "system"), t.member(low, "code"), t.member(low, "unit")
 			}
-			if high != nil {
-				q.Hi = num(high["value"])
+			if high >= 0 {
+				q.Hi = t.num(t.get(high, "value"))
 				if q.Code == "" {
-					q.System, q.Code, q.Unit = str(high["system"]), str(high["code"]), str(high["unit"])
+					q.System, q.Code, q.Unit = t.member(high, "system"), t.member(high, "code"), t.member(high, "unit")
 				}
 			}
 			return q, q.Lo != "" || q.Hi != ""
 		}
-		val := num(x["value"])
+		val := t.num(t.get(n, "value"))
 		if val == "" {
 			return Quantity{}, false
 		}
-		if cur := str(x["currency"]); cur != "" { // Money
+		if cur := t.member(n, "currency"); cur != "" { // Money
 			return Quantity{Lo: val, Hi: val, System: "urn:iso:std:iso:4217", Code: cur}, true
 		}
-		return Quantity{Lo: val, Hi: val, System: str(x["system"]), Code: str(x["code"]), Unit: str(x["unit"])}, true
+		return Quantity{Lo: val, Hi: val, System: t.member(n, "system"), Code: t.member(n, "code"), Unit: t.member(n, "unit")}, true
 	}
 	return Quantity{}, false
 }
 
-func num(v any) string {
-	if n, ok := v.(json.Number); ok {
-		return n.String()
+// num is a number's text, "" when n is absent or no number.
+func (t *tree) num(n int) string {
+	if n < 0 || t.nodes[n].kind != kNumber {
+		return ""
 	}
-	return ""
+	return t.nodes[n].val
 }

@@ -179,8 +179,8 @@ func TestDeceasedMatchesFHIRPath(t *testing.T) {
 		`{"resourceType":"Patient","deceasedDateTime":"2020-01-01"}`,
 	} {
 		native := mustExtract(t, "Patient", doc)
-		engine := &Entries{typ: "Patient"}
-		if err := engine.fallback(sp, []byte(doc)); err != nil {
+		engine := new(extractor)
+		if err := engine.fallback(&paramPlan{sp: sp}, []byte(doc)); err != nil {
 			t.Fatal(err)
 		}
 		var got, want []string
@@ -189,7 +189,7 @@ func TestDeceasedMatchesFHIRPath(t *testing.T) {
 				got = append(got, k.Code)
 			}
 		}
-		for _, k := range engine.Tokens {
+		for _, k := range engine.e.Tokens {
 			want = append(want, k.Code)
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
