@@ -39,6 +39,7 @@ generate: fhir-package
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./fhir -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/dimse -run '^$$' -fuzz FuzzPDU -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/dimse -run '^$$' -fuzz FuzzIdentifier -fuzztime $(FUZZTIME)
 	$(GO) test ./smart/scope -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)

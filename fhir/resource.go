@@ -6,16 +6,13 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/google/fhir/go/fhirversion"
-	"github.com/google/fhir/go/jsonformat"
-
 	"github.com/emberfhir/ember/fhir/spec"
+	"github.com/emberfhir/ember/fhir/validate"
 )
 
 // idPattern is the R4 id datatype's regex.
@@ -46,18 +43,12 @@ func (r *Resource) Type() string { return r.typ }
 func (r *Resource) ID() string { return r.id }
 
 // Parser validates resources. It is safe for concurrent use.
-type Parser struct {
-	um *jsonformat.Unmarshaller
-}
+type Parser struct{}
 
-// NewParser builds a Parser backed by google/fhir's validating R4 unmarshaller.
+// NewParser returns a Parser. The error is kept for callers written when
+// building one could fail (it wrapped google/fhir's unmarshaller).
 func NewParser() (*Parser, error) {
-	um, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
-	if err != nil {
-		return nil, fmt.Errorf("fhir: new unmarshaller: %w", err)
-	}
-	um.MaxNestingDepth = maxDepth
-	return &Parser{um: um}, nil
+	return &Parser{}, nil
 }
 
 // Parse validates body as an R4 resource. Malformed JSON gives a 400 Error;
@@ -96,12 +87,12 @@ func (p *Parser) Parse(body []byte, wantType string) (*Resource, error) {
 		return nil, NewError(http.StatusUnprocessableEntity, "value",
 			fmt.Sprintf("id %q does not match [A-Za-z0-9-.]{1,64}", id), rt+".id")
 	}
-	rep := &issueCollector{}
-	if _, err := p.um.UnmarshalWithErrorReporter(body, rep); err != nil {
-		rep.addError(err)
-	}
-	if len(rep.issues) > 0 {
-		return nil, &Error{Status: http.StatusUnprocessableEntity, Issues: rep.issues}
+	if vis := validate.Resource(body); len(vis) > 0 {
+		issues := make([]Issue, len(vis))
+		for i, vi := range vis {
+			issues[i] = Issue{Severity: "error", Code: vi.Code, Diagnostics: vi.Diagnostics, Expression: expression(vi.Expression)}
+		}
+		return nil, &Error{Status: http.StatusUnprocessableEntity, Issues: issues}
 	}
 	return &Resource{typ: rt, id: id, body: body, inexactNumbers: scan.inexactNumbers}, nil
 }
@@ -118,54 +109,6 @@ func topLevelString(body []byte, key string) (string, error) {
 		}
 	}
 	return "", nil
-}
-
-// issueCollector turns google/fhir's validation reports into Issues.
-type issueCollector struct {
-	issues []Issue
-}
-
-func (c *issueCollector) ReportValidationError(_ string, err error) error {
-	c.addError(err)
-	return nil
-}
-
-func (c *issueCollector) ReportValidationWarning(string, error) error { return nil }
-
-// addError unpacks google/fhir's UnmarshalError / UnmarshalErrorList. Those
-// types live in an internal package, so their exported fields are read by
-// reflection rather than by type assertion.
-func (c *issueCollector) addError(err error) {
-	v := reflect.ValueOf(err)
-	if v.Kind() == reflect.Slice {
-		for i := 0; i < v.Len(); i++ {
-			if e, ok := v.Index(i).Interface().(error); ok {
-				c.addError(e)
-			}
-		}
-		return
-	}
-	if v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() == reflect.Struct {
-		s := v.Elem()
-		path, details, diag := fieldString(s, "Path"), fieldString(s, "Details"), fieldString(s, "Diagnostics")
-		if details != "" {
-			msg := details
-			if diag != "" {
-				msg += ": " + diag
-			}
-			c.issues = append(c.issues, Issue{Severity: "error", Code: "invalid", Diagnostics: msg, Expression: expression(path)})
-			return
-		}
-	}
-	c.issues = append(c.issues, Issue{Severity: "error", Code: "invalid", Diagnostics: err.Error()})
-}
-
-func fieldString(s reflect.Value, name string) string {
-	f := s.FieldByName(name)
-	if f.IsValid() && f.Kind() == reflect.String {
-		return f.String()
-	}
-	return ""
 }
 
 func expression(path string) []string {

@@ -25,12 +25,12 @@ func TestParseRejects(t *testing.T) {
 		expr   string
 		msg    string
 	}{
-		{`{"resourceType":"Patient","foo":1}`, 422, "Patient", "unknown field"},
+		{`{"resourceType":"Patient","foo":1}`, 422, "Patient", "unknown member"},
 		{`{"resourceType":"Patient","birthDate":"1970-13-01"}`, 422, "Patient.birthDate", "date"},
 		{`{"resourceType":"Patient","name":[{"family":""}]}`, 422, "Patient.name[0].family", "empty string"},
 		{`{"resourceType":"Patient","name":[{"given":[null]}]}`, 422, "Patient.name[0].given", "only nulls"},
-		{`{"resourceType":"Patient","gender":"mail"}`, 422, "Patient.gender", "AdministrativeGenderCode"},
-		{`{"resourceType":"Observation"}`, 422, "Observation", "missing required field"},
+		{`{"resourceType":"Patient","gender":"mail"}`, 422, "Patient.gender", "administrative-gender"},
+		{`{"resourceType":"Observation"}`, 422, "Observation", "missing required member"},
 		{`{"resourceType":"Patient","id":"has space"}`, 422, "Patient.id", "does not match"},
 		{`{"resourceType":"Patient","id":7}`, 422, "Patient.id", "string"},
 		{`{"resourceType":"Patient","a":1,"a":2}`, 422, "Patient", "duplicate property"},

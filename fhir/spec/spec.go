@@ -2,7 +2,7 @@
 // the resource types (and, as features land, search parameters and compartments).
 package spec
 
-//go:generate go run ./gen -out .
+//go:generate go run ./gen -out . -validate-out ../validate
 
 import "sort"
 

@@ -35,6 +35,7 @@ type structureDefinition struct {
 
 func main() {
 	out := flag.String("out", ".", "directory of package spec")
+	validateOut := flag.String("validate-out", "", "directory of package validate (skipped when empty)")
 	flag.Parse()
 	dir, err := fhirpkg.Dir(context.Background())
 	if err != nil {
@@ -80,6 +81,9 @@ func main() {
 	writeSummaryTables(*out, m, types)
 	writeCompartments(*out, dir, types, params)
 	writeValueSets(*out, dir)
+	if *validateOut != "" {
+		writeValidate(*validateOut, dir)
+	}
 }
 
 func writeGo(path, src string) {
