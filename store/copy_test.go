@@ -157,3 +157,42 @@ func TestCopyCreateMatchesCreateMany(t *testing.T) {
 		t.Fatalf("CopyCreate over an existing id: %v, want ErrExists", err)
 	}
 }
+
+// TestResourcesCompressWithLZ4: large resource JSON is compressed with LZ4
+// (migration 00006) where the server has it.
+func TestResourcesCompressWithLZ4(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SET default_toast_compression = lz4"); err != nil {
+		t.Skipf("server without LZ4: %v", err)
+	}
+	st, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p, err := fhir.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Parse([]byte(`{"resourceType":"Basic","code":{"text":"`+strings.Repeat("compressible ", 1000)+`"}}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := st.Create(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var method string
+	if err := conn.QueryRow(ctx, `SELECT pg_column_compression(content) FROM resources WHERE type = 'Basic' AND id = $1`, v.ID).Scan(&method); err != nil {
+		t.Fatal(err)
+	}
+	if method != "lz4" {
+		t.Fatalf("content compressed with %q, want lz4", method)
+	}
+}
