@@ -29,6 +29,8 @@ path as the REST API. PATH is a file or a directory (searched recursively for
 a .json file holds a resource or a Bundle. Resources are written under their
 own id (re-importing updates them instead of duplicating) or created when they
 have none; transaction and batch Bundles run as if POSTed to the server.
+New resources are loaded with COPY; batches commit without waiting for the
+disk, and the import waits once, at the end, until everything is durable.
 Exits 1 if any resource was not imported.
 
 Flags:
@@ -46,6 +48,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	db.register(fs)
 	batch := fs.Int("batch", 200, "resources written per database transaction")
 	workers := fs.Int("workers", 0, "validating goroutines; 0 = one per CPU")
+	writers := fs.Int("writers", 2, "batches written at once, each in its own transaction")
 	baseURL := fs.String("base-url", env("EMBER_BASE_URL", "http://localhost:8080/fhir"),
 		"the server's public FHIR base URL: absolute references under it in Bundles are local (env EMBER_BASE_URL)")
 	paths, err := parseInterspersed(fs, args)
@@ -84,7 +87,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
-	opts := importer.Options{BatchSize: *batch, Workers: *workers, Bundles: srv}
+	opts := importer.Options{BatchSize: *batch, Workers: *workers, Writers: *writers, Bundles: srv}
 	live := isTerminal(stderr)
 	if live {
 		opts.Progress = func(s importer.Stats) {
