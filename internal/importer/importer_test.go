@@ -80,7 +80,7 @@ func TestConcurrentWritersKeepFileOrder(t *testing.T) {
 		t.Fatalf("%d errors kept, want MaxErrors=5: %v", len(res.Errors), res.Errors)
 	}
 	for i, e := range res.Errors {
-		if got := filepath.Base(e.Error()); !strings.HasPrefix(got, wantErrs[i]) {
+		if got := strings.TrimPrefix(e.Error(), dir+string(filepath.Separator)); !strings.HasPrefix(got, wantErrs[i]) {
 			t.Errorf("error %d = %q, want it at %s (input order)", i, got, wantErrs[i])
 		}
 	}
