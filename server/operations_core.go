@@ -45,9 +45,9 @@ func (s *Server) addCoreOperations(ops map[string]operationDef) {
 }
 
 // opParameters is the part of a FHIR Parameters resource the core operations
-// read. It is decoded with encoding/json, never with the validating parser:
-// google/fhir mis-parses Parameters.parameter.resource, and the operations
-// validate what they take out of it themselves.
+// read. It is decoded with encoding/json rather than validated whole: the
+// operations validate what they take out of it themselves (a resource part
+// with the resource's own rules and error locations).
 type opParameters struct {
 	ResourceType string        `json:"resourceType"`
 	Parameter    []opParameter `json:"parameter"`
