@@ -38,8 +38,15 @@ generate: fhir-package
 
 FUZZTIME ?= 60s
 fuzz:
-	$(GO) test ./fhir -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
-	$(GO) test ./fhir -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir/validate -run '^$$' -fuzz '^FuzzDateTime$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir/index -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir/index -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir/index -run '^$$' -fuzz '^FuzzParseDateRange$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir/shape -run '^$$' -fuzz '^FuzzSummary$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir/patch -run '^$$' -fuzz '^FuzzJSONPatch$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir/patch -run '^$$' -fuzz '^FuzzFHIRPathPatch$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/dimse -run '^$$' -fuzz FuzzPDU -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/dimse -run '^$$' -fuzz FuzzIdentifier -fuzztime $(FUZZTIME)
 	$(GO) test ./smart/scope -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
