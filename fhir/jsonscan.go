@@ -33,6 +33,10 @@ type scanner struct {
 	// lenient skips UTF-8 checks: used only to locate members of input that
 	// is about to be fully scanned anyway.
 	lenient bool
+	// keys are the member names of the objects being scanned, innermost
+	// last, for the duplicate check: a linear search over the few members
+	// of a FHIR object costs less than a map per object.
+	keys [][]byte
 	// inexactNumbers is set when a number's written form would not survive
 	// PostgreSQL's JSONB (numeric) storage: an exponent or a negative zero.
 	inexactNumbers bool
@@ -331,6 +335,36 @@ func (s *scanner) enter() bool {
 	return true
 }
 
+// maxLinearKeys is where duplicate checking switches from scanning the
+// object's keys to a map, so a hostile object with a huge number of
+// members costs linear, not quadratic, time.
+const maxLinearKeys = 32
+
+// duplicate reports whether key was seen already in the object whose keys
+// start at s.keys[kbase], and records it.
+func (s *scanner) duplicate(key []byte, kbase int, seen *map[string]struct{}) bool {
+	if *seen != nil {
+		if _, dup := (*seen)[string(key)]; dup {
+			return true
+		}
+		(*seen)[string(key)] = struct{}{}
+		return false
+	}
+	for _, k := range s.keys[kbase:] {
+		if bytes.Equal(k, key) {
+			return true
+		}
+	}
+	s.keys = append(s.keys, key)
+	if len(s.keys)-kbase > maxLinearKeys {
+		*seen = make(map[string]struct{}, 2*maxLinearKeys)
+		for _, k := range s.keys[kbase:] {
+			(*seen)[string(k)] = struct{}{}
+		}
+	}
+	return false
+}
+
 func (s *scanner) object() {
 	if !s.enter() {
 		return
@@ -338,7 +372,9 @@ func (s *scanner) object() {
 	defer func() { s.depth-- }()
 	s.pos++ // {
 	base := len(s.path)
-	var seen map[string]struct{}
+	kbase := len(s.keys)
+	defer func() { s.keys = s.keys[:kbase] }()
+	var seen map[string]struct{} // only for objects with many members
 	s.skipSpace()
 	if s.pos < len(s.data) && s.data[s.pos] == '}' {
 		s.pos++
@@ -359,14 +395,10 @@ func (s *scanner) object() {
 			s.fail(false, "empty property name")
 			return
 		}
-		if seen == nil {
-			seen = make(map[string]struct{}, 8)
-		}
-		if _, dup := seen[string(key)]; dup {
+		if s.duplicate(key, kbase, &seen) {
 			s.fail(false, "duplicate property "+strconv.Quote(string(key)))
 			return
 		}
-		seen[string(key)] = struct{}{}
 		s.skipSpace()
 		if s.pos >= len(s.data) || s.data[s.pos] != ':' {
 			s.fail(true, "expected ':' after object key")

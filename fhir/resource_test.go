@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -34,6 +35,12 @@ func TestParseRejects(t *testing.T) {
 		{`{"resourceType":"Patient","id":"has space"}`, 422, "Patient.id", "does not match"},
 		{`{"resourceType":"Patient","id":7}`, 422, "Patient.id", "string"},
 		{`{"resourceType":"Patient","a":1,"a":2}`, 422, "Patient", "duplicate property"},
+		{`{"resourceType":"Patient","a":1,"\u0061":2}`, 422, "Patient", `duplicate property "a"`},
+		// Past maxLinearKeys members the check moves to a map: repeats of
+		// keys from either side of the switch are still found.
+		{`{"resourceType":"Patient",` + manyKeys(40) + `,"k35":1}`, 422, "Patient", `duplicate property "k35"`},
+		{`{"resourceType":"Patient",` + manyKeys(40) + `,"k2":1}`, 422, "Patient", `duplicate property "k2"`},
+		{`{"resourceType":"Patient",` + manyKeys(40) + `,"resourceType":"Patient"}`, 422, "Patient", `duplicate property "resourceType"`},
 		{`{"resourceType":"Nope"}`, 400, "resourceType", "unknown resourceType"},
 		{`{"gender":"male"}`, 400, "", "resourceType"},
 		{`{`, 400, "", "invalid JSON"},
@@ -134,4 +141,13 @@ func TestParseDateRange(t *testing.T) {
 			t.Errorf("%q: want an error", bad)
 		}
 	}
+}
+
+// manyKeys is n distinct members "k0":0, "k1":1, ….
+func manyKeys(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(`"k%d":%d`, i, i)
+	}
+	return strings.Join(parts, ",")
 }
