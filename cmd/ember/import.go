@@ -48,7 +48,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	db.register(fs)
 	batch := fs.Int("batch", 200, "resources written per database transaction")
 	workers := fs.Int("workers", 0, "validating goroutines; 0 = one per CPU")
-	writers := fs.Int("writers", 2, "batches written at once, each in its own transaction")
+	writers := fs.Int("writers", 3, "batches or Bundles written at once, each in its own transaction")
 	baseURL := fs.String("base-url", env("EMBER_BASE_URL", "http://localhost:8080/fhir"),
 		"the server's public FHIR base URL: absolute references under it in Bundles are local (env EMBER_BASE_URL)")
 	paths, err := parseInterspersed(fs, args)

@@ -50,10 +50,10 @@ type Options struct {
 	BatchSize int
 	// Workers is how many goroutines validate; 0 means GOMAXPROCS.
 	Workers int
-	// Writers is how many batches are written at once, each in its own
-	// transaction; 0 means 2. Batches that share a resource id are
-	// written one after the other in file order, and a transaction or
-	// batch Bundle runs alone, so the outcome is that of writing
+	// Writers is how many batches or Bundles are written at once, each in
+	// its own transaction; 0 means 3. Those that share a resource id, or
+	// where one searches a type the other writes, are written one after
+	// the other in file order, so the outcome is that of writing
 	// everything in file order.
 	Writers int
 	// Bundles executes transaction and batch Bundles; without it they are
@@ -139,7 +139,7 @@ func Import(ctx context.Context, st *store.Store, p *fhir.Parser, paths []string
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
 	if opts.Writers <= 0 {
-		opts.Writers = 2
+		opts.Writers = 3
 	}
 	if opts.MaxErrors <= 0 {
 		opts.MaxErrors = 20
@@ -227,8 +227,11 @@ type chunk struct {
 	file   string
 	items  []item
 	bundle []byte
-	last   bool          // the file's last chunk
-	done   chan struct{} // closed when validated
+	// footprint of a Bundle, from its entries; an item chunk's is taken
+	// once its items are validated.
+	footprint *footprint
+	last      bool          // the file's last chunk
+	done      chan struct{} // closed when validated
 }
 
 // fail records an item that was not written. Writers run concurrently, so
@@ -443,18 +446,16 @@ func (im *importer) readJSON(ctx context.Context, path string, order, work chan<
 		return fmt.Errorf("import: %s: larger than %d bytes; split it into ndjson", path, maxJSONFile)
 	}
 	var head struct {
-		ResourceType string `json:"resourceType"`
-		Type         string `json:"type"`
-		Entry        []struct {
-			Resource json.RawMessage `json:"resource"`
-		} `json:"entry"`
+		ResourceType string        `json:"resourceType"`
+		Type         string        `json:"type"`
+		Entry        []bundleEntry `json:"entry"`
 	}
 	if err := json.Unmarshal(body, &head); err != nil || head.ResourceType != "Bundle" {
 		// Not a Bundle (or not JSON): one resource, which validation judges.
 		return im.send(ctx, &chunk{file: path, last: true, items: []item{{entry: -1, raw: body}}}, order, work)
 	}
 	if head.Type == "transaction" || head.Type == "batch" {
-		return im.send(ctx, &chunk{file: path, last: true, bundle: body}, order, work)
+		return im.send(ctx, &chunk{file: path, last: true, bundle: body, footprint: bundleFootprint(head.Entry)}, order, work)
 	}
 	c := &chunk{file: path}
 	for i, e := range head.Entry {
@@ -474,10 +475,10 @@ func (im *importer) readJSON(ctx context.Context, path string, order, work chan<
 	return im.send(ctx, c, order, work)
 }
 
-// write commits chunks with up to Options.Writers transactions at once.
-// A chunk waits for the chunks before it that share one of its resource
-// ids, and a Bundle chunk waits for (and holds back) all others, so every
-// resource ends as sequential writing in file order would leave it.
+// write commits chunks with up to Options.Writers transactions at once. A
+// chunk waits for the chunks before it whose writes could change its
+// outcome or be changed by it (see footprint), so every resource ends as
+// sequential writing in file order would leave it.
 func (im *importer) write(ctx context.Context, order <-chan *chunk) error {
 	fl := newInflight()
 	for c := range order {
@@ -486,15 +487,14 @@ func (im *importer) write(ctx context.Context, order <-chan *chunk) error {
 		case <-ctx.Done():
 			return errors.Join(context.Cause(ctx), fl.wait())
 		}
-		keys := c.keys()
-		if err := fl.admit(keys, c.bundle != nil, im.opts.Writers); err != nil {
+		fp := c.footprint
+		if fp == nil {
+			fp = itemsFootprint(c.items)
+		}
+		if err := fl.admit(fp, im.opts.Writers); err != nil {
 			break
 		}
-		if c.bundle != nil {
-			fl.finish(keys, im.writeChunk(ctx, c))
-			continue
-		}
-		go func() { fl.finish(keys, im.writeChunk(ctx, c)) }()
+		go func() { fl.finish(fp, im.writeChunk(ctx, c)) }()
 	}
 	if err := fl.wait(); err != nil {
 		return err
@@ -515,85 +515,6 @@ func (im *importer) writeChunk(ctx context.Context, c *chunk) error {
 		im.files.Add(1)
 	}
 	return err
-}
-
-// keys are the ids of a chunk's valid resources (those without one are
-// created under fresh ids and cannot collide).
-func (c *chunk) keys() []store.ResourceKey {
-	var keys []store.ResourceKey
-	for i := range c.items {
-		if r := c.items[i].res; r != nil && r.ID() != "" {
-			keys = append(keys, store.ResourceKey{Type: r.Type(), ID: r.ID()})
-		}
-	}
-	return keys
-}
-
-// inflight tracks the chunks being written and the ids they hold.
-type inflight struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	keys map[store.ResourceKey]int
-	n    int
-	err  error // the first writer error; no chunk is admitted after it
-}
-
-func newInflight() *inflight {
-	fl := &inflight{keys: map[store.ResourceKey]int{}}
-	fl.cond = sync.NewCond(&fl.mu)
-	return fl
-}
-
-// admit waits until a chunk with keys may start: a writer is free, none of
-// its ids is being written, and, for an exclusive chunk, nothing is.
-func (fl *inflight) admit(keys []store.ResourceKey, exclusive bool, writers int) error {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	for fl.err == nil && (fl.n >= writers || exclusive && fl.n > 0 || fl.holdsAny(keys)) {
-		fl.cond.Wait()
-	}
-	if fl.err != nil {
-		return fl.err
-	}
-	fl.n++
-	for _, k := range keys {
-		fl.keys[k]++
-	}
-	return nil
-}
-
-func (fl *inflight) holdsAny(keys []store.ResourceKey) bool {
-	for _, k := range keys {
-		if fl.keys[k] > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-func (fl *inflight) finish(keys []store.ResourceKey, err error) {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	fl.n--
-	for _, k := range keys {
-		if fl.keys[k]--; fl.keys[k] == 0 {
-			delete(fl.keys, k)
-		}
-	}
-	if err != nil && fl.err == nil {
-		fl.err = err
-	}
-	fl.cond.Broadcast()
-}
-
-// wait returns once no chunk is being written, with the first error.
-func (fl *inflight) wait() error {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	for fl.n > 0 {
-		fl.cond.Wait()
-	}
-	return fl.err
 }
 
 // writeItems writes a chunk's valid resources in one transaction. If the

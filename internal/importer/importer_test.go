@@ -191,3 +191,58 @@ func TestConcurrentWritersSerialiseSharedIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestBundlesWaitForWhatTheySearch: a transaction whose conditional
+// reference finds an Organization written by the last batches of the file
+// before it must not start until those batches commit, while Bundles that
+// share nothing run side by side.
+func TestBundlesWaitForWhatTheySearch(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	const orgs = 400
+	var lines []string
+	for i := range orgs {
+		lines = append(lines, fmt.Sprintf(`{"resourceType":"Organization","id":"o%d","identifier":[{"system":"http://example.org/org","value":"%d"}]}`, i, i))
+	}
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("1-orgs.ndjson", strings.Join(lines, "\n")+"\n")
+	for i := range 6 {
+		write(fmt.Sprintf("2-tx%d.json", i), fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[
+			{"resource":{"resourceType":"Patient","managingOrganization":{"reference":"Organization?identifier=http://example.org/org|%d"}},"request":{"method":"POST","url":"Patient"}}]}`, orgs-1-i))
+	}
+	dbURL := pgtest.NewDatabase(t)
+	st, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p, err := fhir.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{BaseURL: "http://localhost/fhir"}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := importer.Import(ctx, st, p, []string{dir}, importer.Options{BatchSize: orgs, Writers: 4, Bundles: srv})
+	if err != nil || res.Failed != 0 {
+		t.Fatalf("import: %v; %d failed: %v", err, res.Failed, res.Errors)
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var linked int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM resources WHERE type = 'Patient' AND content->'managingOrganization'->>'reference' LIKE 'Organization/o%'`).Scan(&linked); err != nil {
+		t.Fatal(err)
+	}
+	if linked != 6 {
+		t.Fatalf("%d patients linked to their organization, want 6", linked)
+	}
+}
