@@ -6,12 +6,13 @@
 // executed as the REST API would (ProcessBundle); other Bundles contribute
 // their entries' resources.
 //
-// Validation runs on every core while writers commit batches, a few
-// transactions at once; batches that share a resource id are written in
-// file order, so the last copy of a resource that appears twice is the one
-// kept, as with sequential writes. Batches of new resources are loaded
-// with COPY (store.Tx.CopyCreate) and commit without waiting for the WAL
-// flush; the import waits for durability once, at the end.
+// Validation runs on every core while writers commit batches and Bundles,
+// a few transactions at once; those whose footprints conflict (order.go)
+// are written in file order, so the outcome is that of sequential writes
+// (the last copy of a resource that appears twice is the one kept).
+// Batches of new resources are loaded with COPY (store.Tx.CopyCreate) and
+// commit without waiting for the WAL flush; the import waits for
+// durability once, at the end.
 package importer
 
 import (
