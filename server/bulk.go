@@ -22,8 +22,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -84,9 +82,9 @@ func (s *Server) ownedExport(ctx context.Context, id string) (store.ExportJob, e
 	return job, nil
 }
 
-// initBulk sets up the export job queue when Config.DataDir is set.
+// initBulk sets up the export job queue when Config.BulkExport is set.
 func (s *Server) initBulk() error {
-	if s.cfg.DataDir == "" {
+	if !s.cfg.BulkExport {
 		return nil
 	}
 	workers := s.cfg.ExportWorkers
@@ -140,19 +138,16 @@ func (s *Server) sweepExportsEvery(ctx context.Context, every time.Duration) {
 
 // sweepExports deletes the records and files of exports that finished more
 // than exportRetention before now (the manifest's Expires). Replicas
-// sweeping at once are harmless: a record goes once, files are removed
-// idempotently.
+// sweeping at once are harmless: a record goes once.
 func (s *Server) sweepExports(ctx context.Context, now time.Time) error {
 	ids, err := s.store.ExportsFinishedBefore(ctx, now.Add(-exportRetention))
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
+		// Its stored files go with its record.
 		if _, err := s.jobs.CancelExport(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
-		}
-		if err := os.RemoveAll(s.exportDir(id)); err != nil {
-			return fmt.Errorf("server: removing expired export %s: %w", id, err)
 		}
 	}
 	return nil
@@ -165,11 +160,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return s.jobs.Stop(ctx)
-}
-
-// exportDir is where export id's files live.
-func (s *Server) exportDir(id string) string {
-	return filepath.Join(s.cfg.DataDir, "export", id)
 }
 
 // bulkPaths serves the status and file URLs ahead of the FHIR dispatcher
@@ -547,11 +537,8 @@ func (s *Server) exportStatus(c *gin.Context, id string) {
 			s.fail(c, err)
 			return
 		}
-		// A worker still running removes the directory again when it sees
-		// the export gone.
-		if err := os.RemoveAll(s.exportDir(id)); err != nil {
-			s.log.Error("removing cancelled export files", "export", id, "err", err)
-		}
+		// The stored files went with the record; a worker still running
+		// stops at its next write.
 		s.writeJSON(c, http.StatusAccepted, fhir.Information("export "+id+" cancelled and its files deleted"))
 		return
 	}
@@ -597,7 +584,7 @@ func (s *Server) exportStatus(c *gin.Context, id string) {
 // sweep deletes the export (see sweepExports).
 const exportRetention = 24 * time.Hour
 
-// exportFile streams one output file from disk.
+// exportFile streams one output file from its stored parts.
 func (s *Server) exportFile(c *gin.Context, rest string) {
 	if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
 		c.Header("Allow", "GET")
@@ -626,20 +613,24 @@ func (s *Server) exportFile(c *gin.Context, rest string) {
 		s.fail(c, fhir.NotFound("export "+id+" has no file "+quote(name)))
 		return
 	}
-	f, err := os.Open(filepath.Join(s.exportDir(id), cp.Files[i].Name))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			err = fhir.NotFound("the file " + name + " of export " + id + " is not on this server's data directory")
-		}
-		s.fail(c, err)
-		return
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		s.fail(c, err)
+	f := cp.Files[i]
+	if f.Parts == 0 && f.Size > 0 {
+		s.fail(c, fhir.NewError(http.StatusGone, "not-found", "the files of export "+id+" were written by an earlier version of Ember and are gone: start the export again"))
 		return
 	}
 	c.Header("Content-Type", contentTypeNDJSON)
-	http.ServeContent(c.Writer, c.Request, name, st.ModTime(), f)
+	c.Header("Content-Length", strconv.FormatInt(f.Size, 10))
+	c.Status(http.StatusOK)
+	if c.Request.Method == http.MethodHead {
+		return
+	}
+	// The headers are out: a failure now can only cut the body short,
+	// which the client sees against Content-Length.
+	err = s.store.ExportFileParts(c.Request.Context(), id, i, func(b []byte) error {
+		_, err := c.Writer.Write(b)
+		return err
+	})
+	if err != nil && c.Request.Context().Err() == nil {
+		s.log.Error("serving export file", "export", id, "file", name, "err", err)
+	}
 }

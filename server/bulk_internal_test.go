@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,8 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,8 +35,7 @@ func TestExportResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	dataDir := t.TempDir()
-	s, err := New(Config{BaseURL: "http://ember.test/fhir", DataDir: dataDir, ExportWorkers: -1,
+	s, err := New(Config{BaseURL: "http://ember.test/fhir", BulkExport: true, ExportWorkers: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st)
 	if err != nil {
 		t.Fatal(err)
@@ -97,17 +96,13 @@ func TestExportResume(t *testing.T) {
 	if err := json.Unmarshal(job.Checkpoint, &cp); err != nil || len(cp.Files) == 0 {
 		t.Fatalf("checkpoint %s: %v", job.Checkpoint, err)
 	}
-	dir := s.exportDir(id)
-	last := filepath.Join(dir, cp.Files[len(cp.Files)-1].Name)
-	f, err := os.OpenFile(last, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
+	// What the interrupted run stored after its checkpoint: a part of its
+	// last file and a part of a file the checkpoint does not know.
+	last := len(cp.Files) - 1
+	if err := st.AppendExportPart(ctx, id, last, cp.Files[last].Parts, []byte(`{"resourceType":"Patient","id":"after-checkpoint"}`+"\n")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteString(`{"resourceType":"Patient","id":"half-writ`); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.WriteFile(filepath.Join(dir, "Stray-9.ndjson"), []byte("{}\n"), 0o600); err != nil {
+	if err := st.AppendExportPart(ctx, id, len(cp.Files)+3, 0, []byte("{}\n")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -136,11 +131,14 @@ func TestExportResume(t *testing.T) {
 		if f.Count > 100 {
 			t.Errorf("%s has %d lines, more than the split size", f.Name, f.Count)
 		}
-		fh, err := os.Open(filepath.Join(dir, f.Name))
-		if err != nil {
+		var content bytes.Buffer
+		if err := st.ExportFileParts(ctx, id, slices.Index(cp.Files, f), func(b []byte) error { content.Write(b); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		sc := bufio.NewScanner(fh)
+		if int64(content.Len()) != f.Size {
+			t.Fatalf("%s: %d bytes stored, checkpoint says %d", f.Name, content.Len(), f.Size)
+		}
+		sc := bufio.NewScanner(&content)
 		lines := int64(0)
 		for sc.Scan() {
 			var res struct{ ResourceType, ID string }
@@ -154,7 +152,6 @@ func TestExportResume(t *testing.T) {
 			seen[key] = true
 			lines++
 		}
-		fh.Close()
 		if lines != f.Count {
 			t.Fatalf("%s: %d lines, checkpoint says %d", f.Name, lines, f.Count)
 		}
@@ -162,8 +159,9 @@ func TestExportResume(t *testing.T) {
 	if len(seen) != 2*n {
 		t.Fatalf("%d resources exported, want %d", len(seen), 2*n)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "Stray-9.ndjson")); !os.IsNotExist(err) {
-		t.Fatalf("stray file kept: %v", err)
+	var stray int
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM bulk_export_parts WHERE export_id = $1 AND file >= $2`, id, len(cp.Files)).Scan(&stray); err != nil || stray != 0 {
+		t.Fatalf("%d parts of files the checkpoint does not list kept (%v)", stray, err)
 	}
 
 	// An export whose stored parameters no longer parse fails at once,
@@ -196,7 +194,7 @@ func TestExportSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s, err := New(Config{BaseURL: "http://ember.test/fhir", DataDir: t.TempDir(), ExportWorkers: -1,
+	s, err := New(Config{BaseURL: "http://ember.test/fhir", BulkExport: true, ExportWorkers: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st)
 	if err != nil {
 		t.Fatal(err)
@@ -210,10 +208,7 @@ func TestExportSweep(t *testing.T) {
 			id, fmt.Sprintf("%d seconds", int(age.Seconds()))); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.MkdirAll(s.exportDir(id), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(s.exportDir(id), "Patient-1.ndjson"), []byte("{}\n"), 0o644); err != nil {
+		if err := st.AppendExportPart(ctx, id, 0, 0, []byte("{}\n")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,10 +217,13 @@ func TestExportSweep(t *testing.T) {
 	}
 	for id, age := range finished {
 		_, err := st.ExportJob(ctx, id)
-		_, statErr := os.Stat(s.exportDir(id))
+		var parts int
+		if qerr := st.Pool().QueryRow(ctx, `SELECT count(*) FROM bulk_export_parts WHERE export_id = $1`, id).Scan(&parts); qerr != nil {
+			t.Fatal(qerr)
+		}
 		expired := age > exportRetention
-		if expired != errors.Is(err, store.ErrNotFound) || expired != os.IsNotExist(statErr) {
-			t.Errorf("export finished %v ago: record err %v, files err %v", age, err, statErr)
+		if expired != errors.Is(err, store.ErrNotFound) || expired != (parts == 0) {
+			t.Errorf("export finished %v ago: record err %v, %d parts", age, err, parts)
 		}
 	}
 }

@@ -1,14 +1,11 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/emberfhir/ember/store"
@@ -24,19 +21,21 @@ const (
 )
 
 // exportCheckpoint is an export's resumable state: every resource with a
-// rid up to After is in Files, whose sizes say where each file ends.
+// rid up to After is in Files, whose part counts say where each file ends.
 type exportCheckpoint struct {
 	After int64        `json:"after"`
 	Files []exportFile `json:"files"`
 }
 
 // exportFile is one output file. Files of a type are numbered from 1; only
-// a type's last file is still being appended to.
+// a type's last file is still being appended to. Count, Size and Parts
+// describe what is stored as of the checkpoint.
 type exportFile struct {
 	Type  string `json:"type"`
 	Name  string `json:"name"`
 	Count int64  `json:"count"`
 	Size  int64  `json:"size"`
+	Parts int    `json:"parts"` // stored parts (bulk_export_parts), in order
 }
 
 // exportRunner runs export jobs for the store's River worker.
@@ -111,7 +110,7 @@ func (r exportRunner) runOnce(ctx context.Context, id string) error {
 	// Under the lock the checkpoint cannot move: read it again.
 	if job, err = s.store.StartExport(ctx, id, rd.TransactionTime()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return s.removeExportFiles(id)
+			return nil // cancelled meanwhile: its parts went with it
 		}
 		return err
 	}
@@ -121,12 +120,10 @@ func (r exportRunner) runOnce(ctx context.Context, id string) error {
 			cp = exportCheckpoint{}
 		}
 	}
-	dir := s.exportDir(id)
-	w, err := resumeExportWriter(dir, &cp, r.fileLines)
+	w, err := resumeExportWriter(ctx, s.store, id, &cp, r.fileLines)
 	if err != nil {
-		return err
+		return exportGone(err)
 	}
-	defer w.closeFiles()
 	if err := rd.Scan(ctx, cp.After); err != nil {
 		return err
 	}
@@ -141,8 +138,8 @@ func (r exportRunner) runOnce(ctx context.Context, id string) error {
 			return err
 		}
 		for _, row := range rows {
-			if err := w.write(row.Type, row.Content); err != nil {
-				return err
+			if err := w.write(ctx, row.Type, row.Content); err != nil {
+				return exportGone(err)
 			}
 			cp.After = row.RID
 		}
@@ -152,8 +149,8 @@ func (r exportRunner) runOnce(ctx context.Context, id string) error {
 		}
 		if time.Since(last) >= r.checkpointEvery {
 			last = time.Now()
-			if err := w.flush(false); err != nil {
-				return err
+			if err := w.flush(ctx); err != nil {
+				return exportGone(err)
 			}
 			cp.Files = w.files
 			if err := s.checkpoint(ctx, id, exported, &cp, s.store.CheckpointExport); err != nil {
@@ -164,9 +161,9 @@ func (r exportRunner) runOnce(ctx context.Context, id string) error {
 			}
 		}
 	}
-	// Durable before it is announced: the manifest lists these files.
-	if err := w.flush(true); err != nil {
-		return err
+	// Stored before it is announced: the manifest lists these files.
+	if err := w.flush(ctx); err != nil {
+		return exportGone(err)
 	}
 	cp.Files = w.files
 	return s.checkpoint(ctx, id, exported, &cp, s.store.FinishExport)
@@ -182,7 +179,7 @@ func (s *Server) checkpoint(ctx context.Context, id string, exported int64, cp *
 	}
 	if err := save(ctx, id, exported, raw); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errors.Join(errExportGone, s.removeExportFiles(id))
+			return errExportGone
 		}
 		return err
 	}
@@ -196,105 +193,69 @@ func (s *Server) failNow(ctx context.Context, id string, err error) error {
 	return nil // recorded; retrying cannot help
 }
 
-// removeExportFiles deletes a cancelled export's directory.
-func (s *Server) removeExportFiles(id string) error {
-	if err := os.RemoveAll(s.exportDir(id)); err != nil {
-		return fmt.Errorf("server: remove export %s: %w", id, err)
+// exportGone turns the store's ErrNotFound for a part of a deleted export
+// into errExportGone: the export was cancelled under the worker.
+func exportGone(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errExportGone
 	}
-	return nil
+	return err
 }
 
-// exportWriter appends resources to per-type ndjson files.
+// exportPartSize is about how much of a file is buffered before it is
+// stored as a part; a checkpoint stores whatever is buffered.
+const exportPartSize = 1 << 20
+
+// exportWriter appends resources to per-type ndjson files stored in parts.
 type exportWriter struct {
-	dir      string
+	st       *store.Store
+	id       string
 	maxLines int64
 	files    []exportFile           // in creation order, as the manifest lists them
 	open     map[string]*openExport // by type: its last file
 }
 
 type openExport struct {
-	i int // index into files
-	f *os.File
-	w *bufio.Writer
+	i   int          // index into files
+	buf bytes.Buffer // whole lines not stored yet
 }
 
-// resumeExportWriter prepares dir for cp: files past the checkpoint are
-// cut back to its sizes and strays removed. If a file is shorter than the
-// checkpoint says (data lost in a crash), the export starts over and cp is
-// reset.
-func resumeExportWriter(dir string, cp *exportCheckpoint, maxLines int64) (*exportWriter, error) {
-	w := &exportWriter{dir: dir, maxLines: maxLines, open: map[string]*openExport{}}
-	if cp.After > 0 {
-		if err := w.resume(cp); err == nil {
-			return w, nil
+// resumeExportWriter prepares the export's stored parts for cp: parts
+// written after the checkpoint by an interrupted run are dropped, and each
+// type's last file is appended to. Without a checkpoint (or with one from
+// before parts were stored in the database) the export starts over and cp
+// is reset.
+func resumeExportWriter(ctx context.Context, st *store.Store, id string, cp *exportCheckpoint, maxLines int64) (*exportWriter, error) {
+	w := &exportWriter{st: st, id: id, maxLines: maxLines, open: map[string]*openExport{}}
+	for _, f := range cp.Files {
+		if f.Size > 0 && f.Parts == 0 {
+			*cp = exportCheckpoint{} // written as local files by an earlier version
+			break
 		}
-		w.closeFiles()
-		w = &exportWriter{dir: dir, maxLines: maxLines, open: map[string]*openExport{}}
+	}
+	if cp.After == 0 {
 		*cp = exportCheckpoint{}
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("server: export directory: %w", err)
+	parts := make([]int32, len(cp.Files))
+	for i, f := range cp.Files {
+		parts[i] = int32(f.Parts)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("server: export directory: %w", err)
+	if err := st.TrimExportParts(ctx, id, parts); err != nil {
+		return nil, err
+	}
+	w.files = append([]exportFile(nil), cp.Files...)
+	for i, f := range w.files {
+		w.open[f.Type] = &openExport{i: i} // the last file of each type wins
 	}
 	return w, nil
 }
 
-func (w *exportWriter) resume(cp *exportCheckpoint) error {
-	keep := map[string]bool{}
-	lastOf := map[string]int{}
-	for i, f := range cp.Files {
-		keep[f.Name] = true
-		lastOf[f.Type] = i
-	}
-	ents, err := os.ReadDir(w.dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !keep[e.Name()] {
-			if err := os.Remove(filepath.Join(w.dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	w.files = append([]exportFile(nil), cp.Files...)
-	for i, f := range w.files {
-		fh, err := os.OpenFile(filepath.Join(w.dir, f.Name), os.O_RDWR, 0)
-		if err != nil {
-			return err
-		}
-		st, err := fh.Stat()
-		if err != nil || st.Size() < f.Size {
-			fh.Close()
-			return fmt.Errorf("export file %s is shorter than its checkpoint", f.Name)
-		}
-		if st.Size() > f.Size {
-			if err := fh.Truncate(f.Size); err != nil {
-				fh.Close()
-				return err
-			}
-		}
-		if lastOf[f.Type] != i {
-			fh.Close()
-			continue
-		}
-		if _, err := fh.Seek(f.Size, 0); err != nil {
-			fh.Close()
-			return err
-		}
-		w.open[f.Type] = &openExport{i: i, f: fh, w: bufio.NewWriterSize(fh, 32<<10)}
-	}
-	return nil
-}
-
 // write appends one resource as one line. Stored JSON is single-line
 // except a verbatim copy of a pretty-printed body, which is compacted.
-func (w *exportWriter) write(typ string, content []byte) error {
+func (w *exportWriter) write(ctx context.Context, typ string, content []byte) error {
 	o := w.open[typ]
 	if o == nil || w.files[o.i].Count >= w.maxLines {
-		if err := w.next(typ); err != nil {
+		if err := w.next(ctx, typ); err != nil {
 			return err
 		}
 		o = w.open[typ]
@@ -306,76 +267,55 @@ func (w *exportWriter) write(typ string, content []byte) error {
 		}
 		content = buf.Bytes()
 	}
-	if _, err := o.w.Write(content); err != nil {
-		return fmt.Errorf("server: export write: %w", err)
-	}
-	if err := o.w.WriteByte('\n'); err != nil {
-		return fmt.Errorf("server: export write: %w", err)
-	}
+	o.buf.Write(content)
+	o.buf.WriteByte('\n')
 	f := &w.files[o.i]
 	f.Count++
 	f.Size += int64(len(content)) + 1
+	if o.buf.Len() >= exportPartSize {
+		return w.storePart(ctx, o)
+	}
 	return nil
 }
 
-// next starts typ's next file, closing its current one.
-func (w *exportWriter) next(typ string) error {
-	n := 1
+// next starts typ's next file, storing the rest of its current one.
+func (w *exportWriter) next(ctx context.Context, typ string) error {
 	if o := w.open[typ]; o != nil {
-		if err := o.close(true); err != nil {
+		if err := w.storePart(ctx, o); err != nil {
 			return err
 		}
-		delete(w.open, typ)
 	}
+	n := 1
 	for _, f := range w.files {
 		if f.Type == typ {
 			n++
 		}
 	}
-	name := fmt.Sprintf("%s-%d.ndjson", typ, n)
-	fh, err := os.OpenFile(filepath.Join(w.dir, name), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
-	if err != nil {
-		return fmt.Errorf("server: export file: %w", err)
-	}
-	w.files = append(w.files, exportFile{Type: typ, Name: name})
-	w.open[typ] = &openExport{i: len(w.files) - 1, f: fh, w: bufio.NewWriterSize(fh, 32<<10)}
+	w.files = append(w.files, exportFile{Type: typ, Name: fmt.Sprintf("%s-%d.ndjson", typ, n)})
+	w.open[typ] = &openExport{i: len(w.files) - 1}
 	return nil
 }
 
-// flush writes every buffer out, and with sync makes the files durable.
-func (w *exportWriter) flush(sync bool) error {
+// storePart stores o's buffered lines as its file's next part.
+func (w *exportWriter) storePart(ctx context.Context, o *openExport) error {
+	if o.buf.Len() == 0 {
+		return nil
+	}
+	f := &w.files[o.i]
+	if err := w.st.AppendExportPart(ctx, w.id, o.i, f.Parts, o.buf.Bytes()); err != nil {
+		return err
+	}
+	f.Parts++
+	o.buf.Reset()
+	return nil
+}
+
+// flush stores every buffered line, so the files hold all that was written.
+func (w *exportWriter) flush(ctx context.Context) error {
 	for _, o := range w.open {
-		if err := o.w.Flush(); err != nil {
-			return fmt.Errorf("server: export write: %w", err)
-		}
-		if sync {
-			if err := o.f.Sync(); err != nil {
-				return fmt.Errorf("server: export sync: %w", err)
-			}
+		if err := w.storePart(ctx, o); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-func (o *openExport) close(sync bool) error {
-	if err := o.w.Flush(); err != nil {
-		o.f.Close()
-		return fmt.Errorf("server: export write: %w", err)
-	}
-	if sync {
-		if err := o.f.Sync(); err != nil {
-			o.f.Close()
-			return fmt.Errorf("server: export sync: %w", err)
-		}
-	}
-	return o.f.Close()
-}
-
-// closeFiles closes every open file without flushing: unflushed data is
-// past the last checkpoint and would be cut off on resume anyway.
-func (w *exportWriter) closeFiles() {
-	for typ, o := range w.open {
-		o.f.Close()
-		delete(w.open, typ)
-	}
 }

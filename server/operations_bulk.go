@@ -3,7 +3,7 @@ package server
 import "net/http"
 
 // addBulkOperations registers the Bulk Data $export operations, when the
-// server has somewhere to write files (Config.DataDir).
+// server runs them (Config.BulkExport).
 func (s *Server) addBulkOperations(ops map[string]operationDef) {
 	if s.jobs == nil {
 		return

@@ -35,11 +35,10 @@ type Config struct {
 	// (_count); 0 means 20 and 1000.
 	DefaultPageSize, MaxPageSize int
 	Logger                       *slog.Logger
-	// DataDir is Ember's data directory; Bulk Data export files go under
-	// DataDir/export. Empty disables $export. Replicas that share a
-	// database must share this directory for any of them to serve the
-	// files another wrote.
-	DataDir string
+	// BulkExport enables $export. Its jobs run in PostgreSQL (call
+	// store.MigrateJobs first) and its files are stored there too, so any
+	// replica can work an export or serve its files.
+	BulkExport bool
 	// ExportWorkers is how many exports this process runs at once: 0 means
 	// 1, negative none (it only accepts and reports exports). Start runs them.
 	ExportWorkers int
@@ -85,7 +84,7 @@ type Server struct {
 	ops        map[string]operationDef
 	metrics    *metrics
 	registry   *prometheus.Registry
-	jobs       *store.Jobs // background jobs (bulk export); nil without a DataDir
+	jobs       *store.Jobs // background jobs (bulk export); nil without BulkExport
 	policies   policyCache
 }
 

@@ -145,7 +145,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	maxConns := fs.Int("db-max-conns", int(envInt("EMBER_DB_MAX_CONNS", 0)), "database connection pool size; 0 = 4 per CPU (env EMBER_DB_MAX_CONNS)")
 	debugAddr := fs.String("debug-addr", env("EMBER_DEBUG_ADDR", ""), "serve Go pprof profiles on this address (env EMBER_DEBUG_ADDR; off when empty)")
 	exportWorkers := fs.Int("export-workers", int(envInt("EMBER_EXPORT_WORKERS", 1)),
-		"Bulk Data exports this process runs at once; 0 = none, only accept them (env EMBER_EXPORT_WORKERS); files go under <data-dir>/export")
+		"Bulk Data exports this process runs at once; 0 = none, only accept them (env EMBER_EXPORT_WORKERS); the files are stored in the database")
 	var hf httpFlags
 	hf.register(fs)
 	var df dicomFlags
@@ -201,7 +201,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		workers = -1 // server.Config: negative means none
 	}
 	cfg := server.Config{BaseURL: base, MaxBody: *maxBody, Version: version, Logger: log,
-		DataDir: db.dataDir, ExportWorkers: workers}
+		BulkExport: true, ExportWorkers: workers}
 	if err := hf.configureAuth(ctx, &cfg, st, log); err != nil {
 		ln.Close()
 		return err
