@@ -26,8 +26,10 @@ func (e *Error) Error() string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		if len(is.Expression) > 0 {
-			b.WriteString(strings.Join(is.Expression, ","))
+		// Diagnostics that already start with the location (a transaction
+		// entry's, say) are not prefixed with it twice.
+		if expr := strings.Join(is.Expression, ","); expr != "" && !strings.HasPrefix(is.Diagnostics, expr+": ") {
+			b.WriteString(expr)
 			b.WriteString(": ")
 		}
 		b.WriteString(is.Diagnostics)

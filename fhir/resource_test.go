@@ -151,3 +151,19 @@ func manyKeys(n int) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+func TestErrorText(t *testing.T) {
+	for _, tc := range []struct {
+		issue Issue
+		want  string
+	}{
+		{Issue{Diagnostics: "bad"}, "bad"},
+		{Issue{Diagnostics: "bad", Expression: []string{"Patient.gender"}}, "Patient.gender: bad"},
+		{Issue{Diagnostics: "Bundle.entry[0]: bad", Expression: []string{"Bundle.entry[0]"}}, "Bundle.entry[0]: bad"},
+		{Issue{Diagnostics: "Bundle.entry[0]: bad", Expression: []string{"Bundle.entry[0].resource.id"}}, "Bundle.entry[0].resource.id: Bundle.entry[0]: bad"},
+	} {
+		if got := (&Error{Issues: []Issue{tc.issue}}).Error(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.issue, got, tc.want)
+		}
+	}
+}
