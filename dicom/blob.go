@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/fileblob" // file:// URLs
@@ -200,6 +201,27 @@ func (b *Blobs) delete(ctx context.Context, key string) error {
 		return fmt.Errorf("dicom: blob delete %s: %w", key, err)
 	}
 	return nil
+}
+
+// list calls fn with every stored key (in-progress temporary names left
+// out) and its modification time.
+func (b *Blobs) list(ctx context.Context, fn func(key string, mod time.Time) error) error {
+	it := b.bucket.List(nil)
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("dicom: blob list: %w", err)
+		}
+		if strings.Contains(obj.Key, ".tmp-") {
+			continue
+		}
+		if err := fn(obj.Key, obj.ModTime); err != nil {
+			return err
+		}
+	}
 }
 
 // Keys lists every stored key (tests and maintenance; not for hot paths).

@@ -15,7 +15,9 @@
 // rename, and the file and its directory are fsynced together) before one
 // batched statement upserts the study, series and instance rows; if that
 // fails the blob is deleted. A crash between the two, or during the write,
-// can leave an unreferenced blob, never a row without its file.
+// can leave an unreferenced blob, never a row without its file; SweepOrphans
+// deletes such blobs once they are old enough that no ingest can still be
+// about to commit them.
 //
 // Study and series rows take the latest non-empty value of each attribute
 // and are written only when one changes; ingests of one study hold its row

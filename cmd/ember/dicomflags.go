@@ -90,12 +90,14 @@ func (d *dicomFlags) start(ctx context.Context, cfg *server.Config, st *store.St
 			return nil, fmt.Errorf("serve: DIMSE listener %s: %w (--dimse-addr off disables it)", d.dimseAddr, err)
 		}
 	}
-	// Studies left stale by a crash get their ImagingStudy rebuilt.
+	// Studies left stale by a crash get their ImagingStudy rebuilt, and
+	// blobs left without an instance row are removed, now and hourly.
 	go func() {
 		if err := svc.Flush(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("DICOM: rebuilding stale ImagingStudy resources", "err", err)
 		}
 	}()
+	go svc.SweepOrphansEvery(ctx, time.Hour)
 	return rt, nil
 }
 
