@@ -227,17 +227,9 @@ func (b *Blobs) list(ctx context.Context, fn func(key string, mod time.Time) err
 // Keys lists every stored key (tests and maintenance; not for hot paths).
 func (b *Blobs) Keys(ctx context.Context) ([]string, error) {
 	var keys []string
-	it := b.bucket.List(nil)
-	for {
-		obj, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return keys, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dicom: blob list: %w", err)
-		}
-		if !strings.Contains(obj.Key, ".tmp-") {
-			keys = append(keys, obj.Key)
-		}
-	}
+	err := b.list(ctx, func(key string, _ time.Time) error {
+		keys = append(keys, key)
+		return nil
+	})
+	return keys, err
 }
