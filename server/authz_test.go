@@ -245,9 +245,24 @@ func TestPatientScopedWrites(t *testing.T) {
 		{"fullUrl":"urn:uuid:1","resource":` + string(obs("", "A")) + `,"request":{"method":"POST","url":"Observation"}},
 		{"fullUrl":"urn:uuid:2","resource":` + string(obs("", "B")) + `,"request":{"method":"POST","url":"Observation"}}]}`
 	expectOutcome(t, e.do(http.MethodPost, "", []byte(tx), w, ct), http.StatusForbidden)
-	r := e.do(http.MethodGet, "/Observation?_summary=count", nil, "Authorization: Bearer admin")
+	// The same in a run of creates long enough to be loaded with COPY: the
+	// outcome names the forbidden entry.
+	var entries []string
+	for i := range 20 {
+		patient := "A"
+		if i == 13 {
+			patient = "B"
+		}
+		entries = append(entries, `{"resource":`+string(obs("", patient))+`,"request":{"method":"POST","url":"Observation"}}`)
+	}
+	r := e.do(http.MethodPost, "", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(entries, ",")+`]}`), w, ct)
+	expectOutcome(t, r, http.StatusForbidden)
+	if !strings.Contains(string(r.body), "Bundle.entry[13]") {
+		t.Errorf("the refusal does not name entry 13: %s", r.body)
+	}
+	r = e.do(http.MethodGet, "/Observation?_summary=count", nil, "Authorization: Bearer admin")
 	if n := r.json(t)["total"]; n != float64(5) {
-		t.Errorf("after the refused transaction there are %v Observations, want 5", n)
+		t.Errorf("after the refused transactions there are %v Observations, want 5", n)
 	}
 	// Unconfined tokens may export; only the client that started an
 	// export sees its status (the files and cancel check the same).

@@ -448,13 +448,23 @@ func plainCreates(entries []*txEntry, i int) int {
 	return j
 }
 
-// createBatch creates a run of POST entries in one round trip.
+// copyCreates is the run length from which plain creates are loaded with
+// COPY (a round trip per index table) rather than pipelined statements (a
+// plan per resource). Their ids are fresh UUIDv7s, so COPY's lack of
+// ON CONFLICT does not matter.
+const copyCreates = 16
+
+// createBatch creates a run of POST entries in a few round trips.
 func (s *Server) createBatch(ctx context.Context, tx *store.Tx, run []*txEntry) error {
 	items := make([]store.NewResource, len(run))
 	for k, e := range run {
 		items[k] = store.NewResource{Res: e.res, ID: e.id}
 	}
-	versions, err := tx.CreateMany(ctx, items)
+	create := tx.CreateMany
+	if len(items) >= copyCreates {
+		create = tx.CopyCreate
+	}
+	versions, err := create(ctx, items)
 	if err != nil {
 		failed := run[0]
 		var ie *store.ItemError
