@@ -28,12 +28,13 @@ func (s *Store) AppendExportPart(ctx context.Context, id string, file, part int,
 }
 
 // TrimExportParts deletes the parts an export's checkpoint does not list:
-// file i keeps its first parts[i] parts, files past len(parts) go. A
+// file i keeps its first parts[i] parts, files past len(parts) go (all of
+// them for an empty or nil parts). A
 // resumed worker calls it before writing on, so parts written after the
 // last checkpoint by an interrupted run are not kept twice.
 func (s *Store) TrimExportParts(ctx context.Context, id string, parts []int32) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM bulk_export_parts WHERE export_id = $1
-		AND (file >= cardinality($2::int4[]) OR part >= ($2::int4[])[file + 1])`, id, parts)
+		AND (file >= coalesce(cardinality($2::int4[]), 0) OR part >= ($2::int4[])[file + 1])`, id, parts)
 	if err != nil {
 		return fmt.Errorf("store: trim export %s: %w", id, err)
 	}
