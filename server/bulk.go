@@ -618,19 +618,83 @@ func (s *Server) exportFile(c *gin.Context, rest string) {
 		s.fail(c, fhir.NewError(http.StatusGone, "not-found", "the files of export "+id+" were written by an earlier version of Ember and are gone: start the export again"))
 		return
 	}
+	// One byte range (RFC 9110 §14) lets a client resume a download; other
+	// Range forms, or a conditional one, get the whole file.
+	offset, length, status := int64(0), f.Size, http.StatusOK
+	if rh := c.Request.Header.Get("Range"); rh != "" && c.Request.Header.Get("If-Range") == "" {
+		start, end, ok, satisfiable := parseByteRange(rh, f.Size)
+		switch {
+		case ok && !satisfiable:
+			c.Header("Content-Range", "bytes */"+strconv.FormatInt(f.Size, 10))
+			s.fail(c, fhir.NewError(http.StatusRequestedRangeNotSatisfiable, "invalid", "the range "+quote(rh)+" is outside the file's "+strconv.FormatInt(f.Size, 10)+" bytes"))
+			return
+		case ok:
+			offset, length, status = start, end-start+1, http.StatusPartialContent
+			c.Header("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, f.Size))
+		}
+	}
+	c.Header("Accept-Ranges", "bytes")
 	c.Header("Content-Type", contentTypeNDJSON)
-	c.Header("Content-Length", strconv.FormatInt(f.Size, 10))
-	c.Status(http.StatusOK)
+	c.Header("Content-Length", strconv.FormatInt(length, 10))
+	c.Status(status)
 	if c.Request.Method == http.MethodHead {
 		return
 	}
 	// The headers are out: a failure now can only cut the body short,
 	// which the client sees against Content-Length.
-	err = s.store.ExportFileParts(c.Request.Context(), id, i, func(b []byte) error {
+	err = s.store.ExportFileRange(c.Request.Context(), id, i, offset, length, func(b []byte) error {
 		_, err := c.Writer.Write(b)
 		return err
 	})
 	if err != nil && c.Request.Context().Err() == nil {
 		s.log.Error("serving export file", "export", id, "file", name, "err", err)
+	}
+}
+
+// parseByteRange reads a Range header of one byte range ("bytes=0-99",
+// "bytes=100-", "bytes=-100") against a file of size bytes. ok is false
+// for anything else, which is then ignored; satisfiable is false for a
+// well-formed range that lies outside the file.
+func parseByteRange(h string, size int64) (start, end int64, ok, satisfiable bool) {
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false, false
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	num := func(s string) (int64, bool) {
+		if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	switch {
+	case first == "": // the last n bytes
+		n, ok := num(last)
+		if !ok {
+			return 0, 0, false, false
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, true, false
+		}
+		return max(size-n, 0), size - 1, true, true
+	default:
+		a, ok := num(first)
+		if !ok {
+			return 0, 0, false, false
+		}
+		b := size - 1
+		if last != "" {
+			if b, ok = num(last); !ok || b < a {
+				return 0, 0, false, false
+			}
+		}
+		if a >= size {
+			return 0, 0, true, false
+		}
+		return a, min(b, size-1), true, true
 	}
 }

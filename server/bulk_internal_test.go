@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -132,7 +133,7 @@ func TestExportResume(t *testing.T) {
 			t.Errorf("%s has %d lines, more than the split size", f.Name, f.Count)
 		}
 		var content bytes.Buffer
-		if err := st.ExportFileParts(ctx, id, slices.Index(cp.Files, f), func(b []byte) error { content.Write(b); return nil }); err != nil {
+		if err := st.ExportFileRange(ctx, id, slices.Index(cp.Files, f), 0, -1, func(b []byte) error { content.Write(b); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if int64(content.Len()) != f.Size {
@@ -162,6 +163,43 @@ func TestExportResume(t *testing.T) {
 	var stray int
 	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM bulk_export_parts WHERE export_id = $1 AND file >= $2`, id, len(cp.Files)).Scan(&stray); err != nil || stray != 0 {
 		t.Fatalf("%d parts of files the checkpoint does not list kept (%v)", stray, err)
+	}
+
+	// Byte ranges of a file: its last 10 bytes, a span across parts (the
+	// first file has several: parts are cut at every checkpoint), a start
+	// past the end.
+	f0 := cp.Files[0]
+	var whole bytes.Buffer
+	if err := st.ExportFileRange(ctx, id, 0, 0, -1, func(b []byte) error { whole.Write(b); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	fileURL := "/fhir/$export-file/" + id + "/" + f0.Name
+	for _, tc := range []struct {
+		rng    string
+		status int
+		body   []byte
+	}{
+		{"bytes=-10", http.StatusPartialContent, whole.Bytes()[f0.Size-10:]},
+		{"bytes=5-", http.StatusPartialContent, whole.Bytes()[5:]},
+		{fmt.Sprintf("bytes=%d-%d", f0.Size/3, 2*f0.Size/3), http.StatusPartialContent, whole.Bytes()[f0.Size/3 : 2*f0.Size/3+1]},
+		{fmt.Sprintf("bytes=0-%d", f0.Size+100), http.StatusPartialContent, whole.Bytes()},
+		{"bytes=0-1,5-6", http.StatusOK, whole.Bytes()},
+		{"lines=1-2", http.StatusOK, whole.Bytes()},
+		{fmt.Sprintf("bytes=%d-", f0.Size), http.StatusRequestedRangeNotSatisfiable, nil},
+	} {
+		req := httptest.NewRequest("GET", fileURL, nil)
+		req.Header.Set("Range", tc.rng)
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != tc.status || tc.body != nil && !bytes.Equal(rec.Body.Bytes(), tc.body) {
+			t.Errorf("Range %s: %d, %d bytes; want %d, %d bytes", tc.rng, rec.Code, rec.Body.Len(), tc.status, len(tc.body))
+		}
+		if tc.body != nil && rec.Header().Get("Content-Length") != strconv.Itoa(len(tc.body)) {
+			t.Errorf("Range %s: Content-Length %s, want %d", tc.rng, rec.Header().Get("Content-Length"), len(tc.body))
+		}
+	}
+	if f0.Parts < 2 {
+		t.Fatalf("the first file has %d parts; the range test wants several", f0.Parts)
 	}
 
 	// An export whose stored parameters no longer parse fails at once,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -41,18 +42,45 @@ func (s *Store) TrimExportParts(ctx context.Context, id string, parts []int32) e
 	return nil
 }
 
-// ExportFileParts calls fn with each part of an export's file in order,
-// reading them one at a time.
-func (s *Store) ExportFileParts(ctx context.Context, id string, file int, fn func([]byte) error) error {
-	rows, err := s.pool.Query(ctx, `SELECT data FROM bulk_export_parts WHERE export_id = $1 AND file = $2 ORDER BY part`, id, file)
+// ExportFileRange calls fn with the bytes of an export's file from offset,
+// length bytes of them (length < 0: to the end), a part at a time. It
+// reads only the parts the range needs.
+func (s *Store) ExportFileRange(ctx context.Context, id string, file int, offset, length int64, fn func([]byte) error) error {
+	first := 0
+	if offset > 0 {
+		// Part sizes come from the TOAST header: nothing is decompressed.
+		rows, err := s.pool.Query(ctx, `SELECT octet_length(data) FROM bulk_export_parts
+			WHERE export_id = $1 AND file = $2 ORDER BY part`, id, file)
+		if err != nil {
+			return fmt.Errorf("store: export %s file %d: %w", id, file, err)
+		}
+		sizes, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("store: export %s file %d: %w", id, file, err)
+		}
+		for first < len(sizes) && offset >= sizes[first] {
+			offset -= sizes[first]
+			first++
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT data FROM bulk_export_parts WHERE export_id = $1 AND file = $2 AND part >= $3
+		ORDER BY part`, id, file, first)
 	if err != nil {
 		return fmt.Errorf("store: export %s file %d: %w", id, file, err)
 	}
 	defer rows.Close()
 	var data []byte
-	for rows.Next() {
+	for rows.Next() && length != 0 {
 		if err := rows.Scan(&data); err != nil {
 			return fmt.Errorf("store: export %s file %d: %w", id, file, err)
+		}
+		data = data[min(offset, int64(len(data))):]
+		offset = 0
+		if length >= 0 && int64(len(data)) > length {
+			data = data[:length]
+		}
+		if length > 0 {
+			length -= int64(len(data))
 		}
 		if err := fn(data); err != nil {
 			return err
