@@ -239,3 +239,96 @@ func parseExp(s string) (int64, bool) {
 	}
 	return v, true
 }
+
+// UpdateMany stores new current versions of resources that exist (as
+// Existing reported), like Update with no If-Match for each, in a fixed
+// number of round trips: lock and read the current rows, move them to
+// history, rewrite them, and replace their index rows (COPY). Keys must be
+// distinct. A key that has no row (deleted by nobody: rows are never
+// removed, so only a caller's mistake) fails the call with ErrNotFound.
+func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) ([]Version, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	for i, it := range items {
+		if guardOf(ctx) != nil {
+			// As Update: the guard sees the new content as it will be stored.
+			if err := t.checkWrite(ctx, OpUpdate, it.Res.Type(), it.ID, it.Res.Stamp(it.ID, 0, time.Time{})); err != nil {
+				return nil, &ItemError{Index: i, Err: err}
+			}
+		}
+	}
+	types, ids := make([]string, len(items)), make([]string, len(items))
+	for i, it := range items {
+		types[i], ids[i] = it.Res.Type(), it.ID
+	}
+	rows, err := t.tx.Query(ctx, `SELECT k.i, r.rid, r.version, r.last_updated FROM resources r
+		JOIN unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(type, id, i) ON r.type = k.type AND r.id = k.id
+		ORDER BY r.rid FOR UPDATE OF r`, types, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: lock for update: %w", err)
+	}
+	cur := make([]current, len(items))
+	found := 0
+	for rows.Next() {
+		var i int64
+		var c current
+		if err := rows.Scan(&i, &c.rid, &c.version, &c.lastUpdated); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: lock for update: %w", err)
+		}
+		cur[i-1] = c
+		found++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: lock for update: %w", err)
+	}
+	if found != len(items) {
+		return nil, fmt.Errorf("store: update many: %w", ErrNotFound)
+	}
+	versions := make([]Version, len(items))
+	entries := make([]*index.Entries, len(items))
+	rids := make([]int64, len(items))
+	vers := make([]int64, len(items))
+	stamps := make([]time.Time, len(items))
+	contents := make([]string, len(items))
+	raws := make([]*string, len(items))
+	for i, it := range items {
+		c := cur[i]
+		v := Version{Type: types[i], ID: ids[i], VersionID: c.version + 1, LastUpdated: t.s.clock(c.lastUpdated), Method: MethodUpdate}
+		v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
+		e, err := index.Extract(v.Type, v.Content)
+		if err != nil {
+			return nil, &ItemError{Index: i, Err: fmt.Errorf("store: index %s/%s: %w", v.Type, v.ID, err)}
+		}
+		versions[i], entries[i] = v, e
+		rids[i], vers[i], stamps[i], contents[i], raws[i] = c.rid, v.VersionID, v.LastUpdated, string(v.Content), verbatim(it.Res, v.Content)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO resource_history (rid, version, type, id, last_updated, method, deleted, content, raw)
+		SELECT rid, version, type, id, last_updated, method, deleted, content, raw FROM resources WHERE rid = ANY($1)`, rids)
+	b.Queue(`UPDATE resources r SET version = u.version, last_updated = u.last_updated, method = $6, deleted = false,
+			content = u.content::jsonb, raw = u.raw
+		FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[]) AS u(rid, version, last_updated, content, raw)
+		WHERE r.rid = u.rid`, rids, vers, stamps, contents, raws, byte(MethodUpdate))
+	for _, tbl := range indexTables {
+		b.Queue(`DELETE FROM `+tbl+` WHERE rid = ANY($1)`, rids)
+	}
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("store: update many: %w", err)
+	}
+	ir, err := indexRows(rids, entries)
+	if err != nil {
+		return nil, err
+	}
+	for _, tbl := range ir.tables() {
+		if len(tbl.rows) == 0 {
+			continue
+		}
+		if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{tbl.name}, tbl.cols, pgx.CopyFromRows(tbl.rows)); err != nil {
+			return nil, fmt.Errorf("store: copy %s: %w", tbl.name, err)
+		}
+	}
+	return versions, nil
+}

@@ -90,60 +90,7 @@ func TestCopyCreateMatchesCreateMany(t *testing.T) {
 		}
 	}
 
-	// Every row, with the resource id's prefix ("c-" or "i-") and rid taken
-	// out, as text: the two halves must be the same multiset.
-	queries := map[string]string{
-		"resources": `SELECT id, format('%s|%s|%s|%s|%s|%s', type, version, method, deleted,
-			(content #- '{meta,lastUpdated}') - 'id'::text, regexp_replace(raw, '"(id|lastUpdated)":"[^"]*"', '', 'g')) FROM resources`,
-	}
-	for _, tbl := range []string{"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_composite"} {
-		queries[tbl] = `SELECT r.id, (i.*)::text FROM ` + tbl + ` i JOIN resources r USING (rid)`
-	}
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
-	rowsIn := 0
-	for tbl, q := range queries {
-		rows, err := db.Query(ctx, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		count := map[string]int{}
-		for rows.Next() {
-			var id, row string
-			if err := rows.Scan(&id, &row); err != nil {
-				t.Fatal(err)
-			}
-			side, n, _ := strings.Cut(id, "-")
-			if tbl != "resources" {
-				row = row[strings.IndexByte(row, ',')+1:] // drop rid
-			}
-			key := n + "|" + row
-			if side == "c" {
-				count[key]++
-			} else {
-				count[key]--
-			}
-			rowsIn++
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		var diffs []string
-		for k, v := range count {
-			if v != 0 {
-				diffs = append(diffs, fmt.Sprintf("%+d %s", v, k))
-			}
-		}
-		if len(diffs) > 0 {
-			if len(diffs) > 10 {
-				diffs = diffs[:10]
-			}
-			t.Errorf("%s: COPY and INSERT rows differ (+ only COPY, - only INSERT):\n%s", tbl, strings.Join(diffs, "\n"))
-		}
-	}
+	rowsIn := compareSides(t, dbURL, "c", "i")
 	if rowsIn < 20*len(resources) {
 		t.Fatalf("only %d rows compared for %d resources", rowsIn, len(resources))
 	}
@@ -194,5 +141,159 @@ func TestResourcesCompressWithLZ4(t *testing.T) {
 	}
 	if method != "lz4" {
 		t.Fatalf("content compressed with %q, want lz4", method)
+	}
+}
+
+// compareSides compares every row stored for resources whose ids start
+// with prefix a+"-" with those for b+"-" (same suffix), in resources,
+// resource_history and every index table, with rids, ids and timestamps
+// taken out: the two must be the same multiset. It returns how many rows
+// it compared.
+func compareSides(t *testing.T, dbURL, a, b string) int {
+	t.Helper()
+	ctx := context.Background()
+	version := `format('%s|%s|%s|%s|%s|%s', type, version, method, deleted,
+		(content #- '{meta,lastUpdated}') - 'id'::text, regexp_replace(raw, '"(id|lastUpdated)":"[^"]*"', '', 'g'))`
+	queries := map[string]string{
+		"resources":        `SELECT id, ` + version + ` FROM resources`,
+		"resource_history": `SELECT id, ` + version + ` FROM resource_history`,
+	}
+	for _, tbl := range []string{"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_composite"} {
+		queries[tbl] = `SELECT r.id, (i.*)::text FROM ` + tbl + ` i JOIN resources r USING (rid)`
+	}
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	rowsIn := 0
+	for tbl, q := range queries {
+		rows, err := db.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := map[string]int{}
+		for rows.Next() {
+			var id, row string
+			if err := rows.Scan(&id, &row); err != nil {
+				t.Fatal(err)
+			}
+			side, n, _ := strings.Cut(id, "-")
+			if strings.HasPrefix(tbl, "idx_") {
+				row = row[strings.IndexByte(row, ',')+1:] // drop rid
+			}
+			key := n + "|" + row
+			switch side {
+			case a:
+				count[key]++
+			case b:
+				count[key]--
+			default:
+				continue
+			}
+			rowsIn++
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		var diffs []string
+		for k, v := range count {
+			if v != 0 {
+				diffs = append(diffs, fmt.Sprintf("%+d %s", v, k))
+			}
+		}
+		if len(diffs) > 0 {
+			if len(diffs) > 10 {
+				diffs = diffs[:10]
+			}
+			t.Errorf("%s: rows differ (+ only %s-, - only %s-):\n%s", tbl, a, b, strings.Join(diffs, "\n"))
+		}
+	}
+	return rowsIn
+}
+
+// TestUpdateManyMatchesUpdate updates resources twice over, once with
+// UpdateMany and once with Update one by one, and requires the same
+// current rows, history rows and index rows from both.
+func TestUpdateManyMatchesUpdate(t *testing.T) {
+	ctx := context.Background()
+	p, err := fhir.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := func(body string) *fhir.Resource {
+		t.Helper()
+		r, err := p.Parse([]byte(body), "")
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		return r
+	}
+	// Each resource is created from the first body, then updated to the
+	// second and the third: index rows come, change and go.
+	versions := [][3]string{
+		{`{"resourceType":"Patient","name":[{"family":"Old"}],"gender":"male"}`,
+			`{"resourceType":"Patient","name":[{"family":"New","given":["A"]}],"birthDate":"2001-02"}`,
+			`{"resourceType":"Patient","active":true}`},
+		{copyFixtures[0], `{"resourceType":"Observation","status":"amended","code":{"text":"t"},"valueQuantity":{"value":1e-2}}`, copyFixtures[0]},
+		{`{"resourceType":"Organization","name":"A"}`, `{"resourceType":"Organization","name":"A"}`, `{"resourceType":"Organization","name":"B","identifier":[{"system":"s","value":"v"}]}`},
+	}
+	dbURL := pgtest.NewDatabase(t)
+	st, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const copies = 50 // enough rows for a real batch
+	for step := range 3 {
+		var many []store.NewResource
+		err := st.InTx(ctx, func(tx *store.Tx) error {
+			for c := range copies {
+				for i, v := range versions {
+					r := parse(v[step])
+					id := fmt.Sprintf("%d.%d", i, c)
+					if step == 0 {
+						if _, err := tx.CreateAs(ctx, r, "u-"+id); err != nil {
+							return err
+						}
+						if _, err := tx.CreateAs(ctx, r, "m-"+id); err != nil {
+							return err
+						}
+						continue
+					}
+					if _, _, err := tx.Update(ctx, r, "u-"+id, 0); err != nil {
+						return err
+					}
+					many = append(many, store.NewResource{Res: r, ID: "m-" + id})
+				}
+			}
+			if len(many) == 0 {
+				return nil
+			}
+			vs, err := tx.UpdateMany(ctx, many)
+			if err != nil {
+				return err
+			}
+			for _, v := range vs {
+				if v.VersionID != int64(step+1) || v.Method != store.MethodUpdate {
+					return fmt.Errorf("%s/%s: version %d method %c", v.Type, v.ID, v.VersionID, v.Method)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+	}
+	if n := compareSides(t, dbURL, "m", "u"); n < 10*copies*len(versions) {
+		t.Fatalf("only %d rows compared", n)
+	}
+	// A key with no row fails the whole call.
+	err = st.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.UpdateMany(ctx, []store.NewResource{{Res: parse(versions[0][0]), ID: "m-0.0"}, {Res: parse(versions[0][0]), ID: "nobody"}})
+		return err
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdateMany of a missing resource: %v, want ErrNotFound", err)
 	}
 }

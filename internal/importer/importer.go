@@ -10,9 +10,9 @@
 // a few transactions at once; those whose footprints conflict (order.go)
 // are written in file order, so the outcome is that of sequential writes
 // (the last copy of a resource that appears twice is the one kept).
-// Batches of new resources are loaded with COPY (store.Tx.CopyCreate) and
-// commit without waiting for the WAL flush; the import waits for
-// durability once, at the end.
+// Batches are written with store.Tx's batch forms (CopyCreate for new
+// resources, UpdateMany for stored ones) and commit without waiting for the
+// WAL flush; the import waits for durability once, at the end.
 package importer
 
 import (
@@ -556,12 +556,14 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 	return nil
 }
 
-// putBatch writes items in order. Resources whose id is not in the
-// database yet (the bulk of a first import) are created in one pipelined
-// round trip with CreateMany; the rest (re-imports, ids repeated within
-// the batch, resources without an id) go through put one by one. A
-// concurrent writer creating one of the ids in between makes CreateMany
-// fail, and the caller's per-resource retry then updates it.
+// putBatch writes items with the effect of writing them in order.
+// Resources whose id is not in the database yet (the bulk of a first
+// import) are loaded with COPY (CopyCreate); those stored already (a
+// re-import) are updated together (UpdateMany); the rest (ids repeated
+// within the batch, resources without an id) go through put one by one,
+// after the first copy of their id. A concurrent writer creating one of
+// the ids in between makes CopyCreate fail, and the caller's
+// per-resource retry then updates it.
 func putBatch(ctx context.Context, tx *store.Tx, items []*item) error {
 	keys := make([]store.ResourceKey, 0, len(items))
 	for _, it := range items {
@@ -573,21 +575,27 @@ func putBatch(ctx context.Context, tx *store.Tx, items []*item) error {
 	if err != nil {
 		return err
 	}
-	var fresh []store.NewResource
+	var fresh, stored []store.NewResource
 	var rest []*item
+	seen := make(map[store.ResourceKey]bool, len(items))
 	for _, it := range items {
 		k := store.ResourceKey{Type: it.res.Type(), ID: it.res.ID()}
-		if k.ID == "" || exists[k] {
+		if k.ID == "" || seen[k] {
 			rest = append(rest, it)
 			continue
 		}
-		exists[k] = true // a repeat later in the batch updates this one
-		fresh = append(fresh, store.NewResource{Res: it.res, ID: k.ID})
-	}
-	if len(fresh) > 0 {
-		if _, err := tx.CopyCreate(ctx, fresh); err != nil {
-			return err
+		seen[k] = true
+		if exists[k] {
+			stored = append(stored, store.NewResource{Res: it.res, ID: k.ID})
+		} else {
+			fresh = append(fresh, store.NewResource{Res: it.res, ID: k.ID})
 		}
+	}
+	if _, err := tx.CopyCreate(ctx, fresh); err != nil {
+		return err
+	}
+	if _, err := tx.UpdateMany(ctx, stored); err != nil {
+		return err
 	}
 	for _, it := range rest {
 		if err := put(ctx, tx, it.res); err != nil {
