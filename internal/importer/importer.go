@@ -1,8 +1,8 @@
 // Package importer loads FHIR resources from files through Ember's one write
 // path: ndjson (one resource per line, as Bulk Data $export writes it) and
-// Bundles. Every resource is validated by fhir.Parser and written with
-// store.Tx.Update under its own id (so importing twice does not duplicate)
-// or store.Tx.Create when it has none. Transaction and batch Bundles are
+// Bundles. Every resource is validated by fhir.Parser and written under
+// its own id, as an update when it is stored already (so importing twice
+// does not duplicate), or created when it has none. Transaction and batch Bundles are
 // executed as the REST API would (ProcessBundle); other Bundles contribute
 // their entries' resources.
 //
