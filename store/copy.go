@@ -57,19 +57,28 @@ func (t *Tx) CopyCreate(ctx context.Context, items []NewResource) ([]Version, er
 		}
 		return nil, fmt.Errorf("store: copy resources: %w", err)
 	}
+	if err := t.copyIndexRows(ctx, rids, entries); err != nil {
+		return nil, err
+	}
+	return versions, nil
+}
+
+// copyIndexRows loads the index rows of resources rids[i] (entries[i]),
+// one COPY per table that has any.
+func (t *Tx) copyIndexRows(ctx context.Context, rids []int64, entries []*index.Entries) error {
 	ir, err := indexRows(rids, entries)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, tbl := range ir.tables() {
 		if len(tbl.rows) == 0 {
 			continue
 		}
 		if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{tbl.name}, tbl.cols, pgx.CopyFromRows(tbl.rows)); err != nil {
-			return nil, fmt.Errorf("store: copy %s: %w", tbl.name, err)
+			return fmt.Errorf("store: copy %s: %w", tbl.name, err)
 		}
 	}
-	return versions, nil
+	return nil
 }
 
 // reserveRIDs draws n values from the resources.rid identity sequence, so
@@ -244,8 +253,9 @@ func parseExp(s string) (int64, bool) {
 // Existing reported), like Update with no If-Match for each, in a fixed
 // number of round trips: lock and read the current rows, move them to
 // history, rewrite them, and replace their index rows (COPY). Keys must be
-// distinct. A key that has no row (deleted by nobody: rows are never
-// removed, so only a caller's mistake) fails the call with ErrNotFound.
+// distinct and stored (a deleted resource's tombstone counts: it is
+// re-created, as Update does); a key with no row fails the call with
+// ErrNotFound.
 func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) ([]Version, error) {
 	if len(items) == 0 {
 		return nil, nil
@@ -318,17 +328,8 @@ func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) ([]Version, er
 	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("store: update many: %w", err)
 	}
-	ir, err := indexRows(rids, entries)
-	if err != nil {
+	if err := t.copyIndexRows(ctx, rids, entries); err != nil {
 		return nil, err
-	}
-	for _, tbl := range ir.tables() {
-		if len(tbl.rows) == 0 {
-			continue
-		}
-		if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{tbl.name}, tbl.cols, pgx.CopyFromRows(tbl.rows)); err != nil {
-			return nil, fmt.Errorf("store: copy %s: %w", tbl.name, err)
-		}
 	}
 	return versions, nil
 }
