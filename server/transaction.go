@@ -257,6 +257,14 @@ func (s *Server) runTransaction(ctx context.Context, entries []*txEntry) error {
 				i = j - 1
 				continue
 			}
+			// So do long runs of plain updates of stored resources.
+			if j := plainUpdates(sorted, i); j-i >= batchUpdates {
+				if err := s.updateBatch(ctx, tx, sorted[i:j]); err != nil {
+					return err
+				}
+				i = j - 1
+				continue
+			}
 			e := sorted[i]
 			if err := s.execute(ctx, tx, e); err != nil {
 				return entryError(e.index, err)
@@ -446,6 +454,63 @@ func plainCreates(entries []*txEntry, i int) int {
 		j++
 	}
 	return j
+}
+
+// plainUpdates returns the end of the run of PUT entries starting at i
+// that update by id with no If-Match (or i when there is none).
+func plainUpdates(entries []*txEntry, i int) int {
+	j := i
+	for j < len(entries) && entries[j].method == "PUT" && entries[j].query == "" && entries[j].ifMatch == 0 {
+		j++
+	}
+	return j
+}
+
+// batchUpdates is the run length from which plain updates are written
+// together (Tx.UpdateMany) rather than one by one.
+const batchUpdates = 16
+
+// updateBatch runs a run of plain PUT entries: those whose resource is
+// stored are updated together, the others created one by one (Update
+// copes with a concurrent creator of the same id). A transaction names a
+// resource once, so the entries are independent.
+func (s *Server) updateBatch(ctx context.Context, tx *store.Tx, run []*txEntry) error {
+	keys := make([]store.ResourceKey, len(run))
+	for k, e := range run {
+		if e.res.ID() != "" && e.res.ID() != e.id {
+			return entryError(e.index, fhir.Invalid("the resource's id "+quote(e.res.ID())+" does not match "+quote(e.id), e.typ+".id"))
+		}
+		keys[k] = store.ResourceKey{Type: e.typ, ID: e.id}
+	}
+	exists, err := tx.Existing(ctx, keys)
+	if err != nil {
+		return err
+	}
+	var stored []*txEntry
+	var items []store.NewResource
+	for k, e := range run {
+		if exists[keys[k]] {
+			stored = append(stored, e)
+			items = append(items, store.NewResource{Res: e.res, ID: e.id})
+			continue
+		}
+		if err := s.execute(ctx, tx, e); err != nil {
+			return entryError(e.index, err)
+		}
+	}
+	versions, created, err := tx.UpdateMany(ctx, items)
+	if err != nil {
+		failed := stored[0]
+		var ie *store.ItemError
+		if errors.As(err, &ie) {
+			failed = stored[ie.Index]
+		}
+		return entryError(failed.index, err)
+	}
+	for k, e := range stored {
+		e.result, _ = updated(versions[k], created[k], nil)
+	}
+	return nil
 }
 
 // copyCreates is the run length from which plain creates are loaded with

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -344,4 +345,62 @@ func referencesIn(raw []byte) []string {
 	json.Unmarshal(raw, &v)
 	walk(v)
 	return out
+}
+
+// TestTransactionUpdateRuns: a long run of plain PUTs (written together)
+// answers each entry as PUTs one by one would: 200 for an update, 201 for a
+// new resource and for one re-created after a delete, the right versions,
+// and a search index that follows the new content.
+func TestTransactionUpdateRuns(t *testing.T) {
+	e := newEnv(t)
+	const n = 30
+	put := func(family string) []byte {
+		var entries []string
+		for i := range n {
+			entries = append(entries, fmt.Sprintf(`{"resource":{"resourceType":"Patient","id":"run%d","name":[{"family":"%s%d"}]},"request":{"method":"PUT","url":"Patient/run%d"}}`, i, family, i, i))
+		}
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`)
+	}
+	// Half exist before the run; one of those is deleted.
+	for i := 0; i < n; i += 2 {
+		expect(t, e.do("PUT", fmt.Sprintf("/Patient/run%d", i), []byte(fmt.Sprintf(`{"resourceType":"Patient","id":"run%d"}`, i))), http.StatusCreated)
+	}
+	expect(t, e.do("DELETE", "/Patient/run4", nil), http.StatusNoContent)
+	r := e.do("POST", "", put("first"))
+	expect(t, r, http.StatusOK)
+	var b struct {
+		Entry []struct{ Response struct{ Status, Etag string } }
+	}
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatal(err)
+	}
+	for i, en := range b.Entry {
+		status, etag := "200 OK", `W/"2"`
+		switch {
+		case i == 4:
+			status, etag = "201 Created", `W/"3"` // created, deleted, re-created
+		case i%2 == 1:
+			status, etag = "201 Created", `W/"1"`
+		}
+		if en.Response.Status != status || en.Response.Etag != etag {
+			t.Errorf("entry %d: %s %s, want %s %s", i, en.Response.Status, en.Response.Etag, status, etag)
+		}
+	}
+	expect(t, e.do("POST", "", put("second")), http.StatusOK)
+	count := func(query string) any {
+		r := e.do("GET", "/Patient?_summary=count&"+query, nil)
+		expect(t, r, http.StatusOK)
+		return r.json(t)["total"]
+	}
+	if got := count("family=second"); got != float64(n) {
+		t.Errorf("%v patients found by their new name, want %d", got, n)
+	}
+	if got := count("family=first"); got != float64(0) {
+		t.Errorf("%v patients still found by their old name", got)
+	}
+	r = e.do("GET", "/Patient/run0/_history", nil)
+	expect(t, r, http.StatusOK)
+	if entries, _ := r.json(t)["entry"].([]any); len(entries) != 3 {
+		t.Errorf("run0 has %d versions, want 3", len(entries))
+	}
 }

@@ -255,16 +255,17 @@ func parseExp(s string) (int64, bool) {
 // history, rewrite them, and replace their index rows (COPY). Keys must be
 // distinct and stored (a deleted resource's tombstone counts: it is
 // re-created, as Update does); a key with no row fails the call with
-// ErrNotFound.
-func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) ([]Version, error) {
+// ErrNotFound. created[i] reports a resource re-created after a delete,
+// as Update's second result does.
+func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) (versions []Version, created []bool, err error) {
 	if len(items) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	for i, it := range items {
 		if guardOf(ctx) != nil {
 			// As Update: the guard sees the new content as it will be stored.
 			if err := t.checkWrite(ctx, OpUpdate, it.Res.Type(), it.ID, it.Res.Stamp(it.ID, 0, time.Time{})); err != nil {
-				return nil, &ItemError{Index: i, Err: err}
+				return nil, nil, &ItemError{Index: i, Err: err}
 			}
 		}
 	}
@@ -272,32 +273,33 @@ func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) ([]Version, er
 	for i, it := range items {
 		types[i], ids[i] = it.Res.Type(), it.ID
 	}
-	rows, err := t.tx.Query(ctx, `SELECT k.i, r.rid, r.version, r.last_updated FROM resources r
+	rows, err := t.tx.Query(ctx, `SELECT k.i, r.rid, r.version, r.last_updated, r.deleted FROM resources r
 		JOIN unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(type, id, i) ON r.type = k.type AND r.id = k.id
 		ORDER BY r.rid FOR UPDATE OF r`, types, ids)
 	if err != nil {
-		return nil, fmt.Errorf("store: lock for update: %w", err)
+		return nil, nil, fmt.Errorf("store: lock for update: %w", err)
 	}
 	cur := make([]current, len(items))
 	found := 0
 	for rows.Next() {
 		var i int64
 		var c current
-		if err := rows.Scan(&i, &c.rid, &c.version, &c.lastUpdated); err != nil {
+		if err := rows.Scan(&i, &c.rid, &c.version, &c.lastUpdated, &c.deleted); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("store: lock for update: %w", err)
+			return nil, nil, fmt.Errorf("store: lock for update: %w", err)
 		}
 		cur[i-1] = c
 		found++
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: lock for update: %w", err)
+		return nil, nil, fmt.Errorf("store: lock for update: %w", err)
 	}
 	if found != len(items) {
-		return nil, fmt.Errorf("store: update many: %w", ErrNotFound)
+		return nil, nil, fmt.Errorf("store: update many: %w", ErrNotFound)
 	}
-	versions := make([]Version, len(items))
+	versions = make([]Version, len(items))
+	created = make([]bool, len(items))
 	entries := make([]*index.Entries, len(items))
 	rids := make([]int64, len(items))
 	vers := make([]int64, len(items))
@@ -310,9 +312,9 @@ func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) ([]Version, er
 		v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
 		e, err := index.Extract(v.Type, v.Content)
 		if err != nil {
-			return nil, &ItemError{Index: i, Err: fmt.Errorf("store: index %s/%s: %w", v.Type, v.ID, err)}
+			return nil, nil, &ItemError{Index: i, Err: fmt.Errorf("store: index %s/%s: %w", v.Type, v.ID, err)}
 		}
-		versions[i], entries[i] = v, e
+		versions[i], entries[i], created[i] = v, e, c.deleted
 		rids[i], vers[i], stamps[i], contents[i], raws[i] = c.rid, v.VersionID, v.LastUpdated, string(v.Content), verbatim(it.Res, v.Content)
 	}
 	b := &pgx.Batch{}
@@ -326,10 +328,10 @@ func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) ([]Version, er
 		b.Queue(`DELETE FROM `+tbl+` WHERE rid = ANY($1)`, rids)
 	}
 	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("store: update many: %w", err)
+		return nil, nil, fmt.Errorf("store: update many: %w", err)
 	}
 	if err := t.copyIndexRows(ctx, rids, entries); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return versions, nil
+	return versions, created, nil
 }

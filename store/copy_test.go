@@ -270,13 +270,13 @@ func TestUpdateManyMatchesUpdate(t *testing.T) {
 			if len(many) == 0 {
 				return nil
 			}
-			vs, err := tx.UpdateMany(ctx, many)
+			vs, created, err := tx.UpdateMany(ctx, many)
 			if err != nil {
 				return err
 			}
-			for _, v := range vs {
-				if v.VersionID != int64(step+1) || v.Method != store.MethodUpdate {
-					return fmt.Errorf("%s/%s: version %d method %c", v.Type, v.ID, v.VersionID, v.Method)
+			for i, v := range vs {
+				if v.VersionID != int64(step+1) || v.Method != store.MethodUpdate || created[i] {
+					return fmt.Errorf("%s/%s: version %d method %c created %v", v.Type, v.ID, v.VersionID, v.Method, created[i])
 				}
 			}
 			return nil
@@ -285,12 +285,32 @@ func TestUpdateManyMatchesUpdate(t *testing.T) {
 			t.Fatalf("step %d: %v", step, err)
 		}
 	}
+	// A deleted resource is re-created, and says so.
+	err = st.InTx(ctx, func(tx *store.Tx) error {
+		for _, id := range []string{"u-0.0", "m-0.0"} {
+			if _, _, err := tx.Delete(ctx, "Patient", id, 0); err != nil {
+				return err
+			}
+		}
+		if _, created, err := tx.Update(ctx, parse(versions[0][1]), "u-0.0", 0); err != nil || !created {
+			return fmt.Errorf("Update after delete: created %v, %v", created, err)
+		}
+		_, created, err := tx.UpdateMany(ctx, []store.NewResource{{Res: parse(versions[0][1]), ID: "m-0.0"}, {Res: parse(versions[0][1]), ID: "m-0.1"}})
+		if err != nil || !created[0] || created[1] {
+			return fmt.Errorf("UpdateMany after delete: created %v, %v", created, err)
+		}
+		_, _, err = tx.Update(ctx, parse(versions[0][1]), "u-0.1", 0)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if n := compareSides(t, dbURL, "m", "u"); n < 10*copies*len(versions) {
 		t.Fatalf("only %d rows compared", n)
 	}
 	// A key with no row fails the whole call.
 	err = st.InTx(ctx, func(tx *store.Tx) error {
-		_, err := tx.UpdateMany(ctx, []store.NewResource{{Res: parse(versions[0][0]), ID: "m-0.0"}, {Res: parse(versions[0][0]), ID: "nobody"}})
+		_, _, err := tx.UpdateMany(ctx, []store.NewResource{{Res: parse(versions[0][0]), ID: "m-0.0"}, {Res: parse(versions[0][0]), ID: "nobody"}})
 		return err
 	})
 	if !errors.Is(err, store.ErrNotFound) {

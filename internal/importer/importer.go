@@ -594,7 +594,7 @@ func putBatch(ctx context.Context, tx *store.Tx, items []*item) error {
 	if _, err := tx.CopyCreate(ctx, fresh); err != nil {
 		return err
 	}
-	if _, err := tx.UpdateMany(ctx, stored); err != nil {
+	if _, _, err := tx.UpdateMany(ctx, stored); err != nil {
 		return err
 	}
 	for _, it := range rest {
