@@ -471,9 +471,11 @@ func plainUpdates(entries []*txEntry, i int) int {
 const batchUpdates = 16
 
 // updateBatch runs a run of plain PUT entries: those whose resource is
-// stored are updated together, the others created one by one (Update
-// copes with a concurrent creator of the same id). A transaction names a
-// resource once, so the entries are independent.
+// stored are updated together, the others created together with COPY. If
+// another writer creates one of those ids meanwhile, the COPY is undone
+// (a savepoint) and they are written one by one, as Update copes with
+// that race. A transaction names a resource once, so the entries are
+// independent.
 func (s *Server) updateBatch(ctx context.Context, tx *store.Tx, run []*txEntry) error {
 	keys := make([]store.ResourceKey, len(run))
 	for k, e := range run {
@@ -486,17 +488,18 @@ func (s *Server) updateBatch(ctx context.Context, tx *store.Tx, run []*txEntry) 
 	if err != nil {
 		return err
 	}
-	var stored []*txEntry
-	var items []store.NewResource
+	var stored, fresh []*txEntry
+	var items, newItems []store.NewResource
 	for k, e := range run {
+		it := store.NewResource{Res: e.res, ID: e.id, Method: store.MethodUpdate}
 		if exists[keys[k]] {
-			stored = append(stored, e)
-			items = append(items, store.NewResource{Res: e.res, ID: e.id})
-			continue
+			stored, items = append(stored, e), append(items, it)
+		} else {
+			fresh, newItems = append(fresh, e), append(newItems, it)
 		}
-		if err := s.execute(ctx, tx, e); err != nil {
-			return entryError(e.index, err)
-		}
+	}
+	if err := s.createFresh(ctx, tx, fresh, newItems); err != nil {
+		return err
 	}
 	versions, created, err := tx.UpdateMany(ctx, items)
 	if err != nil {
@@ -509,6 +512,38 @@ func (s *Server) updateBatch(ctx context.Context, tx *store.Tx, run []*txEntry) 
 	}
 	for k, e := range stored {
 		e.result, _ = updated(versions[k], created[k], nil)
+	}
+	return nil
+}
+
+// createFresh creates the PUT entries of a run whose ids are not stored.
+func (s *Server) createFresh(ctx context.Context, tx *store.Tx, fresh []*txEntry, items []store.NewResource) error {
+	if len(fresh) == 0 {
+		return nil
+	}
+	var versions []store.Version
+	err := tx.Savepoint(ctx, func(sp *store.Tx) (err error) {
+		versions, err = sp.CopyCreate(ctx, items)
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrExists):
+		for _, e := range fresh {
+			if err := s.execute(ctx, tx, e); err != nil {
+				return entryError(e.index, err)
+			}
+		}
+		return nil
+	case err != nil:
+		failed := fresh[0]
+		var ie *store.ItemError
+		if errors.As(err, &ie) {
+			failed = fresh[ie.Index]
+		}
+		return entryError(failed.index, err)
+	}
+	for k, e := range fresh {
+		e.result = result{status: http.StatusCreated, version: versions[k], message: "created"}
 	}
 	return nil
 }

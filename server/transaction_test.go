@@ -403,4 +403,12 @@ func TestTransactionUpdateRuns(t *testing.T) {
 	if entries, _ := r.json(t)["entry"].([]any); len(entries) != 3 {
 		t.Errorf("run0 has %d versions, want 3", len(entries))
 	}
+	// A resource the run created records the interaction that created it:
+	// a PUT.
+	r = e.do("GET", "/Patient/run1/_history/1", nil)
+	expect(t, r, http.StatusOK)
+	r = e.do("GET", "/Patient/run1/_history", nil)
+	if !strings.Contains(string(r.body), `"method":"PUT"`) || strings.Contains(string(r.body), `"method":"POST"`) {
+		t.Errorf("run1's history does not record PUTs: %s", r.body)
+	}
 }

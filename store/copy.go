@@ -29,9 +29,10 @@ func (t *Tx) CopyCreate(ctx context.Context, items []NewResource) ([]Version, er
 	versions := make([]Version, len(items))
 	entries := make([]*index.Entries, len(items))
 	for i, it := range items {
-		v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
+		method, op := it.method()
+		v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: method}
 		v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
-		if err := t.checkWrite(ctx, OpCreate, v.Type, v.ID, v.Content); err != nil {
+		if err := t.checkWrite(ctx, op, v.Type, v.ID, v.Content); err != nil {
 			return nil, &ItemError{Index: i, Err: err}
 		}
 		e, err := index.Extract(v.Type, v.Content)

@@ -317,3 +317,45 @@ func TestUpdateManyMatchesUpdate(t *testing.T) {
 		t.Fatalf("UpdateMany of a missing resource: %v, want ErrNotFound", err)
 	}
 }
+
+// TestSavepointUndoesFailedCopy: a COPY that meets an existing id inside a
+// savepoint fails with ErrExists, leaves nothing behind, and the
+// transaction goes on to commit other writes.
+func TestSavepointUndoesFailedCopy(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	st, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p, err := fhir.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Parse([]byte(`{"resourceType":"Patient","gender":"other"}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Update(ctx, r, "taken", 0); err != nil {
+		t.Fatal(err)
+	}
+	err = st.InTx(ctx, func(tx *store.Tx) error {
+		err := tx.Savepoint(ctx, func(sp *store.Tx) error {
+			_, err := sp.CopyCreate(ctx, []store.NewResource{{Res: r, ID: "free", Method: store.MethodUpdate}, {Res: r, ID: "taken"}})
+			return err
+		})
+		if !errors.Is(err, store.ErrExists) {
+			return fmt.Errorf("COPY over a taken id: %v, want ErrExists", err)
+		}
+		_, err = tx.CopyCreate(ctx, []store.NewResource{{Res: r, ID: "free", Method: store.MethodUpdate}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := st.Read(ctx, "Patient", "free")
+	if err != nil || v.VersionID != 1 || v.Method != store.MethodUpdate {
+		t.Fatalf("free: %+v %v, want version 1 written by an update", v, err)
+	}
+}

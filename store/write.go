@@ -65,6 +65,26 @@ func (s *Store) WaitDurable(ctx context.Context) error {
 	})
 }
 
+// Savepoint runs fn inside a savepoint of t: if fn fails, what it wrote is
+// undone and t stays usable, so the caller can take another way (a COPY
+// that met an existing id, say). fn must use the Tx it is given.
+func (t *Tx) Savepoint(ctx context.Context, fn func(*Tx) error) error {
+	sp, err := t.tx.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store: savepoint: %w", err)
+	}
+	if err := fn(&Tx{s: t.s, tx: sp}); err != nil {
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return errors.Join(err, fmt.Errorf("store: rollback to savepoint: %w", rerr))
+		}
+		return err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return fmt.Errorf("store: release savepoint: %w", err)
+	}
+	return nil
+}
+
 // Create stores r as version 1 under a new server-assigned id.
 func (s *Store) Create(ctx context.Context, r *fhir.Resource) (Version, error) {
 	var v Version
@@ -146,6 +166,19 @@ func (e *ItemError) Unwrap() error { return e.Err }
 type NewResource struct {
 	Res *fhir.Resource
 	ID  string
+	// Method is the interaction version 1 records: MethodCreate (the
+	// default) or MethodUpdate for an update that creates (PUT to a new
+	// id), which the guard also checks as an update.
+	Method Method
+}
+
+// method is its Method, MethodCreate by default, and the guard operation
+// that goes with it.
+func (it NewResource) method() (Method, WriteOp) {
+	if it.Method == MethodUpdate {
+		return MethodUpdate, OpUpdate
+	}
+	return MethodCreate, OpCreate
 }
 
 // CreateMany creates resources under assigned ids in one pipelined round
@@ -155,9 +188,10 @@ func (t *Tx) CreateMany(ctx context.Context, items []NewResource) ([]Version, er
 	versions := make([]Version, len(items))
 	batch := &pgx.Batch{}
 	for i, it := range items {
-		v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: MethodCreate}
+		method, op := it.method()
+		v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: method}
 		v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
-		if err := t.checkWrite(ctx, OpCreate, v.Type, v.ID, v.Content); err != nil {
+		if err := t.checkWrite(ctx, op, v.Type, v.ID, v.Content); err != nil {
 			return nil, &ItemError{Index: i, Err: err}
 		}
 		sql, args, err := insertStatement(it.Res, v)
