@@ -124,11 +124,12 @@ func (f *footprint) addRequest(e bundleEntry) bool {
 	}
 	switch strings.ToUpper(e.Request.Method) {
 	case "GET", "HEAD":
+		if readsOtherTypes(query) {
+			return false
+		}
 		f.add(&f.reads, typ)
 	case "POST":
 		switch {
-		case len(seg) == 2 && seg[1] == "_search":
-			f.add(&f.reads, typ)
 		case len(seg) == 1 && !conditional:
 			f.add(&f.writes, typ)
 			if e.Request.IfNoneExist != "" {
@@ -160,6 +161,19 @@ func (f *footprint) addRequest(e bundleEntry) bool {
 		return false
 	}
 	return true
+}
+
+// readsOtherTypes reports whether a search's parameters reach beyond its
+// own type: includes, reverse chains and chained parameters.
+func readsOtherTypes(query string) bool {
+	for _, kv := range strings.Split(query, "&") {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "_include") || strings.HasPrefix(name, "_revinclude") ||
+			strings.HasPrefix(name, "_has") || strings.Contains(name, ".") {
+			return true
+		}
+	}
+	return false
 }
 
 // inflight tracks the chunks being written.

@@ -26,6 +26,9 @@ func TestBundleFootprint(t *testing.T) {
 		}
 		return f
 	}
+	if f := fp(`[{"request":{"method":"GET","url":"Patient?name=x&_count=5"}}]`); f.all || !f.reads["Patient"] {
+		t.Errorf("a plain search: footprint %+v, want it to read Patient", f)
+	}
 	createPatient := fp(`[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]`)
 	createObsForOrg := fp(`[{"resource":{"resourceType":"Observation","performer":[{"reference":"Organization?identifier=x|1"}]},"request":{"method":"POST","url":"Observation"}}]`)
 	putPatient := fp(`[{"resource":{"resourceType":"Patient","id":"p1"},"request":{"method":"PUT","url":"Patient/p1"}}]`)
@@ -44,6 +47,10 @@ func TestBundleFootprint(t *testing.T) {
 		`[{"request":{"method":"PATCH","url":"Patient/1"}}]`,
 		`[{"request":{"method":"PUT","url":"Patient"}}]`,
 		`[{"request":{"method":"TRACE","url":"Patient/1"}}]`,
+		`[{"request":{"method":"GET","url":"Patient?_revinclude=Observation:subject"}}]`,
+		`[{"request":{"method":"GET","url":"Observation?subject.name=x"}}]`,
+		`[{"request":{"method":"GET","url":"Patient?_has:Observation:subject:code=1"}}]`,
+		`[{"request":{"method":"POST","url":"Patient/_search"}}]`,
 	} {
 		if f := fp(entries); !f.all {
 			t.Errorf("%s: footprint %+v, want it to run alone", entries, f)
