@@ -503,12 +503,7 @@ func (s *Server) updateBatch(ctx context.Context, tx *store.Tx, run []*txEntry) 
 	}
 	versions, created, err := tx.UpdateMany(ctx, items)
 	if err != nil {
-		failed := stored[0]
-		var ie *store.ItemError
-		if errors.As(err, &ie) {
-			failed = stored[ie.Index]
-		}
-		return entryError(failed.index, err)
+		return batchError(stored, err)
 	}
 	for k, e := range stored {
 		e.result, _ = updated(versions[k], created[k], nil)
@@ -535,17 +530,23 @@ func (s *Server) createFresh(ctx context.Context, tx *store.Tx, fresh []*txEntry
 		}
 		return nil
 	case err != nil:
-		failed := fresh[0]
-		var ie *store.ItemError
-		if errors.As(err, &ie) {
-			failed = fresh[ie.Index]
-		}
-		return entryError(failed.index, err)
+		return batchError(fresh, err)
 	}
 	for k, e := range fresh {
 		e.result = result{status: http.StatusCreated, version: versions[k], message: "created"}
 	}
 	return nil
+}
+
+// batchError attributes a batch write's failure to its entry: the one a
+// store.ItemError names, else the first.
+func batchError(run []*txEntry, err error) error {
+	failed := run[0]
+	var ie *store.ItemError
+	if errors.As(err, &ie) {
+		failed = run[ie.Index]
+	}
+	return entryError(failed.index, err)
 }
 
 // copyCreates is the run length from which plain creates are loaded with
@@ -566,12 +567,7 @@ func (s *Server) createBatch(ctx context.Context, tx *store.Tx, run []*txEntry) 
 	}
 	versions, err := create(ctx, items)
 	if err != nil {
-		failed := run[0]
-		var ie *store.ItemError
-		if errors.As(err, &ie) {
-			failed = run[ie.Index]
-		}
-		return entryError(failed.index, err)
+		return batchError(run, err)
 	}
 	for k, e := range run {
 		e.result = result{status: http.StatusCreated, version: versions[k], message: "created"}

@@ -29,11 +29,9 @@ func (t *Tx) CopyCreate(ctx context.Context, items []NewResource) ([]Version, er
 	versions := make([]Version, len(items))
 	entries := make([]*index.Entries, len(items))
 	for i, it := range items {
-		method, op := it.method()
-		v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: method}
-		v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
-		if err := t.checkWrite(ctx, op, v.Type, v.ID, v.Content); err != nil {
-			return nil, &ItemError{Index: i, Err: err}
+		v, err := t.firstVersion(ctx, i, it)
+		if err != nil {
+			return nil, err
 		}
 		e, err := index.Extract(v.Type, v.Content)
 		if err != nil {
@@ -149,13 +147,9 @@ func indexRows(rids []int64, entries []*index.Entries) (*indexCopy, error) {
 			c.numbers.rows = append(c.numbers.rows, []any{rid, n.Param, v})
 		}
 		for _, q := range e.Quantities {
-			lo, err := numeric(q.Lo)
+			lo, hi, err := numericRange(q.Lo, q.Hi)
 			if err != nil {
-				return nil, fmt.Errorf("store: quantity index value %q: %w", q.Lo, err)
-			}
-			hi, err := numeric(q.Hi)
-			if err != nil {
-				return nil, fmt.Errorf("store: quantity index value %q: %w", q.Hi, err)
+				return nil, fmt.Errorf("store: quantity index value: %w", err)
 			}
 			c.quantities.rows = append(c.quantities.rows, []any{rid, q.Param, lo, hi, null(q.System), null(q.Code), null(q.Unit)})
 		}
@@ -163,13 +157,9 @@ func indexRows(rids []int64, entries []*index.Entries) (*indexCopy, error) {
 			c.uris.rows = append(c.uris.rows, []any{rid, u.Param, u.Value})
 		}
 		for _, x := range e.Composites {
-			lo, err := numeric(x.BLo)
+			lo, hi, err := numericRange(x.BLo, x.BHi)
 			if err != nil {
-				return nil, fmt.Errorf("store: composite index value %q: %w", x.BLo, err)
-			}
-			hi, err := numeric(x.BHi)
-			if err != nil {
-				return nil, fmt.Errorf("store: composite index value %q: %w", x.BHi, err)
+				return nil, fmt.Errorf("store: composite index value: %w", err)
 			}
 			var dlo, dhi any
 			if !x.BDateLo.IsZero() {
@@ -194,6 +184,19 @@ func null(s string) any {
 		return nil
 	}
 	return s
+}
+
+// numericRange converts both ends of a range (see numeric).
+func numericRange(lo, hi string) (pgtype.Numeric, pgtype.Numeric, error) {
+	l, err := numeric(lo)
+	if err != nil {
+		return l, l, fmt.Errorf("%q: %w", lo, err)
+	}
+	h, err := numeric(hi)
+	if err != nil {
+		return l, h, fmt.Errorf("%q: %w", hi, err)
+	}
+	return l, h, nil
 }
 
 // numeric converts a FHIR decimal's text (exponent allowed, as in
@@ -262,8 +265,8 @@ func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) (versions []Ve
 	if len(items) == 0 {
 		return nil, nil, nil
 	}
-	for i, it := range items {
-		if guardOf(ctx) != nil {
+	if guardOf(ctx) != nil {
+		for i, it := range items {
 			// As Update: the guard sees the new content as it will be stored.
 			if err := t.checkWrite(ctx, OpUpdate, it.Res.Type(), it.ID, it.Res.Stamp(it.ID, 0, time.Time{})); err != nil {
 				return nil, nil, &ItemError{Index: i, Err: err}

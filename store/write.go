@@ -181,6 +181,18 @@ func (it NewResource) method() (Method, WriteOp) {
 	return MethodCreate, OpCreate
 }
 
+// firstVersion stamps items[i] as version 1 and asks the guard, for the
+// batch creates.
+func (t *Tx) firstVersion(ctx context.Context, i int, it NewResource) (Version, error) {
+	method, op := it.method()
+	v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: method}
+	v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
+	if err := t.checkWrite(ctx, op, v.Type, v.ID, v.Content); err != nil {
+		return v, &ItemError{Index: i, Err: err}
+	}
+	return v, nil
+}
+
 // CreateMany creates resources under assigned ids in one pipelined round
 // trip: a transaction's creates are independent statements, so nothing is
 // gained by waiting for each before sending the next.
@@ -188,11 +200,9 @@ func (t *Tx) CreateMany(ctx context.Context, items []NewResource) ([]Version, er
 	versions := make([]Version, len(items))
 	batch := &pgx.Batch{}
 	for i, it := range items {
-		method, op := it.method()
-		v := Version{Type: it.Res.Type(), ID: it.ID, VersionID: 1, LastUpdated: t.s.clock(time.Time{}), Method: method}
-		v.Content = it.Res.Stamp(v.ID, v.VersionID, v.LastUpdated)
-		if err := t.checkWrite(ctx, op, v.Type, v.ID, v.Content); err != nil {
-			return nil, &ItemError{Index: i, Err: err}
+		v, err := t.firstVersion(ctx, i, it)
+		if err != nil {
+			return nil, err
 		}
 		sql, args, err := insertStatement(it.Res, v)
 		if err != nil {
