@@ -19,6 +19,27 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// newImportEnv opens a fresh database's store, a parser, and a server to
+// execute Bundles with.
+func newImportEnv(t *testing.T) (string, *store.Store, *fhir.Parser, *server.Server) {
+	t.Helper()
+	dbURL := pgtest.NewDatabase(t)
+	st, err := store.Open(t.Context(), dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	p, err := fhir.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{BaseURL: "http://localhost/fhir"}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dbURL, st, p, srv
+}
+
 // TestConcurrentWritersKeepFileOrder imports files whose resources repeat
 // across many small batches, with several writers, and checks the outcome
 // is that of writing everything in order: the last copy of each resource
@@ -54,20 +75,7 @@ func TestConcurrentWritersKeepFileOrder(t *testing.T) {
 		{"resource":{"resourceType":"Patient","id":"p1","name":[{"family":"bundle"}]},"request":{"method":"PUT","url":"Patient/p1"}}]}`)
 	write("3-after.ndjson", `{"resourceType":"Patient","id":"p1","name":[{"family":"last"}]}`+"\n")
 
-	dbURL := pgtest.NewDatabase(t)
-	st, err := store.Open(ctx, dbURL, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	p, err := fhir.NewParser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{BaseURL: "http://localhost/fhir"}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dbURL, st, p, srv := newImportEnv(t)
 	res, err := importer.Import(ctx, st, p, []string{dir}, importer.Options{BatchSize: 3, Writers: 4, Bundles: srv, MaxErrors: 5})
 	if err != nil {
 		t.Fatal(err)
@@ -148,16 +156,7 @@ func TestConcurrentWritersSerialiseSharedIDs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "px.ndjson"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dbURL := pgtest.NewDatabase(t)
-	st, err := store.Open(ctx, dbURL, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	p, err := fhir.NewParser()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dbURL, st, p, _ := newImportEnv(t)
 	res, err := importer.Import(ctx, st, p, []string{dir}, importer.Options{BatchSize: batch, Writers: 4})
 	if err != nil || res.Failed != 0 {
 		t.Fatalf("import: %v, %d failed: %v", err, res.Failed, res.Errors)
@@ -215,20 +214,7 @@ func TestBundlesWaitForWhatTheySearch(t *testing.T) {
 		write(fmt.Sprintf("2-tx%d.json", i), fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[
 			{"resource":{"resourceType":"Patient","managingOrganization":{"reference":"Organization?identifier=http://example.org/org|%d"}},"request":{"method":"POST","url":"Patient"}}]}`, orgs-1-i))
 	}
-	dbURL := pgtest.NewDatabase(t)
-	st, err := store.Open(ctx, dbURL, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	p, err := fhir.NewParser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{BaseURL: "http://localhost/fhir"}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dbURL, st, p, srv := newImportEnv(t)
 	res, err := importer.Import(ctx, st, p, []string{dir}, importer.Options{BatchSize: orgs, Writers: 4, Bundles: srv})
 	if err != nil || res.Failed != 0 {
 		t.Fatalf("import: %v; %d failed: %v", err, res.Failed, res.Errors)
