@@ -9,28 +9,21 @@ import (
 )
 
 // condition parses the search that selects the target of a conditional
-// interaction. Unknown parameters are errors here: ignoring one would widen
-// the match and create, update or delete the wrong resources.
+// interaction: search parameters only (search.ParseCondition), so that a
+// result parameter such as _count can neither widen nor narrow the match.
+// Every conditional write (REST, Bundle entries, conditional references,
+// import) comes through here.
 func (s *Server) condition(typ, rawQuery string) (*search.Query, string, error) {
 	params, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return nil, "", fhir.Invalid("malformed condition " + quote(rawQuery) + ": " + err.Error())
 	}
-	for k := range params {
-		switch k {
-		case "_format", "_pretty":
-			delete(params, k)
-		}
-	}
-	if len(params) == 0 {
-		return nil, "", fhir.Invalid("a conditional interaction needs search parameters")
-	}
-	q, err := search.Parse(typ, params, search.Options{Strict: true, Base: s.base, DefaultCount: 2, MaxCount: 2})
+	q, cond, err := search.ParseCondition(typ, params, search.Options{Base: s.base, DefaultCount: 2, MaxCount: 2})
 	if err != nil {
 		return nil, "", err
 	}
 	// The lock key: the same condition on the same type, however ordered.
-	return q, typ + "?" + params.Encode(), nil
+	return q, typ + "?" + cond.Encode(), nil
 }
 
 var errMultipleMatches = errors.New("multiple matches")

@@ -140,6 +140,9 @@ func asFHIRError(err error) (*fhir.Error, bool) {
 		return fhir.NewError(http.StatusPreconditionFailed, "multiple-matches", "the condition matches more than one resource"), true
 	case errors.Is(err, context.DeadlineExceeded):
 		return fhir.NewError(http.StatusServiceUnavailable, "timeout", "the request timed out"), true
+	case store.IsCanceled(err):
+		return fhir.NewError(http.StatusServiceUnavailable, "timeout",
+			"the request ran past the database statement timeout and was stopped: narrow the search (more selective parameters, fewer values) or ask the administrator about --statement-timeout"), true
 	}
 	return &fhir.Error{Status: http.StatusInternalServerError, Issues: []fhir.Issue{{Severity: "fatal", Code: "exception", Diagnostics: "internal error"}}}, false
 }

@@ -127,10 +127,13 @@ func (s *Server) searchBundle(q *search.Query, params url.Values, path string, r
 		}
 		b.add(bundleEntryMeta{FullURL: s.base + "/" + m.Type + "/" + m.ID, Search: &entrySearch{Mode: "include"}}, content)
 	}
-	if len(q.Ignored) > 0 {
+	if len(q.Ignored) > 0 || res.IncludesCut != "" {
 		var issues []fhir.Issue
 		for _, msg := range q.Ignored {
 			issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported", Diagnostics: msg + " (ignored)"})
+		}
+		if res.IncludesCut != "" {
+			issues = append(issues, fhir.Issue{Severity: "warning", Code: "too-costly", Diagnostics: res.IncludesCut})
 		}
 		b.add(bundleEntryMeta{Search: &entrySearch{Mode: "outcome"}}, fhir.Outcome(issues...))
 	}

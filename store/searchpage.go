@@ -206,22 +206,27 @@ func (b *queryBuilder) typedArg(kind, v string) string {
 }
 
 // includes resolves _include and _revinclude for a page of matches.
-func includes(ctx context.Context, db querier, q *search.Query, matches []Match) ([]Match, error) {
+func includes(ctx context.Context, db querier, q *search.Query, matches []Match) ([]Match, string, error) {
 	seen := map[int64]bool{}
 	for _, m := range matches {
 		seen[m.RID] = true
 	}
 	var out []Match
+	cut := ""
 	frontier := matches
-	for round := 0; round < maxIterate+1 && len(frontier) > 0 && len(out) < maxIncluded; round++ {
+	round := 0
+	for ; round < maxIterate+1 && len(frontier) > 0 && len(out) < maxIncluded; round++ {
 		var next []Match
 		for _, inc := range q.Includes {
 			if round > 0 && !inc.Iterate {
 				continue
 			}
-			got, err := include(ctx, db, inc, frontier, false)
+			got, full, err := include(ctx, db, inc, frontier, false)
 			if err != nil {
-				return nil, err
+				return nil, "", err
+			}
+			if full {
+				cut = fmt.Sprintf("_include=%s matched more than %d resources; the first %d by storage order are included", inc.Raw, maxIncluded, maxIncluded)
 			}
 			next = append(next, got...)
 		}
@@ -229,9 +234,12 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []Match)
 			if round > 0 && !inc.Iterate {
 				continue
 			}
-			got, err := include(ctx, db, inc, frontier, true)
+			got, full, err := include(ctx, db, inc, frontier, true)
 			if err != nil {
-				return nil, err
+				return nil, "", err
+			}
+			if full {
+				cut = fmt.Sprintf("_revinclude=%s matched more than %d resources; the first %d by storage order are included", inc.Raw, maxIncluded, maxIncluded)
 			}
 			next = append(next, got...)
 		}
@@ -245,26 +253,42 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []Match)
 				ok, err := g.Visible(ctx, m.Type, m.ID, m.Content)
 				var refused *fhir.Error
 				if err != nil && !errors.As(err, &refused) {
-					return nil, err
+					return nil, "", err
 				}
 				if !ok {
 					seen[m.RID] = true
 					continue
 				}
 			}
-			if len(out) < maxIncluded {
-				seen[m.RID] = true
-				out = append(out, m)
-				frontier = append(frontier, m)
+			if len(out) >= maxIncluded {
+				cut = fmt.Sprintf("more than %d resources are included; the first %d are returned", maxIncluded, maxIncluded)
+				break
 			}
+			seen[m.RID] = true
+			out = append(out, m)
+			frontier = append(frontier, m)
 		}
 	}
-	return out, nil
+	if cut == "" && round == maxIterate+1 && len(frontier) > 0 && iterates(q) {
+		cut = fmt.Sprintf(":iterate stopped after %d rounds; resources further along the references are not included", maxIterate)
+	}
+	return out, cut, nil
+}
+
+func iterates(q *search.Query) bool {
+	for _, inc := range append(append([]search.Include(nil), q.Includes...), q.RevIncludes...) {
+		if inc.Iterate {
+			return true
+		}
+	}
+	return false
 }
 
 // include fetches what one _include (forward) or _revinclude (rev) adds for
 // the given resources.
-func include(ctx context.Context, db querier, inc search.Include, from []Match, rev bool) ([]Match, error) {
+// full is true when the query hit maxIncluded (more may exist); rows come in
+// rid order, so the same request includes the same resources.
+func include(ctx context.Context, db querier, inc search.Include, from []Match, rev bool) (out []Match, full bool, err error) {
 	var rids []int64
 	var types, ids []string
 	for _, m := range from {
@@ -275,7 +299,7 @@ func include(ctx context.Context, db querier, inc search.Include, from []Match, 
 		}
 	}
 	if len(rids) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	var params []int32
 	if inc.SP != nil {
@@ -303,19 +327,21 @@ func include(ctx context.Context, db querier, inc search.Include, from []Match, 
 			JOIN resources t ON t.rid = x.rid
 			WHERE x.param = ANY(` + a.add(params) + `) AND t.type = ` + a.add(inc.Type) + ` AND NOT t.deleted`
 	}
-	sql += " LIMIT " + strconv.Itoa(maxIncluded)
+	sql += " ORDER BY t.rid LIMIT " + strconv.Itoa(maxIncluded+1)
 	rows, err := db.Query(ctx, sql, a.list...)
 	if err != nil {
-		return nil, fmt.Errorf("store: include %s: %w", inc.Raw, err)
+		return nil, false, fmt.Errorf("store: include %s: %w", inc.Raw, err)
 	}
 	defer rows.Close()
-	var out []Match
 	for rows.Next() {
 		var m Match
 		if err := rows.Scan(&m.RID, &m.Type, &m.ID, &m.VersionID, &m.LastUpdated, &m.Content); err != nil {
-			return nil, fmt.Errorf("store: include %s: %w", inc.Raw, err)
+			return nil, false, fmt.Errorf("store: include %s: %w", inc.Raw, err)
 		}
 		out = append(out, m)
 	}
-	return out, rows.Err()
+	if len(out) > maxIncluded {
+		out, full = out[:maxIncluded], true
+	}
+	return out, full, rows.Err()
 }

@@ -6,9 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -55,6 +58,17 @@ type Store struct {
 // Options tune Open.
 type Options struct {
 	MaxConns int32 // pool size; 0 = pgxpool default (max(4, NumCPU))
+	// StatementTimeout bounds every statement the pool runs (PostgreSQL's
+	// statement_timeout); 0 leaves the server's setting. A statement that
+	// runs past it fails with an error IsCanceled reports.
+	StatementTimeout time.Duration
+}
+
+// IsCanceled reports an error of a statement PostgreSQL cancelled (SQLSTATE
+// 57014): it ran past the statement timeout, or its request went away.
+func IsCanceled(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57014"
 }
 
 // Open connects to databaseURL. It does not migrate: call Migrate first.
@@ -65,6 +79,16 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
+	}
+	if opts.StatementTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(1, opts.StatementTimeout.Milliseconds()), 10)
+	}
+	// A cancelled context (a client that went away) sends PostgreSQL a
+	// cancel request, so the backend stops working on the statement too;
+	// pgx's default only closes the socket, which a backend busy planning or
+	// executing notices late.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 2 * time.Second}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -23,20 +23,30 @@ type Options struct {
 	Base         string
 	DefaultCount int
 	MaxCount     int
+	// Limits bound the work the search may ask for (zero: the defaults).
+	Limits Limits
 }
 
 // maxChainDepth bounds chained and reverse-chained parameters.
 const maxChainDepth = 4
 
 // Parse parses the parameters of a search on typ ("" for a system search).
-// Malformed values always give a 400 *fhir.Error; unknown or unsupported
-// parameters are ignored (and listed in Query.Ignored) unless opts.Strict.
+// Malformed values, unsupported modifiers (R4: servers SHALL reject them) and
+// searches beyond opts.Limits always give a 400 *fhir.Error; unknown or
+// unsupported parameters are ignored (and listed in Query.Ignored) unless
+// opts.Strict.
 func Parse(typ string, params url.Values, opts Options) (*Query, error) {
 	if opts.DefaultCount <= 0 {
 		opts.DefaultCount = 20
 	}
 	if opts.MaxCount <= 0 {
 		opts.MaxCount = 1000
+	}
+	if err := checkText(params); err != nil {
+		return nil, err
+	}
+	if err := checkLimits(params, opts.Limits.withDefaults()); err != nil {
+		return nil, err
 	}
 	q := &Query{Type: typ, Count: opts.DefaultCount, Total: ""}
 	p := &parser{opts: opts, q: q}
@@ -58,7 +68,8 @@ func Parse(typ string, params url.Values, opts Options) (*Query, error) {
 		}
 	}
 	for _, name := range names {
-		for _, raw := range params[name] {
+		// The same condition ANDed again selects nothing more.
+		for _, raw := range distinct(params[name]) {
 			if err := p.param(name, raw); err != nil {
 				return nil, err
 			}
@@ -194,6 +205,9 @@ func lookup(typ, code string) *spec.SearchParam {
 // parse parses name=raw for a parameter of typ. It returns nil, nil when the
 // parameter was ignored.
 func (p *parser) parse(typ, name, raw string, depth int) (*Param, error) {
+	if strings.Contains(name, "._has:") {
+		return nil, chainEndsInHas(name)
+	}
 	code, modifier, _ := strings.Cut(name, ":")
 	var chain string
 	if i := strings.Index(code, "."); i >= 0 {
@@ -213,7 +227,9 @@ func (p *parser) parse(typ, name, raw string, depth int) (*Param, error) {
 		return p.chain(prm, chain, raw, depth)
 	}
 	if err := checkModifier(sp, modifier); err != nil {
-		return nil, p.ignore("%s", err.Error())
+		// Never ignored: without its modifier the parameter means something
+		// else (name:bogus=x would become name=x, a wider match).
+		return nil, fhir.NewError(http.StatusBadRequest, "not-supported", err.Error())
 	}
 	if modifier == "missing" {
 		switch raw {
@@ -253,6 +269,9 @@ func (p *parser) chain(prm *Param, chain, raw string, depth int) (*Param, error)
 	}
 	nextName, _, _ := strings.Cut(chain, ".")
 	nextCode, _, _ := strings.Cut(nextName, ":")
+	if nextCode == "_has" {
+		return nil, chainEndsInHas(prm.Name)
+	}
 	var types []string
 	for _, t := range targets {
 		if spec.SearchParams(t)[nextCode] != nil {
@@ -271,6 +290,13 @@ func (p *parser) chain(prm *Param, chain, raw string, depth int) (*Param, error)
 		prm.Chains = append(prm.Chains, inner)
 	}
 	return prm, nil
+}
+
+// chainEndsInHas is the error for subject._has:…: R4 defines no reverse
+// chain at the end of a forward chain, and ignoring it would widen the
+// result.
+func chainEndsInHas(name string) error {
+	return fhir.NewError(http.StatusBadRequest, "not-supported", fmt.Sprintf("%q chains into _has, which is not supported: search the referring type with _has instead", name))
 }
 
 // has parses _has:Type:refParam:param=value (nested _has allowed).
@@ -437,23 +463,15 @@ func (p *parser) parseRef(v *Value, modifier, raw string) {
 // precisionRange returns the bounds a decimal's written precision implies:
 // "100" covers [99.5, 100.5), "100.00" covers [99.995, 100.005).
 func precisionRange(s string) (string, string, error) {
+	exp, _, frac, err := checkDecimal(s)
+	if err != nil {
+		return "", "", err
+	}
 	r, ok := new(big.Rat).SetString(s)
-	if !ok || s == "" {
+	if !ok {
 		return "", "", fmt.Errorf("not a number")
 	}
-	mant, exp := s, 0
-	if i := strings.IndexAny(s, "eE"); i >= 0 {
-		e, err := strconv.Atoi(s[i+1:])
-		if err != nil {
-			return "", "", fmt.Errorf("bad exponent")
-		}
-		mant, exp = s[:i], e
-	}
-	decimals := 0
-	if i := strings.Index(mant, "."); i >= 0 {
-		decimals = len(mant) - i - 1
-	}
-	decimals -= exp
+	decimals := frac - exp
 	half := new(big.Rat).SetFrac(big.NewInt(5), new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(decimals)+1)), nil))
 	if decimals < 0 {
 		half = new(big.Rat).Mul(big.NewRat(5, 1), new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(-decimals-1)), nil)))
