@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/emberfhir/ember/fhir/search"
+	"github.com/emberfhir/ember/server/guard"
 	"github.com/emberfhir/ember/smart/scope"
 )
 
@@ -35,15 +36,53 @@ type authReq struct {
 
 var challengeRE = regexp.MustCompile(`^[A-Za-z0-9\-._~]{43,128}$`)
 
+// authorizeParams caps, in bytes, each parameter /authorize reads: ample
+// for real clients (state and nonce are usually tens of bytes), and small
+// enough that what is stored for a request nobody completes stays small.
+// OAuth parameters may not repeat (RFC 6749 3.1).
+var authorizeParams = map[string]int{
+	"client_id": 256, "redirect_uri": 2048, "response_type": 64, "aud": 2048, "scope": 4096, "state": 2048,
+	"nonce": 1024, "code_challenge": 128, "code_challenge_method": 16, "launch": 256,
+}
+
+// maxStoredRequest bounds what one stored authorization request holds.
+const maxStoredRequest = 8 << 10
+
+// paramProblem describes the first of names that repeats or is over its
+// cap in f, or returns "".
+func paramProblem(f url.Values, names ...string) string {
+	for _, n := range names {
+		switch vs := f[n]; {
+		case len(vs) > 1:
+			return n + " is repeated"
+		case len(vs) == 1 && len(vs[0]) > authorizeParams[n]:
+			return fmt.Sprintf("%s is longer than %d bytes", n, authorizeParams[n])
+		}
+	}
+	return ""
+}
+
 // authorize starts an authorization request (GET or POST). Errors about the
 // client or redirect URI are shown to the user; the others go back to the
 // app's redirect URI, with no code.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		s.errorPage(w, http.StatusBadRequest, "malformed request")
+	addr, now := guard.ClientIP(r, s.cfg.TrustedProxies), time.Now()
+	if wait := s.starts.blocked(addr, now); wait > 0 {
+		w.Header().Set("Retry-After", retryAfterValue(wait))
+		s.errorPage(w, http.StatusTooManyRequests, "too many sign-in requests from your address; try again in "+
+			retryAfterValue(wait)+" seconds")
+		return
+	}
+	s.starts.hit(addr, now)
+	if err := parseForm(w, r); err != nil {
+		s.formError(w, err)
 		return
 	}
 	f := r.Form
+	if p := paramProblem(f, "client_id", "redirect_uri"); p != "" {
+		s.errorPage(w, http.StatusBadRequest, p)
+		return
+	}
 	client, err := GetClient(r.Context(), s.db, f.Get("client_id"))
 	if errors.Is(err, ErrNotFound) {
 		s.errorPage(w, http.StatusBadRequest, "unknown client_id")
@@ -58,7 +97,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := f.Get("state")
+	if paramProblem(f, "state") != "" {
+		state = "" // echoing it back is what the cap prevents
+	}
 	fail := func(code, desc string) { redirectError(w, r, redirect, state, code, desc) }
+	if p := paramProblem(f, "state", "response_type", "aud", "scope", "nonce", "code_challenge", "code_challenge_method",
+		"launch"); p != "" {
+		fail("invalid_request", p)
+		return
+	}
 	if f.Get("response_type") != "code" {
 		fail("unsupported_response_type", "response_type must be code")
 		return
@@ -85,7 +132,19 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_scope", "scope is required")
 		return
 	}
+	if n := len(client.ID) + len(redirect) + len(f.Get("scope")) + len(state) + len(f.Get("nonce")) +
+		len(challenge) + len(f.Get("launch")); n > maxStoredRequest {
+		fail("invalid_request", fmt.Sprintf("the request's parameters are longer than %d bytes together", maxStoredRequest))
+		return
+	}
 	s.purge(r.Context())
+	if full, err := s.pendingFull(r.Context()); err != nil {
+		s.serverError(w, err)
+		return
+	} else if full {
+		fail("temporarily_unavailable", "too many authorization requests are in progress; try again later")
+		return
+	}
 	req := authReq{id: randomToken(18), csrf: randomToken(18), clientID: client.ID, redirectURI: redirect,
 		state: state, nonce: f.Get("nonce"), challenge: challenge, scopes: requested}
 	if l := f.Get("launch"); l != "" {
@@ -109,6 +168,18 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, s.prefix+"/login?req="+req.id, http.StatusSeeOther)
 }
 
+// pendingFull reports whether MaxPendingAuthRequests unfinished requests
+// are stored (counting at most that many rows).
+func (s *Server) pendingFull(ctx context.Context) (bool, error) {
+	var n int
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM smart_auth_requests
+		WHERE expires_at > now() AND code_hash IS NULL LIMIT $1) p`, s.cfg.MaxPendingAuthRequests).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("count pending authorization requests: %w", err)
+	}
+	return n >= s.cfg.MaxPendingAuthRequests, nil
+}
+
 func cookieName(reqID string) string { return "ember_auth_" + reqID }
 
 // redirectError sends the user back to the app with an OAuth error.
@@ -130,8 +201,8 @@ func addQuery(u string, q url.Values) string {
 // loadReq returns the request a page or form is for, checking that the
 // browser holds its cookie and, for a form, that it carries its CSRF token.
 func (s *Server) loadReq(w http.ResponseWriter, r *http.Request) (*authReq, bool) {
-	if err := r.ParseForm(); err != nil {
-		s.errorPage(w, http.StatusBadRequest, "malformed request")
+	if err := parseForm(w, r); err != nil {
+		s.formError(w, err)
 		return nil, false
 	}
 	id := r.Form.Get("req")
@@ -174,13 +245,19 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	u, err := authenticate(ctx, s.db, r.PostForm.Get("username"), r.PostForm.Get("password"))
-	if errors.Is(err, errLogin) {
+	u, err := s.login(r, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	var oe *oauthErr
+	switch {
+	case errors.Is(err, errLogin):
 		s.render(w, http.StatusUnauthorized, loginTmpl, pageData{Req: q.id, CSRF: q.csrf, Action: s.prefix + "/login",
 			Client: q.clientID, Error: "Wrong username or password, or the account is locked after too many failures."})
 		return
-	}
-	if err != nil {
+	case errors.As(err, &oe): // over a limit
+		w.Header().Set("Retry-After", retryAfterValue(oe.retryAfter))
+		s.render(w, oe.status, loginTmpl, pageData{Req: q.id, CSRF: q.csrf, Action: s.prefix + "/login",
+			Client: q.clientID, Error: "Not signed in: " + oe.msg + "."})
+		return
+	case err != nil:
 		s.serverError(w, err)
 		return
 	}

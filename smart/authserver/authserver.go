@@ -68,6 +68,41 @@ type Config struct {
 	// HTTPClient fetches clients' jwks_uri (default: 5 s timeout).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+
+	// Limits on what callers who have not authenticated can make the server
+	// do. Every password and client-secret check runs argon2id (19 MiB, tens
+	// of ms of CPU).
+	//
+	// MaxConcurrentHashes bounds the checks running at once (default
+	// GOMAXPROCS, at least 2 and at most 8); HashQueue how many more may
+	// wait for a slot (default 4 × MaxConcurrentHashes; negative: none),
+	// for at most HashWait (default 5 s). Beyond: 503 with Retry-After.
+	MaxConcurrentHashes, HashQueue int
+	HashWait                       time.Duration
+	// LoginAttemptsPerAddress is how many sign-ins (login page, and the
+	// admin Basic credentials of /auth/launch) and failed client-secret
+	// checks one client address may make per LoginWindow (default 20).
+	// LoginFailuresPerAccount is how many failed checks one user or client
+	// may have per LoginWindow (default 5); then it is refused for a window,
+	// doubling with each refusal in a row up to LoginMaxBackoff (default
+	// 15 min). Refused requests get 429 with Retry-After and are not hashed.
+	// Negative: no limit. (Independently, 5 failed logins in a row lock a
+	// user in the database for 15 minutes.)
+	LoginAttemptsPerAddress, LoginFailuresPerAccount int
+	// LoginWindow defaults to 1 minute.
+	LoginWindow, LoginMaxBackoff time.Duration
+	// AuthorizePerAddress is how many authorization requests one client
+	// address may start per LoginWindow (default 60; negative: no limit);
+	// MaxPendingAuthRequests how many unfinished ones are stored at once
+	// (default 10000; beyond: the app gets temporarily_unavailable).
+	AuthorizePerAddress, MaxPendingAuthRequests int
+	// LimiterEntries bounds each limit's table of addresses or accounts
+	// (default 10000; the least recently seen are dropped first).
+	LimiterEntries int
+	// TrustedProxies is how many reverse proxies in front of Ember append to
+	// X-Forwarded-For: the limits' client address is the entry that many
+	// from the right (0, the default: the peer address). As --trust-proxy.
+	TrustedProxies int
 }
 
 // Server is the authorization server.
@@ -86,6 +121,8 @@ type Server struct {
 	keys     *remoteKeys
 	log      *slog.Logger
 	purged   atomic.Int64 // unix nanoseconds of the last purge
+	creds    *credGuard
+	starts   *strikeTable // authorization requests per address
 }
 
 // New loads (or, on the first start, generates and stores) the signing key
@@ -122,8 +159,10 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	limitDefaults(&cfg)
 	s := &Server{cfg: cfg, issuer: iss.String(), prefix: iss.Path, fhirBase: strings.TrimSuffix(cfg.FHIRBaseURL, "/"),
-		st: st, db: st.Pool(), log: cfg.Logger, keys: newRemoteKeys(cfg.HTTPClient)}
+		st: st, db: st.Pool(), log: cfg.Logger, keys: newRemoteKeys(cfg.HTTPClient), creds: newCredGuard(cfg),
+		starts: newStrikeTable(cfg.AuthorizePerAddress, cfg.LoginWindow, cfg.LoginWindow, cfg.LimiterEntries)}
 	if err := s.loadKey(ctx); err != nil {
 		return nil, err
 	}

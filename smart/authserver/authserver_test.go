@@ -529,9 +529,11 @@ func TestGrantedScopes(t *testing.T) {
 	}
 }
 
-// Lockout after repeated failures, whatever the password afterwards.
+// Lockout after repeated failures, whatever the password afterwards: the
+// database's lock, with the in-memory per-account limit (TestLoginRateLimits)
+// off.
 func TestLockout(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(c *Config) { c.LoginFailuresPerAccount = -1 })
 	c := e.browser()
 	pg, _ := e.get(c, e.ts.URL+"/auth/authorize?"+e.authParams("app", "openid", newPKCE()).Encode())
 	form := pg.form()
@@ -685,16 +687,24 @@ func TestVerifier(t *testing.T) {
 		return s
 	}
 	for name, bad := range map[string]string{
-		"tampered":     tampered,
-		"garbage":      "abc",
-		"empty":        "",
-		"expired":      sign(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Second).Unix() }),
-		"wrong aud":    sign(func(c map[string]any) { c["aud"] = "http://other.example/fhir" }),
-		"wrong issuer": sign(func(c map[string]any) { c["iss"] = "http://other.example/auth" }),
-		"no jti":       sign(func(c map[string]any) { delete(c, "jti") }),
+		"tampered":      tampered,
+		"garbage":       "abc",
+		"empty":         "",
+		"expired":       sign(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Second).Unix() }),
+		"wrong aud":     sign(func(c map[string]any) { c["aud"] = "http://other.example/fhir" }),
+		"wrong issuer":  sign(func(c map[string]any) { c["iss"] = "http://other.example/auth" }),
+		"no jti":        sign(func(c map[string]any) { delete(c, "jti") }),
+		"not yet valid": sign(func(c map[string]any) { c["nbf"] = time.Now().Add(time.Hour).Unix() }),
 	} {
 		if g, err := v.Verify(ctx, bad); !errors.Is(err, access.ErrInvalidToken) {
 			t.Errorf("%s: %+v %v", name, g, err)
+		}
+	}
+
+	// nbf within the allowed clock skew, or past, is fine.
+	for _, nbf := range []time.Duration{5 * time.Second, -time.Minute} {
+		if _, err := v.Verify(ctx, sign(func(c map[string]any) { c["nbf"] = time.Now().Add(nbf).Unix() })); err != nil {
+			t.Errorf("nbf now%+v: %v", nbf, err)
 		}
 	}
 

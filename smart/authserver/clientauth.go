@@ -25,14 +25,15 @@ const (
 
 // oauthErr is an OAuth error with its HTTP status.
 type oauthErr struct {
-	status    int
-	code, msg string
+	status     int
+	code, msg  string
+	retryAfter time.Duration // sent as Retry-After when set (429, 503)
 }
 
 func (e *oauthErr) Error() string { return e.code + ": " + e.msg }
 
 func invalidClient(format string, a ...any) *oauthErr {
-	return &oauthErr{http.StatusUnauthorized, "invalid_client", fmt.Sprintf(format, a...)}
+	return &oauthErr{status: http.StatusUnauthorized, code: "invalid_client", msg: fmt.Sprintf(format, a...)}
 }
 
 // authClient identifies the client of a token, introspection or
@@ -49,14 +50,23 @@ func (s *Server) authClient(r *http.Request) (*Client, error) {
 		return s.verifyAssertion(ctx, a, f.Get("client_id"))
 	}
 	if id, secret, ok := r.BasicAuth(); ok {
-		c, err := GetClient(ctx, s.db, id)
-		if errors.Is(err, ErrNotFound) {
-			verifyPassword(dummyHash, secret)
-			return nil, invalidClient("unknown client or wrong secret")
-		} else if err != nil {
+		// The secret is an argon2id hash: checked within the login limits.
+		var c *Client
+		ok, err := s.creds.check(r, "client:"+id, false, func() (bool, error) {
+			var err error
+			c, err = GetClient(ctx, s.db, id)
+			if errors.Is(err, ErrNotFound) {
+				verifyPassword(dummyHash, secret)
+				return false, nil
+			} else if err != nil {
+				return false, err
+			}
+			return c.checkSecret(secret), nil
+		})
+		if err != nil {
 			return nil, err
 		}
-		if !c.checkSecret(secret) {
+		if !ok {
 			return nil, invalidClient("unknown client or wrong secret")
 		}
 		return c, nil

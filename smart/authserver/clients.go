@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
@@ -41,8 +42,10 @@ var ErrNotFound = errors.New("not found")
 
 // validate checks a client before it is stored.
 func (c *Client) validate() error {
-	if c.ID == "" {
-		return errors.New("client id is required")
+	if c.ID == "" || len(c.ID) > authorizeParams["client_id"] || !isText(c.ID) ||
+		strings.IndexFunc(c.ID, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return fmt.Errorf("client id is required: at most %d bytes of UTF-8 without spaces or control characters",
+			authorizeParams["client_id"])
 	}
 	switch c.Type {
 	case Public:
@@ -81,6 +84,9 @@ func (c *Client) validate() error {
 		p, err := url.Parse(u)
 		if err != nil || !p.IsAbs() || p.Fragment != "" {
 			return fmt.Errorf("%q is not an absolute URL without fragment", u)
+		}
+		if len(u) > authorizeParams["redirect_uri"] {
+			return fmt.Errorf("%.40q…: a URL may be at most %d bytes", u, authorizeParams["redirect_uri"])
 		}
 	}
 	return nil

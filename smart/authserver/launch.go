@@ -70,26 +70,25 @@ func getLaunch(ctx context.Context, db *pgxpool.Pool, id string) (*Launch, error
 // context from the form fields client, patient, encounter and user, and gets
 // {"launch": …, "url": …}.
 func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
+	if err := parseForm(w, r); err != nil {
+		s.writeErr(w, err)
+		return
+	}
 	name, pw, ok := r.BasicAuth()
 	if !ok {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "HTTP Basic credentials of an admin user required")
 		return
 	}
-	u, err := authenticate(r.Context(), s.db, name, pw)
+	u, err := s.login(r, name, pw)
 	if errors.Is(err, errLogin) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "bad credentials")
 		return
 	} else if err != nil {
-		s.log.Error("launch", "err", err)
-		oauthError(w, http.StatusInternalServerError, "server_error", "internal error")
+		s.writeErr(w, err)
 		return
 	}
 	if u.Role != "admin" {
 		oauthError(w, http.StatusForbidden, "access_denied", "only admin users create launches")
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form")
 		return
 	}
 	f := r.PostForm

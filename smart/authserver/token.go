@@ -18,28 +18,23 @@ import (
 	"github.com/emberfhir/ember/smart/scope"
 )
 
-func badRequest(code, msg string) *oauthErr { return &oauthErr{http.StatusBadRequest, code, msg} }
+func badRequest(code, msg string) *oauthErr {
+	return &oauthErr{status: http.StatusBadRequest, code: code, msg: msg}
+}
 
 // token is the token endpoint.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	resp, err := s.tokenResponse(r)
+	resp, err := s.tokenResponse(w, r)
 	if err != nil {
-		var oe *oauthErr
-		if errors.As(err, &oe) {
-			oauthError(w, oe.status, oe.code, oe.msg)
-			return
-		}
-		s.log.Error("token endpoint", "err", err)
-		oauthError(w, http.StatusInternalServerError, "server_error", "internal error")
+		s.writeErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, resp, true)
 }
 
-func (s *Server) tokenResponse(r *http.Request) (map[string]any, error) {
-	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		return nil, badRequest("invalid_request", "malformed form body")
+func (s *Server) tokenResponse(w http.ResponseWriter, r *http.Request) (map[string]any, error) {
+	if err := parseForm(w, r); err != nil {
+		return nil, err
 	}
 	gt := r.PostForm.Get("grant_type")
 	switch gt {
@@ -248,11 +243,16 @@ func (s *Server) clientCredentials(r *http.Request, c *Client) (map[string]any, 
 	return s.respond(r.Context(), &tokenInfo{clientID: c.ID, scopes: granted}, false)
 }
 
-// introspect is RFC 7662. The caller authenticates as a client (Basic or
-// assertion; a public client by client_id) or with an active bearer token.
+// introspect is RFC 7662. A confidential client (HTTP Basic secret or
+// private_key_jwt) may introspect any token. A public client, which names
+// itself by client_id and proves nothing, and a caller presenting an active
+// bearer token, may introspect only tokens issued to that same client: for
+// any other token the answer is {"active": false}, as for an unknown one
+// (RFC 7662 2.2), so that it is no oracle for other clients' tokens.
+// Without either: 401 invalid_client.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+	if err := parseForm(w, r); err != nil {
+		s.writeErr(w, err)
 		return
 	}
 	ctx := r.Context()
@@ -261,17 +261,24 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	if c == nil {
+	var only string // the client whose tokens alone the caller may see; "" for any
+	switch {
+	case c != nil && c.Type == Public:
+		only = c.ID
+	case c == nil:
 		bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
 			oauthError(w, http.StatusUnauthorized, "invalid_client", "authenticate as a client or with a bearer token")
 			return
 		}
-		if _, err := s.verifier.Verify(ctx, strings.TrimSpace(bearer)); err != nil {
+		g, err := s.verifier.Verify(ctx, strings.TrimSpace(bearer))
+		if err != nil {
 			oauthError(w, http.StatusUnauthorized, "invalid_token", "bearer token is not active")
 			return
 		}
+		only = g.ClientID
 	}
+	maySee := func(clientID string) bool { return only == "" || clientID == only }
 	tok := r.PostForm.Get("token")
 	inactive := map[string]any{"active": false}
 	if cl, err := s.parseAccessToken(tok); err == nil {
@@ -280,7 +287,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 			s.writeErr(w, err)
 			return
 		}
-		if revoked || time.Now().Unix() >= cl.Expiry {
+		if revoked || time.Now().Unix() >= cl.Expiry || !maySee(cl.ClientID) {
 			writeJSON(w, http.StatusOK, inactive, true)
 			return
 		}
@@ -295,7 +302,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	err = s.db.QueryRow(ctx, `SELECT client_id, username, fhir_user, scopes, patient, encounter, expires_at
 		FROM smart_refresh_tokens WHERE token_hash = $1 AND NOT revoked AND expires_at > now()`, tokenHash(tok)).
 		Scan(&t.clientID, &t.username, &t.fhirUser, &t.scopes, &t.patient, &t.encounter, &exp)
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !maySee(t.clientID)) {
 		writeJSON(w, http.StatusOK, inactive, true)
 		return
 	} else if err != nil {
@@ -323,8 +330,8 @@ func addContext(resp map[string]any, base, patient, encounter, fhirUser string) 
 // revoke is RFC 7009: a refresh token is marked revoked, an access token's
 // jti joins the revoked set. Unknown tokens are answered 200 as well.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+	if err := parseForm(w, r); err != nil {
+		s.writeErr(w, err)
 		return
 	}
 	ctx := r.Context()
@@ -386,6 +393,9 @@ func (s *Server) revokeCodeGrant(ctx context.Context, reqID string) error {
 func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	var oe *oauthErr
 	if errors.As(err, &oe) {
+		if oe.retryAfter > 0 {
+			w.Header().Set("Retry-After", retryAfterValue(oe.retryAfter))
+		}
 		oauthError(w, oe.status, oe.code, oe.msg)
 		return
 	}

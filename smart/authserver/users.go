@@ -7,9 +7,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,8 +40,9 @@ const (
 
 // AddUser registers u.
 func AddUser(ctx context.Context, db *pgxpool.Pool, u User) error {
-	if u.Username == "" || strings.ContainsAny(u.Username, " \t\r\n") {
-		return errors.New("username is required and has no spaces")
+	if u.Username == "" || len(u.Username) > maxUsername || !utf8.ValidString(u.Username) ||
+		strings.IndexFunc(u.Username, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return fmt.Errorf("username is required: at most %d bytes of UTF-8 without spaces or control characters", maxUsername)
 	}
 	if len(u.Password) < 8 {
 		return errors.New("password must be at least 8 characters")
@@ -109,9 +113,33 @@ func getUser(ctx context.Context, db *pgxpool.Pool, username string) (*User, err
 
 var errLogin = errors.New("unknown user, wrong password or account locked")
 
+// login checks a user's password within the login limits (see credGuard):
+// errLogin for a failure, a *oauthErr when a limit refused to check.
+func (s *Server) login(r *http.Request, username, password string) (*User, error) {
+	var u *User
+	ok, err := s.creds.check(r, "user:"+username, true, func() (bool, error) {
+		var err error
+		u, err = authenticate(r.Context(), s.db, username, password)
+		if errors.Is(err, errLogin) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errLogin
+	}
+	return u, nil
+}
+
 // authenticate checks a password, counting failures and locking the account
 // after maxFailures in a row. Every failure looks the same to the caller.
 func authenticate(ctx context.Context, db *pgxpool.Pool, username, password string) (*User, error) {
+	if len(username) > maxUsername {
+		return nil, errLogin // no user has such a name
+	}
 	var u User
 	var hash string
 	var locked *time.Time

@@ -22,6 +22,7 @@ type accessClaims struct {
 	Audience  string `json:"aud"`
 	Expiry    int64  `json:"exp"`
 	IssuedAt  int64  `json:"iat"`
+	NotBefore int64  `json:"nbf,omitempty"`
 	ID        string `json:"jti"`
 	ClientID  string `json:"client_id"`
 	Scope     string `json:"scope"`
@@ -36,8 +37,8 @@ func (c *accessClaims) grant() *access.Grant {
 		Patient: c.Patient, Encounter: c.Encounter, FHIRUser: c.FHIRUser, Role: c.Role, Expiry: time.Unix(c.Expiry, 0)}
 }
 
-// parseAccessToken checks the signature, issuer and audience of an access
-// token; expiry is the caller's to check.
+// parseAccessToken checks the signature, issuer, audience and nbf of an
+// access token; expiry is the caller's to check.
 func (s *Server) parseAccessToken(tok string) (*accessClaims, error) {
 	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil || len(jws.Signatures) != 1 {
@@ -56,6 +57,11 @@ func (s *Server) parseAccessToken(tok string) (*accessClaims, error) {
 	}
 	if c.Issuer != s.issuer || c.Audience != s.fhirBase || c.ID == "" || c.Expiry == 0 {
 		return nil, fmt.Errorf("%w: wrong issuer or audience, or no jti or exp", access.ErrInvalidToken)
+	}
+	// nbf with the clock skew allowed between replicas. Checked here, where
+	// a token is parsed before it is cached: once valid, it stays valid.
+	if c.NotBefore != 0 && time.Unix(c.NotBefore, 0).After(time.Now().Add(clockSkew)) {
+		return nil, fmt.Errorf("%w: not valid before %s", access.ErrInvalidToken, time.Unix(c.NotBefore, 0).UTC().Format(time.RFC3339))
 	}
 	return &c, nil
 }
