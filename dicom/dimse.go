@@ -16,14 +16,18 @@ var _ dimse.Handler = (*Service)(nil)
 // CStore stores one instance received over DIMSE through the same ingest
 // path as STOW-RS, with a file meta group built from the command and the
 // presentation context. It returns success only after the file is synced
-// and its metadata committed.
+// and its metadata committed. The calling AE is recorded as the instance's
+// source, and replacing an instance with other data follows
+// Config.Overwrite (refused: Duplicate SOP Instance, 0x0111).
 func (s *Service) CStore(ctx context.Context, req *dimse.StoreRequest) (uint16, error) {
 	if !validUID(req.SOPInstanceUID) || !validUID(req.SOPClassUID) || req.TransferSyntaxUID == "" {
 		_, _ = io.Copy(io.Discard, req.Dataset)
 		return dimse.StatusDataSetMismatch, errors.New("dicom: C-STORE without valid affected SOP class/instance UIDs")
 	}
 	meta := FileMeta(req.SOPClassUID, req.SOPInstanceUID, req.TransferSyntaxUID, req.CallingAE)
-	_, err := s.Ingest(ctx, io.MultiReader(bytes.NewReader(meta), req.Dataset), IngestOptions{SOPInstanceUID: req.SOPInstanceUID})
+	_, err := s.Ingest(ctx, io.MultiReader(bytes.NewReader(meta), req.Dataset), IngestOptions{
+		SOPInstanceUID: req.SOPInstanceUID, SourceAE: strings.TrimSpace(req.CallingAE), Overwrite: s.cfg.Overwrite,
+	})
 	if err != nil {
 		var ie *IngestError
 		if errors.As(err, &ie) {
@@ -34,6 +38,8 @@ func (s *Service) CStore(ctx context.Context, req *dimse.StoreRequest) (uint16, 
 				return dimse.StatusDataSetMismatch, err
 			case ReasonCannotUnderstand:
 				return dimse.StatusCannotUnderstand, err
+			case ReasonDuplicateSOP:
+				return dimse.StatusDuplicateSOPInstance, err
 			}
 		}
 		return dimse.StatusProcessingFailure, err

@@ -26,7 +26,13 @@
 //
 // The same SOP Instance UID again replaces the stored instance (latest
 // copy wins; the old blob is deleted after the commit), so a corrected
-// resend is not refused and nothing is duplicated.
+// resend is not refused and nothing is duplicated. Over DIMSE, where a
+// calling AE title is only a name the peer picks, Config.Overwrite limits
+// that: by default only the AE that stored an instance may replace it with
+// other data (each instance records its source AE and its data set's
+// SHA-256); the same data set is accepted from anyone. A refused C-STORE is
+// Duplicate SOP Instance (0x0111) and changes nothing. STOW-RS, whose
+// callers hold create and update scopes, always replaces.
 //
 // ImagingStudy: each instance row carries a sequence number; a study whose
 // newest is above the one its ImagingStudy was built from is stale. A

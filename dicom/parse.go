@@ -402,11 +402,18 @@ type Header struct {
 
 // ReadHeader reads a Part-10 stream up to the header of top-level PixelData
 // (or to EOF). r is left positioned at the pixel value.
-func ReadHeader(r *bufio.Reader) (*Header, int64, error) {
+func ReadHeader(r *bufio.Reader) (*Header, int64, error) { return readHeader(r, nil) }
+
+// readHeader is ReadHeader telling afterMeta, when set, the offset where
+// the file meta group ends (Ingest digests the data set after it).
+func readHeader(r *bufio.Reader, afterMeta func(off int64)) (*Header, int64, error) {
 	p := &parser{r: r}
 	meta, err := p.readMeta()
 	if err != nil {
 		return nil, p.off, err
+	}
+	if afterMeta != nil {
+		afterMeta(p.off)
 	}
 	h := &Header{Meta: meta, TransferSyntax: trimUID(meta.Get(tagTransferSyntax).Value)}
 	if h.TransferSyntax == DeflatedExplicitVRLE {

@@ -2,6 +2,8 @@ package dicom
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,6 +12,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -25,55 +28,132 @@ func Native(ts string) bool {
 	return ts == ImplicitVRLittleEndian || ts == ExplicitVRLittleEndian || ts == ExplicitVRBigEndian
 }
 
-// Frame returns frame n (1-based): the raw bytes for native pixel data, the
-// frame's fragments concatenated for encapsulated data. Only that range of
-// the file is read.
-func (s *Service) Frame(ctx context.Context, st Stored, n int) ([]byte, error) {
-	if st.PixelOffset < 0 || n < 1 || n > st.Frames {
+// FrameRef locates one frame's bytes in an instance's blob, so a response
+// can stream it: native data is one byte range; encapsulated data is a run
+// of consecutive fragment items whose values, concatenated, are the frame.
+type FrameRef struct {
+	N    int   // frame number, 1-based
+	Size int64 // bytes of the frame
+
+	off, end int64 // blob byte range [off, end)
+	items    bool  // the range holds items: an 8-byte header before each value
+}
+
+// maxFragment bounds one pixel data fragment (a larger one is corrupt).
+const maxFragment = 1 << 30
+
+// LocateFrames finds frames nums (1-based, in any order, duplicates
+// allowed) of a stored instance and returns them in the order asked. It
+// reads at most the pixel data's item headers and Basic Offset Table once,
+// keeping only what the asked frames need, so its memory is bounded by
+// len(nums) whatever the instance holds. ErrNoFrame: a frame the instance
+// does not have.
+func (s *Service) LocateFrames(ctx context.Context, st Stored, nums []int) ([]FrameRef, error) {
+	if st.PixelOffset < 0 {
 		return nil, ErrNoFrame
 	}
+	for _, n := range nums {
+		if n < 1 || n > st.Frames {
+			return nil, ErrNoFrame
+		}
+	}
+	refs := make([]FrameRef, len(nums))
 	if Native(st.TransferSyntax) {
 		if st.PixelLength < 0 {
 			return nil, ErrNoFrame
 		}
 		size := st.PixelLength / int64(st.Frames)
-		r, err := s.cfg.Blobs.Open(ctx, st.BlobKey, st.PixelOffset+int64(n-1)*size, size)
-		if err != nil {
-			return nil, err
+		for i, n := range nums {
+			off := st.PixelOffset + int64(n-1)*size
+			refs[i] = FrameRef{N: n, Size: size, off: off, end: off + size}
 		}
-		defer r.Close()
-		return io.ReadAll(r)
+		return refs, nil
 	}
-	r, err := s.cfg.Blobs.Open(ctx, st.BlobKey, st.PixelOffset, -1)
+	found, err := s.locateEncapsulated(ctx, st, nums)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	return encapsulatedFrame(bufio.NewReader(r), n, st.Frames)
+	for i, n := range nums {
+		f, ok := found[n]
+		if !ok {
+			return nil, ErrNoFrame
+		}
+		refs[i] = *f
+	}
+	return refs, nil
 }
 
-// encapsulatedFrame reads the Basic Offset Table and fragments (PS3.5 A.4).
-func encapsulatedFrame(r *bufio.Reader, n, frames int) ([]byte, error) {
-	p := &parser{r: r}
-	t, _, l, err := p.header()
-	if err != nil || t != tagItem {
-		return nil, fmt.Errorf("dicom: encapsulated pixel data has no offset table")
-	}
-	bot := make([]byte, l)
-	if err := p.read(bot); err != nil {
+// locateEncapsulated walks the item sequence of encapsulated pixel data
+// (PS3.5 A.4) once, skipping fragment values, and returns the extents of
+// the wanted frames. Frames are found as Ember always has: a single frame
+// is every fragment; else by the Basic Offset Table when it has one entry
+// per frame; else one fragment per frame.
+func (s *Service) locateEncapsulated(ctx context.Context, st Stored, nums []int) (map[int]*FrameRef, error) {
+	rc, err := s.cfg.Blobs.Open(ctx, st.BlobKey, st.PixelOffset, -1)
+	if err != nil {
 		return nil, err
 	}
-	var offsets []uint32
-	for b := bot; len(b) >= 4; b = b[4:] {
-		offsets = append(offsets, binary.LittleEndian.Uint32(b))
+	defer rc.Close()
+	p := &parser{r: bufio.NewReaderSize(rc, 32<<10)}
+	wanted := make(map[int]*FrameRef, len(nums))
+	for _, n := range nums {
+		wanted[n] = &FrameRef{N: n, items: true, off: -1}
 	}
-	type frag struct {
-		pos  int64
-		data []byte
+	t, _, l, err := p.header()
+	if err != nil || t != tagItem || l == undefinedLength {
+		return nil, errors.New("dicom: encapsulated pixel data has no offset table")
 	}
-	var frags []frag
+	// With a usable offset table, keep only the entries that bound the
+	// wanted frames: frame n spans [offsets[n-1], offsets[n]).
+	type span struct {
+		lo, hi int64
+		ref    *FrameRef
+	}
+	var spans []span // sorted by lo
+	useBOT := st.Frames > 1 && int64(l)/4 == int64(st.Frames)
+	if useBOT {
+		keep := make(map[int]int64, 2*len(wanted))
+		for n := range wanted {
+			keep[n-1], keep[n] = -1, -1
+		}
+		var b [4]byte
+		for i := 0; i < st.Frames; i++ {
+			if err := p.read(b[:]); err != nil {
+				return nil, err
+			}
+			if _, ok := keep[i]; ok {
+				keep[i] = int64(binary.LittleEndian.Uint32(b[:]))
+			}
+		}
+		if err := p.skip(int64(l) - 4*int64(st.Frames)); err != nil {
+			return nil, err
+		}
+		for n, ref := range wanted {
+			hi := int64(math.MaxInt64)
+			if n < st.Frames {
+				hi = keep[n]
+			}
+			spans = append(spans, span{keep[n-1], hi, ref})
+		}
+		slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+	} else if err := p.skip(int64(l)); err != nil {
+		return nil, err
+	}
+	add := func(ref *FrameRef, itemOff int64, l uint32) {
+		if ref.off < 0 {
+			ref.off = itemOff
+		}
+		ref.end = itemOff + 8 + int64(l)
+		ref.Size += int64(l)
+	}
 	start := p.off
+	frags := 0
+	var active []span // BOT spans that began at or before the current fragment
+	next := 0
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		t, _, l, err := p.header()
 		if err != nil {
 			return nil, fmt.Errorf("dicom: reading fragments: %w", err)
@@ -81,42 +161,98 @@ func encapsulatedFrame(r *bufio.Reader, n, frames int) ([]byte, error) {
 		if t == tagSequenceDelimitation {
 			break
 		}
-		if t != tagItem || l == undefinedLength || l > 1<<30 {
+		if t != tagItem || l == undefinedLength || l > maxFragment {
 			return nil, errors.New("dicom: bad pixel data fragment")
 		}
+		itemOff := st.PixelOffset + p.off - 8
 		pos := p.off - 8 - start
-		d := make([]byte, l)
-		if err := p.read(d); err != nil {
-			return nil, err
-		}
-		frags = append(frags, frag{pos, d})
-	}
-	var out []byte
-	switch {
-	case frames == 1:
-		for _, f := range frags {
-			out = append(out, f.data...)
-		}
-	case len(offsets) == frames:
-		lo := int64(offsets[n-1])
-		hi := int64(math.MaxInt64)
-		if n < frames {
-			hi = int64(offsets[n])
-		}
-		for _, f := range frags {
-			if f.pos >= lo && f.pos < hi {
-				out = append(out, f.data...)
+		frags++
+		switch {
+		case st.Frames == 1:
+			if ref := wanted[1]; ref != nil {
+				add(ref, itemOff, l)
+			}
+		case useBOT:
+			for next < len(spans) && spans[next].lo <= pos {
+				active = append(active, spans[next])
+				next++
+			}
+			// Offsets only grow, so a span once passed is done.
+			active = slices.DeleteFunc(active, func(sp span) bool { return pos >= sp.hi })
+			for _, sp := range active {
+				add(sp.ref, itemOff, l)
+			}
+		default:
+			if ref := wanted[frags]; ref != nil {
+				add(ref, itemOff, l)
 			}
 		}
-	case len(frags) == frames:
-		out = frags[n-1].data
-	default:
+		if err := p.skip(int64(l)); err != nil {
+			return nil, err
+		}
+	}
+	if st.Frames > 1 && !useBOT && frags != st.Frames {
 		return nil, errors.New("dicom: cannot locate frames: no offset table and fragments ≠ frames")
 	}
-	if out == nil {
-		return nil, ErrNoFrame
+	for n, ref := range wanted {
+		if ref.off < 0 {
+			delete(wanted, n) // no fragment: no such frame
+		}
 	}
-	return out, nil
+	return wanted, nil
+}
+
+// CopyFrame streams a located frame of st to w with one ranged read.
+func (s *Service) CopyFrame(ctx context.Context, st Stored, f FrameRef, w io.Writer) error {
+	rc, err := s.cfg.Blobs.Open(ctx, st.BlobKey, f.off, f.end-f.off)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if !f.items {
+		n, err := io.Copy(w, rc)
+		if err == nil && n != f.Size {
+			err = fmt.Errorf("dicom: frame %d: read %d of %d bytes", f.N, n, f.Size)
+		}
+		return err
+	}
+	p := &parser{r: bufio.NewReaderSize(rc, 32<<10)}
+	var copied int64
+	for copied < f.Size || p.off < f.end-f.off {
+		t, _, l, err := p.header()
+		if err != nil {
+			return fmt.Errorf("dicom: frame %d: %w", f.N, err)
+		}
+		if t != tagItem || l == undefinedLength || l > maxFragment {
+			return fmt.Errorf("dicom: frame %d: bad pixel data fragment", f.N)
+		}
+		n, err := io.CopyN(w, p.r, int64(l))
+		p.off += n
+		copied += n
+		if err != nil {
+			return fmt.Errorf("dicom: frame %d: %w", f.N, err)
+		}
+	}
+	if copied != f.Size {
+		return fmt.Errorf("dicom: frame %d: read %d of %d bytes", f.N, copied, f.Size)
+	}
+	return nil
+}
+
+// Frame returns frame n (1-based): the raw bytes for native pixel data, the
+// frame's fragments concatenated for encapsulated data. Only that frame is
+// held in memory; responses stream with LocateFrames and CopyFrame instead.
+func (s *Service) Frame(ctx context.Context, st Stored, n int) ([]byte, error) {
+	refs, err := s.LocateFrames(ctx, st, []int{n})
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(refs[0].Size))
+	if err := s.CopyFrame(ctx, st, refs[0], &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // Window is a VOI LUT window; Width 0 means "from the dataset, else the

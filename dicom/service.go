@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/store"
@@ -40,6 +43,36 @@ type Config struct {
 	// Location reads StudyDate/StudyTime when the instance has no
 	// TimezoneOffsetFromUTC; nil means UTC.
 	Location *time.Location
+	// Overwrite decides whether a C-STORE may replace an existing SOP
+	// instance with different data; "" means OverwriteSameAE. The same
+	// data set sent again is always accepted. DICOMweb (STOW-RS), whose
+	// callers hold create and update scopes, always replaces.
+	Overwrite Overwrite
+}
+
+// Overwrite is a policy for C-STORE replacing an existing SOP instance
+// with a different data set.
+type Overwrite string
+
+const (
+	// OverwriteSameAE lets only the calling AE that stored an instance
+	// replace it (the default).
+	OverwriteSameAE Overwrite = "same-ae"
+	// OverwriteAny lets any admitted calling AE replace any instance.
+	OverwriteAny Overwrite = "any"
+	// OverwriteNever keeps the first data set received for a SOP instance.
+	OverwriteNever Overwrite = "never"
+)
+
+// ParseOverwrite reads an Overwrite policy ("" is the default).
+func ParseOverwrite(s string) (Overwrite, error) {
+	switch o := Overwrite(strings.TrimSpace(s)); o {
+	case "":
+		return OverwriteSameAE, nil
+	case OverwriteSameAE, OverwriteAny, OverwriteNever:
+		return o, nil
+	}
+	return "", fmt.Errorf("dicom: overwrite policy %q: want any, same-ae or never", s)
 }
 
 // Service ingests instances and keeps ImagingStudy resources in step. It is
@@ -74,6 +107,10 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
+	var err error
+	if cfg.Overwrite, err = ParseOverwrite(string(cfg.Overwrite)); err != nil {
+		return nil, err
+	}
 	cfg.DICOMwebBase = strings.TrimSuffix(cfg.DICOMwebBase, "/")
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{cfg: cfg, log: cfg.Logger, store: cfg.Store, timers: map[string]*pendingSync{}, baseCtx: ctx, cancel: cancel}, nil
@@ -105,6 +142,7 @@ const (
 	ReasonProcessingFailure uint16 = 0x0110
 	ReasonOutOfResources    uint16 = 0xA700
 	ReasonDataSetMismatch   uint16 = 0xA900 // e.g. no SOP Instance UID, wrong study
+	ReasonDuplicateSOP      uint16 = 0x0111 // the instance exists with other data (Overwrite)
 	ReasonCannotUnderstand  uint16 = 0xC000
 )
 
@@ -130,7 +168,8 @@ type Instance struct {
 	TransferSyntax                                   string
 	Size                                             int64
 	// Replaced: an instance with this SOP Instance UID existed and was
-	// replaced (the latest received copy wins).
+	// replaced (the latest received copy wins, as IngestOptions.Overwrite
+	// allows).
 	Replaced bool
 	// MovedFromStudyUID: the replaced instance belonged to this other
 	// study, whose ImagingStudy needs a sync too.
@@ -148,6 +187,12 @@ type IngestOptions struct {
 	// NoSync leaves the ImagingStudy update to the caller (Sync/Flush)
 	// instead of the debounce timer; STOW-RS syncs once per request.
 	NoSync bool
+	// SourceAE is recorded as the instance's source: the calling AE of a
+	// C-STORE, "" for DICOMweb.
+	SourceAE string
+	// Overwrite, when set, limits replacing an existing instance with a
+	// different data set (see Config.Overwrite); "" replaces always.
+	Overwrite Overwrite
 }
 
 // Ingest stores one Part-10 stream (preamble, "DICM", meta group, dataset).
@@ -167,8 +212,20 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 		}
 	}()
 	cw := &countWriter{w: w}
-	br := bufio.NewReaderSize(io.TeeReader(r, cw), 32<<10)
-	h, _, err := ReadHeader(br)
+	var tee io.Writer = cw
+	var dh *datasetHash
+	if opts.Overwrite != "" && opts.Overwrite != OverwriteAny {
+		// Only a policy that may refuse needs the digest; STOW-RS (always
+		// replacing, and carrying the largest uploads) skips its cost.
+		dh = &datasetHash{h: sha256.New(), skip: -1}
+		tee = io.MultiWriter(cw, dh)
+	}
+	br := bufio.NewReaderSize(io.TeeReader(r, tee), 32<<10)
+	var afterMeta func(int64)
+	if dh != nil {
+		afterMeta = dh.start
+	}
+	h, _, err := readHeader(br, afterMeta)
 	if err != nil {
 		if cw.err != nil {
 			return nil, &IngestError{Reason: storageReason(cw.err), Err: fmt.Errorf("dicom: store: %w", cw.err)}
@@ -201,6 +258,14 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 	}
 	meta.size = cw.n
 	meta.blobKey = key
+	if dh != nil {
+		meta.digest = dh.sum()
+	}
+	meta.sourceAE = opts.SourceAE
+	meta.overwrite = opts.Overwrite
+	if meta.overwrite == "" {
+		meta.overwrite = OverwriteAny
+	}
 	if err := w.Commit(); err != nil {
 		committed = true // Commit cleans up after itself
 		return nil, &IngestError{Reason: storageReason(err), Err: err}
@@ -214,7 +279,11 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 		if derr := s.cfg.Blobs.delete(dctx, key); derr != nil {
 			s.log.Error("dicom: removing blob after failed metadata write", "key", key, "err", derr)
 		}
-		return nil, &IngestError{Reason: ReasonProcessingFailure, Err: err}
+		ie := &IngestError{Reason: ReasonProcessingFailure, Err: err, SOPClassUID: meta.sopClass, SOPInstanceUID: meta.sopUID}
+		if errors.Is(err, errOverwriteRefused) {
+			ie.Reason = ReasonDuplicateSOP
+		}
+		return nil, ie
 	}
 	if old != "" && old != key {
 		if err := s.cfg.Blobs.delete(context.WithoutCancel(ctx), old); err != nil {
@@ -240,6 +309,57 @@ func storageReason(err error) uint16 {
 		return ReasonOutOfResources
 	}
 	return ReasonProcessingFailure
+}
+
+// datasetHash digests the data set of a Part-10 stream: the bytes after
+// the file meta group, so the same data set hashes the same whatever meta
+// group a sender (or Ember, for C-STORE) wrapped it in. Bytes are held
+// back until start learns where the meta group ends.
+type datasetHash struct {
+	h       hash.Hash
+	skip    int64 // bytes of the stream still to leave out; -1: not known yet
+	pending []byte
+	failed  bool // the meta group was too large to hold back: no digest
+}
+
+// maxHeldBack bounds the bytes held before the meta group's end is known
+// (the meta group plus one read-ahead buffer).
+const maxHeldBack = 1 << 20
+
+func (d *datasetHash) Write(p []byte) (int, error) {
+	if d.skip < 0 {
+		if len(d.pending)+len(p) > maxHeldBack {
+			d.failed, d.pending = true, nil
+		} else if !d.failed {
+			d.pending = append(d.pending, p...)
+		}
+		return len(p), nil
+	}
+	d.feed(p)
+	return len(p), nil
+}
+
+func (d *datasetHash) feed(p []byte) {
+	if d.skip > 0 {
+		k := min(d.skip, int64(len(p)))
+		p, d.skip = p[k:], d.skip-k
+	}
+	d.h.Write(p)
+}
+
+// start is told the meta group's end offset.
+func (d *datasetHash) start(metaEnd int64) {
+	d.skip = metaEnd
+	p := d.pending
+	d.pending = nil
+	d.feed(p)
+}
+
+func (d *datasetHash) sum() []byte {
+	if d.failed || d.skip < 0 {
+		return nil
+	}
+	return d.h.Sum(nil)
 }
 
 type countWriter struct {
@@ -279,6 +399,10 @@ type attrs struct {
 	blobKey                  string
 	size                     int64
 	pixelOffset, pixelLength int64
+
+	digest    []byte // SHA-256 of the data set; nil: unknown
+	sourceAE  string
+	overwrite Overwrite
 }
 
 func parseAttrs(h *Header) *attrs {
@@ -397,23 +521,31 @@ func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey, movedFrom
 	}
 	// A replaced instance that moves to another study bumps its old study
 	// too, so that study's ImagingStudy is rebuilt without it.
+	//
+	// The overwrite policy is decided on the conflicting row itself, under
+	// its lock, so concurrent stores cannot slip past it: the same data set
+	// always replaces (and keeps its first source); other data only as
+	// $16 allows. A refused replace raises (dicom_refuse_overwrite), which
+	// rolls the whole batch back, study and series updates included.
 	b.Queue(`WITH old AS (SELECT blob_key, study_uid FROM dicom_instances WHERE sop_uid = $1),
-		ins AS (INSERT INTO dicom_instances (sop_uid, series_uid, study_uid, sop_class, instance_number, transfer_syntax,
-		  rows, columns, frames, blob_key, size, pixel_offset, pixel_length)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
+		ins AS (INSERT INTO dicom_instances AS cur (sop_uid, series_uid, study_uid, sop_class, instance_number, transfer_syntax,
+		  rows, columns, frames, blob_key, size, pixel_offset, pixel_length, source_ae, digest)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
 		ON CONFLICT (sop_uid) DO UPDATE SET series_uid = EXCLUDED.series_uid, study_uid = EXCLUDED.study_uid,
 		  sop_class = EXCLUDED.sop_class, instance_number = EXCLUDED.instance_number,
 		  transfer_syntax = EXCLUDED.transfer_syntax, rows = EXCLUDED.rows, columns = EXCLUDED.columns,
 		  frames = EXCLUDED.frames, blob_key = EXCLUDED.blob_key, size = EXCLUDED.size,
 		  pixel_offset = EXCLUDED.pixel_offset, pixel_length = EXCLUDED.pixel_length,
-		  seq = EXCLUDED.seq, created_at = now()
+		  source_ae = CASE WHEN cur.digest = EXCLUDED.digest THEN cur.source_ae ELSE EXCLUDED.source_ae END,
+		  digest = EXCLUDED.digest, seq = EXCLUDED.seq, created_at = now()
+		  WHERE $16 = 'any' OR cur.digest = EXCLUDED.digest OR ($16 = 'same-ae' AND cur.source_ae = EXCLUDED.source_ae)
 		RETURNING 1),
 		moved AS (UPDATE dicom_studies SET force_sync = true, updated_at = now()
 		  WHERE study_uid = (SELECT study_uid FROM old) AND study_uid <> $3 RETURNING study_uid)
 		SELECT COALESCE((SELECT blob_key FROM old), ''), COALESCE((SELECT study_uid FROM moved), ''),
-		  (SELECT count(*) FROM ins)`,
+		  CASE WHEN (SELECT count(*) FROM ins) = 0 THEN dicom_refuse_overwrite($1) ELSE 1 END`,
 		a.sopUID, a.seriesUID, a.studyUID, a.sopClass, a.instanceNumber, a.transferSyntax,
-		a.rows, a.columns, a.frames, a.blobKey, a.size, px, pl)
+		a.rows, a.columns, a.frames, a.blobKey, a.size, px, pl, a.sourceAE, a.digest, string(a.overwrite))
 	// A batch ends in one Sync, so PostgreSQL runs it as one implicit
 	// transaction: all rows or none, in a single round trip.
 	br := s.store.Pool().SendBatch(ctx, b)
@@ -425,6 +557,9 @@ func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey, movedFrom
 	}
 	var inserted int
 	if err := br.QueryRow().Scan(&oldKey, &movedFrom, &inserted); err != nil {
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.ConstraintName == "dicom_instances_overwrite" {
+			err = fmt.Errorf("%w: %s", errOverwriteRefused, pe.Message)
+		}
 		return "", "", fmt.Errorf("dicom: save instance: %w", err)
 	}
 	if err := br.Close(); err != nil {
@@ -432,6 +567,9 @@ func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey, movedFrom
 	}
 	return oldKey, movedFrom, nil
 }
+
+// errOverwriteRefused: the Overwrite policy kept an existing instance.
+var errOverwriteRefused = errors.New("dicom: overwrite refused")
 
 // implementationUID identifies Ember as the writer of meta groups it builds.
 const implementationUID = "2.25.302791637452391468014512283396557912361"

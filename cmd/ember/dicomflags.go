@@ -23,6 +23,7 @@ type dicomFlags struct {
 	dimseAddr string
 	aeTitle   string
 	aeAllow   string
+	overwrite string
 	blobURL   string
 }
 
@@ -31,9 +32,43 @@ func (d *dicomFlags) register(fs *flag.FlagSet) {
 		"DICOM DIMSE listener (C-ECHO, C-STORE, C-FIND); off disables it (env EMBER_DIMSE_ADDR)")
 	fs.StringVar(&d.aeTitle, "ae-title", env("EMBER_AE_TITLE", "EMBER"), "Ember's DICOM application entity title (env EMBER_AE_TITLE)")
 	fs.StringVar(&d.aeAllow, "ae-allow", env("EMBER_AE_ALLOW", ""),
-		"calling AE titles allowed to associate, comma-separated; empty allows any (env EMBER_AE_ALLOW)")
+		"calling AE titles allowed to associate, comma-separated, each NAME (echo, store and find) or NAME:store+find, NAME:store, NAME:find, NAME:echo; "+
+			"* stands for any AE. Empty allows any AE on a loopback --dimse-addr and is refused on any other (env EMBER_AE_ALLOW)")
+	fs.StringVar(&d.overwrite, "dicom-overwrite", env("EMBER_DICOM_OVERWRITE", string(dicom.OverwriteSameAE)),
+		"whether a C-STORE may replace an existing SOP instance with different data: same-ae (only the AE that stored it), any, or never (env EMBER_DICOM_OVERWRITE)")
 	fs.StringVar(&d.blobURL, "dicom-blob-url", env("EMBER_DICOM_BLOB_URL", ""),
 		"where DICOM instance files go: file:///path or an S3-compatible s3://bucket?region=…&endpoint=… (env EMBER_DICOM_BLOB_URL; default file://<data-dir>/dicom)")
+}
+
+// policy reads --ae-allow. DIMSE has no authentication of its own: a
+// calling AE title is only a name the peer chooses. So without a list the
+// listener must stay on loopback, where only local programs reach it; any
+// other address needs --ae-allow (--ae-allow '*' to admit every AE).
+func (d *dicomFlags) policy() (dimse.AEPolicy, error) {
+	policy, err := dimse.ParseAEPolicy(d.aeAllow)
+	if err != nil {
+		return nil, fmt.Errorf("serve: --ae-allow: %w", err)
+	}
+	if policy != nil || d.dimseAddr == "" || d.dimseAddr == "off" || loopbackAddr(d.dimseAddr) {
+		return policy, nil
+	}
+	return nil, fmt.Errorf("serve: --dimse-addr %s listens beyond loopback, where any DICOM node could store and query "+
+		"patient data: name the calling AEs allowed with --ae-allow (e.g. --ae-allow 'PACS1:store+find,MODALITY:store'), "+
+		"or --ae-allow '*' to admit any AE, or listen on 127.0.0.1", d.dimseAddr)
+}
+
+// loopbackAddr reports whether host:port names only the loopback interface
+// (an empty host listens on every interface).
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // dicomRuntime is the running DICOM side of serve.
@@ -59,13 +94,24 @@ func (d *dicomFlags) start(ctx context.Context, cfg *server.Config, st *store.St
 	if err != nil {
 		return nil, fmt.Errorf("serve: DICOM blob store: %w", err)
 	}
+	overwrite, err := dicom.ParseOverwrite(d.overwrite)
+	if err != nil {
+		blobs.Close()
+		return nil, fmt.Errorf("serve: --dicom-overwrite: %w", err)
+	}
+	policy, err := d.policy()
+	if err != nil {
+		blobs.Close()
+		return nil, err
+	}
 	parser, err := fhir.NewParser()
 	if err != nil {
 		blobs.Close()
 		return nil, err
 	}
 	root := strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir")
-	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: root + "/dicomweb", Logger: log})
+	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: root + "/dicomweb", Logger: log,
+		Overwrite: overwrite})
 	if err != nil {
 		blobs.Close()
 		return nil, err
@@ -74,13 +120,7 @@ func (d *dicomFlags) start(ctx context.Context, cfg *server.Config, st *store.St
 	h := web.New(svc, web.Options{Prefix: "/dicomweb", Logger: log})
 	cfg.Mounts = append(cfg.Mounts, server.Mount{Prefix: "/dicomweb", Handler: server.RequireScopes(cfg.Verifier, cfg.BaseURL, "ImagingStudy", h)})
 	if d.dimseAddr != "" && d.dimseAddr != "off" {
-		var allowed []string
-		for _, ae := range strings.Split(d.aeAllow, ",") {
-			if ae = strings.TrimSpace(ae); ae != "" {
-				allowed = append(allowed, ae)
-			}
-		}
-		rt.dimse, err = dimse.NewServer(dimse.Config{AETitle: d.aeTitle, AllowedCallingAEs: allowed, Handler: svc, Logger: log,
+		rt.dimse, err = dimse.NewServer(dimse.Config{AETitle: d.aeTitle, Policy: policy, Handler: svc, Logger: log,
 			OnAssociation: func(dimse.AssociationStats) { _ = svc.SyncPending(ctx) }})
 		if err == nil {
 			rt.ln, err = net.Listen("tcp", d.dimseAddr)

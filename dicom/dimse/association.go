@@ -127,9 +127,11 @@ type conn struct {
 	closing atomic.Bool
 	aborted bool
 
-	rq      *assocRQ
-	ctxs    [256]presCtx
-	peerMax uint32
+	rq       *assocRQ
+	perms    Perm // what the calling AE may do
+	admitted bool
+	ctxs     [256]presCtx
+	peerMax  uint32
 
 	// P-DATA-TF read state: bytes left in the current PDU (after the PDV
 	// being read) and in the current PDV's value.
@@ -294,6 +296,7 @@ func (c *conn) negotiate() (bool, error) {
 		return false, err
 	}
 	c.rq = rq
+	c.perms, c.admitted = c.s.policy.lookup(rq.callingAE)
 	c.stats.CallingAE, c.stats.CalledAE = rq.callingAE, rq.calledAE
 	c.log = c.log.With("calling_ae", rq.callingAE)
 
@@ -311,7 +314,7 @@ func (c *conn) negotiate() (bool, error) {
 		return reject(rjPermanent, rjSourceUser, rjUserAppContext, "application context not supported")
 	case rq.calledAE != c.s.cfg.AETitle:
 		return reject(rjPermanent, rjSourceUser, rjUserCalledAE, "called AE title not recognized")
-	case c.s.allowed != nil && !c.s.allowed[rq.callingAE]:
+	case !c.admitted:
 		return reject(rjPermanent, rjSourceUser, rjUserCallingAE, "calling AE title not allowed")
 	case rq.maxPDU != 0 && rq.maxPDU < 64:
 		return false, protoErrf(abortInvalidParm, "peer maximum PDU length %d too small", rq.maxPDU)

@@ -115,6 +115,7 @@ func parseAssociateRQ(b []byte) (*assocRQ, error) {
 		calledAE:        aeString(b[4:20]),
 		callingAE:       aeString(b[20:36]),
 	}
+	var seen [256]bool // presentation context ids
 	err := forEachItem(b[68:], func(typ byte, v []byte) error {
 		switch typ {
 		case itemAppContext:
@@ -124,6 +125,12 @@ func parseAssociateRQ(b []byte) (*assocRQ, error) {
 			if err != nil {
 				return err
 			}
+			// Context ids must be unique (PS3.8 9.3.2.2): a second one
+			// could not be told apart in P-DATA.
+			if seen[pc.id] {
+				return protoErrf(abortInvalidParm, "presentation context id %d proposed twice", pc.id)
+			}
+			seen[pc.id] = true
 			rq.contexts = append(rq.contexts, pc)
 		case itemUserInfo:
 			return forEachItem(v, func(typ byte, v []byte) error {

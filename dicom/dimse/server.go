@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -21,9 +22,14 @@ type Config struct {
 	// AETitle is the called AE title the server answers to (default
 	// "EMBER"); associations addressed to another title are rejected.
 	AETitle string
-	// AllowedCallingAEs lists the calling AE titles allowed to associate;
-	// empty allows any.
+	// AllowedCallingAEs lists the calling AE titles allowed to associate,
+	// each with every permission; empty allows any (unless Policy is set).
 	AllowedCallingAEs []string
+	// Policy, when set, says which calling AEs may associate and what each
+	// may do (see ParseAEPolicy); it replaces AllowedCallingAEs. A C-STORE
+	// or C-FIND an AE may not ask for is answered with status 0x0124
+	// (Refused: Not Authorized).
+	Policy AEPolicy
 	// Handler receives stored instances and queries. Required.
 	Handler Handler
 	// Logger receives association events (default slog.Default()).
@@ -82,7 +88,7 @@ const (
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	allowed map[string]bool
+	policy  AEPolicy // nil: any AE, every permission
 	slots   chan struct{}
 	onPanic func(any) // tests: observe recovered panics
 }
@@ -120,10 +126,15 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.MaxAssociations = defaultMaxAssociations
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxAssociations)}
-	if len(cfg.AllowedCallingAEs) > 0 {
-		s.allowed = make(map[string]bool, len(cfg.AllowedCallingAEs))
+	switch {
+	case cfg.Policy != nil && len(cfg.AllowedCallingAEs) > 0:
+		return nil, errors.New("dimse: set Config.Policy or AllowedCallingAEs, not both")
+	case cfg.Policy != nil:
+		s.policy = maps.Clone(cfg.Policy)
+	case len(cfg.AllowedCallingAEs) > 0:
+		s.policy = make(AEPolicy, len(cfg.AllowedCallingAEs))
 		for _, ae := range cfg.AllowedCallingAEs {
-			s.allowed[ae] = true
+			s.policy[ae] = PermAll
 		}
 	}
 	s.cfg.AllowedCallingAEs = slices.Clone(cfg.AllowedCallingAEs)

@@ -69,6 +69,14 @@ func (c *conn) handleStore(ctxID byte, pc *presCtx, cmd *command) error {
 		rsp.status = StatusSOPClassNotSupported
 		return c.respond(ctxID, rsp, nil)
 	}
+	if c.perms&PermStore == 0 {
+		if err := d.drain(); err != nil {
+			return err
+		}
+		c.log.Warn("dicom: C-STORE refused: the calling AE may not store", "sop_instance", cmd.sopInstanceUID)
+		rsp.status, rsp.errorComment = StatusNotAuthorized, "calling AE not authorized to store"
+		return c.respond(ctxID, rsp, nil)
+	}
 	c.stats.Stores++
 	req := &StoreRequest{
 		CallingAE: c.rq.callingAE, CalledAE: c.rq.calledAE,
@@ -114,6 +122,14 @@ func (c *conn) handleFind(ctxID byte, pc *presCtx, cmd *command) error {
 			return err
 		}
 		rsp.status = StatusSOPClassNotSupported
+		return c.respond(ctxID, rsp, nil)
+	}
+	if c.perms&PermFind == 0 {
+		if err := d.drain(); err != nil {
+			return err
+		}
+		c.log.Warn("dicom: C-FIND refused: the calling AE may not query")
+		rsp.status, rsp.errorComment = StatusNotAuthorized, "calling AE not authorized to query"
 		return c.respond(ctxID, rsp, nil)
 	}
 	c.stats.Finds++

@@ -14,6 +14,7 @@ import (
 	"image/png"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -21,8 +22,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emberfhir/ember/dicom"
+	"github.com/emberfhir/ember/fhir"
 )
 
 // Handler serves DICOMweb below Prefix.
@@ -74,12 +77,53 @@ func New(svc *dicom.Service, opts Options) *Handler {
 	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// MaxFrames caps the frame numbers one WADO-RS frames request may list
+// (before duplicates are dropped), and the frames one bulk data response
+// locates per pass: each frame is streamed, but locating costs memory per
+// listed frame.
+const MaxFrames = 1024
 
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// PostgreSQL text holds neither NUL nor invalid UTF-8: such UIDs and
+	// matching values cannot name anything, and would fail as a 500 in
+	// the database (SQLSTATE 22021).
+	if !cleanText(r.URL.Path) {
+		h.fail(w, http.StatusBadRequest, "the path holds a NUL byte or invalid UTF-8")
+		return
+	}
+	for k, vs := range r.URL.Query() {
+		if !cleanText(k) {
+			h.fail(w, http.StatusBadRequest, "a query parameter name holds a NUL byte or invalid UTF-8")
+			return
+		}
+		for _, v := range vs {
+			if !cleanText(v) {
+				h.fail(w, http.StatusBadRequest, "query parameter "+strconv.Quote(k)+" holds a NUL byte or invalid UTF-8")
+				return
+			}
+		}
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+func cleanText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+// fail answers status with an OperationOutcome, as the FHIR side does.
 func (h *Handler) fail(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	code := "invalid"
+	switch {
+	case status == http.StatusNotFound:
+		code = "not-found"
+	case status == http.StatusNotAcceptable || status == http.StatusUnsupportedMediaType:
+		code = "not-supported"
+	case status == http.StatusRequestTimeout:
+		code = "timeout"
+	case status >= 500:
+		code = "exception"
+	}
+	w.Header().Set("Content-Type", "application/fhir+json")
 	w.WriteHeader(status)
-	_, _ = io.WriteString(w, msg+"\n")
+	_, _ = w.Write(fhir.Outcome(fhir.Issue{Severity: "error", Code: code, Diagnostics: msg}))
 }
 
 func (h *Handler) serverError(w http.ResponseWriter, r *http.Request, err error) {
@@ -122,12 +166,19 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, "multipart/related without boundary")
 		return
 	}
-	mr := multipart.NewReader(r.Body, params["boundary"])
+	// A body that fails to read (the client stalled past the server's read
+	// deadline, or went away) ends the request: the part being stored is
+	// discarded (Ingest removes its blob) and later parts are not waited for.
+	body := &bodyReader{r: r.Body}
+	mr := multipart.NewReader(body, params["boundary"])
 	var refs, fails []any
 	studies := map[string]bool{}
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
+			break
+		}
+		if body.err != nil {
 			break
 		}
 		if err != nil {
@@ -148,7 +199,19 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		in, err := h.svc.Ingest(ctx, part, dicom.IngestOptions{StudyUID: study, NoSync: true})
-		_, _ = io.Copy(io.Discard, part)
+		if err == nil {
+			studies[in.StudyUID] = true
+			if in.MovedFromStudyUID != "" {
+				studies[in.MovedFromStudyUID] = true
+			}
+			refs = append(refs, h.stowRef(in))
+		}
+		if body.err == nil {
+			_, _ = io.Copy(io.Discard, part)
+		}
+		if body.err != nil {
+			break
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -165,23 +228,25 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 				item["00081155"] = attr("UI", ie.SOPInstanceUID)
 			}
 			fails = append(fails, item)
-			continue
 		}
-		studies[in.StudyUID] = true
-		if in.MovedFromStudyUID != "" {
-			studies[in.MovedFromStudyUID] = true
-		}
-		refs = append(refs, jsonDS{
-			"00081150": attr("UI", in.SOPClassUID),
-			"00081155": attr("UI", in.SOPInstanceUID),
-			"00081190": attr("UR", h.svc.BaseURL()+"/studies/"+in.StudyUID+"/series/"+in.SeriesUID+"/instances/"+in.SOPInstanceUID),
-		})
 	}
 	// One ImagingStudy version per study per request.
 	for uid := range studies {
 		if err := h.svc.Sync(context.WithoutCancel(ctx), uid); err != nil {
 			h.log.Error("dicomweb: ImagingStudy sync", "study", uid, "err", err)
 		}
+	}
+	if body.err != nil {
+		h.log.Info("dicomweb: STOW-RS body read failed", "err", body.err, "stored", len(refs))
+		if len(refs) == 0 {
+			status := http.StatusBadRequest
+			if errors.Is(body.err, os.ErrDeadlineExceeded) {
+				status = http.StatusRequestTimeout
+			}
+			h.fail(w, status, "reading the request body failed; nothing was stored")
+			return
+		}
+		fails = append(fails, jsonDS{"00081197": attr("US", int(dicom.ReasonProcessingFailure))})
 	}
 	resp := jsonDS{}
 	if study != "" {
@@ -204,6 +269,29 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusAccepted
 	}
 	writeJSON(w, status, resp)
+}
+
+func (h *Handler) stowRef(in *dicom.Instance) jsonDS {
+	return jsonDS{
+		"00081150": attr("UI", in.SOPClassUID),
+		"00081155": attr("UI", in.SOPInstanceUID),
+		"00081190": attr("UR", h.svc.BaseURL()+"/studies/"+in.StudyUID+"/series/"+in.SeriesUID+"/instances/"+in.SOPInstanceUID),
+	}
+}
+
+// bodyReader remembers the first error reading the request body, other
+// than its end, so a failed read is told apart from bad content.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
 }
 
 // validUID: a UID fit to echo in a response (digits and dots, ≤ 64).
@@ -280,8 +368,11 @@ func (h *Handler) qido(level dicom.Level) http.HandlerFunc {
 				q.Match[t] = v
 			}
 		}
-		out := []any{}
+		// Matches are written as they are read, not collected: up to 10,000
+		// of them need not sit in memory. The status line waits for the
+		// first match so a bad query is still a clean 400.
 		base := h.svc.BaseURL()
+		var enc *json.Encoder
 		err := h.svc.Run(r.Context(), q, func(res *dicom.Result) error {
 			ds := jsonDS{}
 			for _, v := range res.Values {
@@ -295,9 +386,28 @@ func (h *Handler) qido(level dicom.Level) http.HandlerFunc {
 				url += "/instances/" + res.SOPUID
 			}
 			ds["00081190"] = attr("UR", url)
-			out = append(out, ds)
-			return nil
+			sep := ","
+			if enc == nil {
+				w.Header().Set("Content-Type", "application/dicom+json")
+				w.WriteHeader(http.StatusOK)
+				enc, sep = json.NewEncoder(w), "["
+			}
+			if _, err := io.WriteString(w, sep); err != nil {
+				return err
+			}
+			return enc.Encode(ds)
 		})
+		if enc != nil {
+			if err != nil {
+				// Headers are sent: a truncated array tells the client.
+				if r.Context().Err() == nil {
+					h.log.Error("dicomweb: QIDO-RS", "path", r.URL.Path, "err", err)
+				}
+				return
+			}
+			_, _ = io.WriteString(w, "]\n")
+			return
+		}
 		if errors.Is(err, dicom.ErrBadQuery) {
 			h.fail(w, http.StatusBadRequest, err.Error())
 			return
@@ -308,7 +418,7 @@ func (h *Handler) qido(level dicom.Level) http.HandlerFunc {
 		}
 		// An empty result is 200 with [] (PS3.18 allows 204 too): clients
 		// then parse every answer the same way.
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, []any{})
 	}
 }
 
@@ -491,7 +601,9 @@ func pixelVR(st dicom.Stored) string {
 	return "OB"
 }
 
-// bulk serves PixelData's value (native: raw bytes; encapsulated: frames).
+// bulk serves PixelData's value: native data as one part (the value as
+// stored), encapsulated data as one part per frame. Both stream from the
+// blob store.
 func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) {
 	if !strings.EqualFold(r.PathValue("tag"), "7FE00010") {
 		h.fail(w, http.StatusNotFound, "only PixelData is served as bulk data")
@@ -502,15 +614,42 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := list[0]
-	if st.PixelOffset < 0 {
+	if st.PixelOffset < 0 || (dicom.Native(st.TransferSyntax) && st.PixelLength < 0) {
 		h.fail(w, http.StatusNotFound, "the instance has no pixel data")
 		return
 	}
-	frames := make([]int, st.Frames)
-	for i := range frames {
-		frames[i] = i + 1
+	if !dicom.Native(st.TransferSyntax) {
+		// Frames are located MaxFrames at a time, so memory stays bounded
+		// however many frames the instance has.
+		chunk := func(first int) []int {
+			nums := make([]int, 0, MaxFrames)
+			for n := first; n <= st.Frames && len(nums) < MaxFrames; n++ {
+				nums = append(nums, n)
+			}
+			return nums
+		}
+		h.writeFrames(w, r, st, chunk(1), func(last int) []int { return chunk(last + 1) })
+		return
 	}
-	h.writeFrames(w, r, st, frames)
+	rc, err := h.svc.Blobs().Open(r.Context(), st.BlobKey, st.PixelOffset, st.PixelLength)
+	if err != nil {
+		h.serverError(w, r, err)
+		return
+	}
+	defer rc.Close()
+	b := boundary()
+	w.Header().Set("Content-Type", `multipart/related; type="application/octet-stream"; boundary=`+b)
+	mw := multipart.NewWriter(w)
+	_ = mw.SetBoundary(b)
+	pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/octet-stream"},
+		"Content-Length": {strconv.FormatInt(st.PixelLength, 10)}})
+	if err == nil {
+		_, err = io.Copy(pw, rc)
+	}
+	if err != nil {
+		return // headers are sent; a truncated body tells the client
+	}
+	_ = mw.Close()
 }
 
 func (h *Handler) frames(w http.ResponseWriter, r *http.Request) {
@@ -518,8 +657,15 @@ func (h *Handler) frames(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var nums []int
-	for _, f := range strings.Split(r.PathValue("frames"), ",") {
+	raw := strings.Split(r.PathValue("frames"), ",")
+	if len(raw) > MaxFrames {
+		h.fail(w, http.StatusBadRequest, fmt.Sprintf("at most %d frame numbers per request", MaxFrames))
+		return
+	}
+	// Each frame is sent once, in the order first asked for.
+	seen := make(map[int]bool, len(raw))
+	nums := make([]int, 0, len(raw))
+	for _, f := range raw {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
 			h.fail(w, http.StatusBadRequest, "frame numbers are positive integers")
@@ -529,44 +675,65 @@ func (h *Handler) frames(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, http.StatusNotFound, fmt.Sprintf("the instance has %d frame(s)", list[0].Frames))
 			return
 		}
-		nums = append(nums, n)
+		if !seen[n] {
+			seen[n] = true
+			nums = append(nums, n)
+		}
 	}
-	h.writeFrames(w, r, list[0], nums)
+	h.writeFrames(w, r, list[0], nums, nil)
 }
 
-func (h *Handler) writeFrames(w http.ResponseWriter, r *http.Request, st dicom.Stored, nums []int) {
-	// Read every frame first so a failure can still be a clean status.
-	var data [][]byte
-	for _, n := range nums {
-		b, err := h.svc.Frame(r.Context(), st, n)
-		if errors.Is(err, dicom.ErrNoFrame) {
-			h.fail(w, http.StatusNotFound, "no such frame")
-			return
-		}
-		if err != nil {
-			h.serverError(w, r, err)
-			return
-		}
-		data = append(data, b)
+// writeFrames streams frames nums of st as a multipart response, one frame
+// in flight at a time. The frames are located before the status is sent,
+// so a missing frame is still a clean 404; more, when set, gives the next
+// batch of frames after the last one sent (empty: done).
+func (h *Handler) writeFrames(w http.ResponseWriter, r *http.Request, st dicom.Stored, nums []int, more func(last int) []int) {
+	ctx := r.Context()
+	refs, err := h.svc.LocateFrames(ctx, st, nums)
+	if errors.Is(err, dicom.ErrNoFrame) {
+		h.fail(w, http.StatusNotFound, "no such frame")
+		return
+	}
+	if err != nil {
+		h.serverError(w, r, err)
+		return
 	}
 	partType := "application/octet-stream"
+	ct := partType
 	if !dicom.Native(st.TransferSyntax) {
 		partType = compressedType(st.TransferSyntax)
+		if partType != "application/octet-stream" {
+			ct = partType + "; transfer-syntax=" + st.TransferSyntax
+		}
 	}
 	b := boundary()
 	w.Header().Set("Content-Type", `multipart/related; type="`+partType+`"; boundary=`+b)
 	mw := multipart.NewWriter(w)
 	_ = mw.SetBoundary(b)
-	for _, d := range data {
-		ct := partType
-		if partType != "application/octet-stream" {
-			ct += "; transfer-syntax=" + st.TransferSyntax
+	for len(refs) > 0 {
+		for _, f := range refs {
+			pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {ct}, "Content-Length": {strconv.FormatInt(f.Size, 10)}})
+			if err == nil {
+				err = h.svc.CopyFrame(ctx, st, f, pw)
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					h.log.Error("dicomweb: sending frame", "sop", st.SOPUID, "frame", f.N, "err", err)
+				}
+				return // headers are sent; a truncated body tells the client
+			}
 		}
-		pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {ct}, "Content-Length": {strconv.Itoa(len(d))}})
-		if err != nil {
-			return
+		if more == nil {
+			break
 		}
-		if _, err := pw.Write(d); err != nil {
+		next := more(refs[len(refs)-1].N)
+		if len(next) == 0 {
+			break
+		}
+		if refs, err = h.svc.LocateFrames(ctx, st, next); err != nil {
+			if ctx.Err() == nil {
+				h.log.Error("dicomweb: locating frames", "sop", st.SOPUID, "err", err)
+			}
 			return
 		}
 	}
@@ -617,7 +784,8 @@ func (h *Handler) rendered(w http.ResponseWriter, r *http.Request) {
 		}
 		c, err1 := strconv.ParseFloat(parts[0], 64)
 		wd, err2 := strconv.ParseFloat(parts[1], 64)
-		if err1 != nil || err2 != nil || wd <= 0 {
+		// ParseFloat takes NaN and Inf, which no window can be.
+		if err1 != nil || err2 != nil || !(wd > 0) || math.IsInf(wd, 0) || math.IsNaN(c) || math.IsInf(c, 0) {
 			h.fail(w, http.StatusBadRequest, "window is center,width[,linear] with width > 0")
 			return
 		}
