@@ -271,4 +271,3 @@ func bundleIDs(t *testing.T, r response) []string {
 	}
 	return ids
 }
-

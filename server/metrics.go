@@ -1,11 +1,17 @@
 package server
 
 import (
+	"errors"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/smart/access"
 )
 
 // metrics are the server's Prometheus instruments, registered on the
@@ -37,4 +43,47 @@ func (s *Server) observe() gin.HandlerFunc {
 		}
 		s.metrics.requests.WithLabelValues(interaction, strconv.Itoa(c.Writer.Status())).Observe(time.Since(start).Seconds())
 	}
+}
+
+// metricsAccess guards /metrics when it is private: the figures (request
+// rates per interaction, process memory) are operational detail, so they
+// need a token a backend monitoring client would hold, one with a system
+// read scope on every type.
+func (s *Server) metricsAccess(c *gin.Context) {
+	if s.cfg.Metrics == MetricsPublic || s.cfg.Verifier == nil {
+		return
+	}
+	_, g, err := verifyBearer(c.Request, s.cfg.Verifier)
+	switch {
+	case errors.Is(err, errNoToken):
+		s.unauthorized(c, "", "/metrics requires an access token with a system/*.read (or system/*.rs) scope")
+		return
+	case err != nil:
+		if !errors.Is(err, access.ErrInvalidToken) {
+			s.log.Warn("token verification failed", "err", err)
+		}
+		s.unauthorized(c, "invalid_token", "the access token is invalid, expired or revoked")
+		return
+	}
+	if !systemRead(g.Scopes) {
+		s.writeOutcome(c, http.StatusForbidden, fhir.Outcome(fhir.Issue{Severity: "error", Code: "forbidden",
+			Diagnostics: "/metrics needs a system/*.read (or system/*.rs) scope"}))
+		c.Abort()
+	}
+}
+
+// systemRead reports a scope that reads every type at system level: SMART
+// v1 system/*.read or system/*.*, or v2 system/*.<perms> with r.
+func systemRead(scopes []string) bool {
+	for _, sc := range scopes {
+		perm, ok := strings.CutPrefix(sc, "system/*.")
+		if !ok {
+			continue
+		}
+		perm, _, _ = strings.Cut(perm, "?") // v2 granular scopes narrow the read
+		if perm == "read" || perm == "*" || (strings.Contains(perm, "r") && strings.Trim(perm, "cruds") == "" && !strings.Contains(sc, "?")) {
+			return true
+		}
+	}
+	return false
 }

@@ -57,7 +57,23 @@ type Config struct {
 	// ClientLimiter, when set, rate-limits FHIR requests per OAuth client
 	// (its ClientKey sees the authenticated request; see ClientKey).
 	ClientLimiter *guard.Limiter
+	// Metrics says who may read /metrics: MetricsPrivate (the default
+	// with a Verifier) needs a bearer token with a system/*. read scope,
+	// MetricsPublic lets anyone, MetricsOff serves no /metrics here (see
+	// MetricsHandler for a separate listener). Without a Verifier (auth
+	// mode none) private means public: there is nothing to check.
+	Metrics MetricsAccess
 }
+
+// MetricsAccess is who may read /metrics on the server's handler.
+type MetricsAccess string
+
+// The MetricsAccess values; "" means MetricsPrivate.
+const (
+	MetricsPrivate MetricsAccess = "private"
+	MetricsPublic  MetricsAccess = "public"
+	MetricsOff     MetricsAccess = "off"
+)
 
 // OAuthEndpoints are the SMART authorization server's URLs.
 type OAuthEndpoints struct {
@@ -106,6 +122,13 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 	if cfg.BaseURL == "" {
 		return nil, errors.New("server: BaseURL is required")
 	}
+	switch cfg.Metrics {
+	case "":
+		cfg.Metrics = MetricsPrivate
+	case MetricsPrivate, MetricsPublic, MetricsOff:
+	default:
+		return nil, fmt.Errorf("server: Metrics %q: use private, public or off", cfg.Metrics)
+	}
 	parser, err := fhir.NewParser()
 	if err != nil {
 		return nil, err
@@ -132,8 +155,20 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the HTTP handler for the whole server.
+// Handler returns the HTTP handler for the whole server. Text that no
+// handler could store (NUL bytes, invalid UTF-8) is refused here, at the
+// boundary, for every endpoint including the mounts.
 func (s *Server) Handler() http.Handler {
+	return guard.Input{MaxFormBody: s.cfg.MaxBody}.Wrap(s.routes())
+}
+
+// MetricsHandler serves the Prometheus metrics, for a listener of its own
+// (Config.Metrics then usually MetricsOff).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})
+}
+
+func (s *Server) routes() http.Handler {
 	r := gin.New()
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
@@ -141,7 +176,9 @@ func (s *Server) Handler() http.Handler {
 	r.Use(s.recoverer(), s.observe())
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", s.ready)
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
+	if s.cfg.Metrics != MetricsOff {
+		r.GET("/metrics", s.metricsAccess, gin.WrapH(s.MetricsHandler()))
+	}
 	r.Any("/fhir", s.authenticate, s.limit, s.dispatch)
 	r.Any("/fhir/*path", s.authenticate, s.limit, s.bulkPaths, s.dispatch)
 	r.NoRoute(func(c *gin.Context) {

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -26,18 +28,53 @@ func (s *Server) parseResource(c *gin.Context, typ string) (*fhir.Resource, bool
 	return res, true
 }
 
-// ifMatch reads the If-Match header: 0 when absent, false when malformed.
+// ifMatchAny is what ifMatch returns for "If-Match: *": the write goes on
+// only if the resource exists (RFC 9110 §13.1.1), whatever its version.
+const ifMatchAny int64 = -1
+
+// ifMatch reads the If-Match header: 0 when absent, ifMatchAny for "*",
+// false when malformed.
 func (s *Server) ifMatch(c *gin.Context) (int64, bool) {
 	h := c.GetHeader("If-Match")
 	if h == "" {
 		return 0, true
 	}
+	if strings.TrimSpace(h) == "*" {
+		return ifMatchAny, true
+	}
 	v, ok := parseETag(h)
 	if !ok {
-		s.fail(c, fhir.Invalid("malformed If-Match "+quote(h)+`: expected W/"<versionId>"`))
+		s.fail(c, fhir.Invalid("malformed If-Match "+quote(h)+`: expected W/"<versionId>" or *`))
 		return 0, false
 	}
 	return v, true
+}
+
+// errNoCurrent is the 412 of "If-Match: *" on a resource that does not
+// exist or is deleted.
+func errNoCurrent(what string) error {
+	return fhir.NewError(http.StatusPreconditionFailed, "conflict", "If-Match: * but "+what)
+}
+
+// withCurrent runs write with the current version of typ/id as its
+// If-Match, or fails 412 when there is none. The write locks the row before
+// it compares versions, so if another writer got in between, the second try
+// reads under that lock and cannot conflict again.
+func withCurrent(ctx context.Context, tx *store.Tx, typ, id string, write func(version int64) (result, error)) (result, error) {
+	for attempt := 0; ; attempt++ {
+		cur, err := tx.Read(ctx, typ, id)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
+			return result{}, errNoCurrent(typ + "/" + id + " does not exist or is deleted")
+		}
+		if err != nil {
+			return result{}, err
+		}
+		res, err := write(cur.VersionID)
+		if errors.Is(err, store.ErrVersionConflict) && attempt == 0 {
+			continue
+		}
+		return res, err
+	}
 }
 
 // inTx runs one interaction core in its own transaction and answers.
@@ -77,6 +114,11 @@ func (s *Server) update(c *gin.Context, seg []string) {
 		return
 	}
 	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
+		if ifMatch == ifMatchAny {
+			return withCurrent(ctx, tx, seg[0], seg[1], func(v int64) (result, error) {
+				return s.doUpdate(ctx, tx, res, seg[1], v)
+			})
+		}
 		return s.doUpdate(ctx, tx, res, seg[1], ifMatch)
 	})
 }
@@ -92,6 +134,22 @@ func (s *Server) conditionalUpdate(c *gin.Context, seg []string) {
 		return
 	}
 	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
+		if ifMatch == ifMatchAny {
+			// The match must exist: no update-as-create.
+			id, ok, err := s.resolveConditional(ctx, tx, res.Type(), c.Request.URL.RawQuery)
+			if err != nil {
+				return result{}, err
+			}
+			if !ok {
+				return result{}, errNoCurrent("no resource matches the condition")
+			}
+			if res.ID() != "" && res.ID() != id {
+				return result{}, fhir.Invalid("the resource's id "+quote(res.ID())+" is not the id of the matching resource "+quote(id), res.Type()+".id")
+			}
+			return withCurrent(ctx, tx, res.Type(), id, func(v int64) (result, error) {
+				return updated(tx.Update(ctx, res, id, v))
+			})
+		}
 		return s.doConditionalUpdate(ctx, tx, res, c.Request.URL.RawQuery, ifMatch)
 	})
 }
@@ -105,6 +163,11 @@ func (s *Server) delete(c *gin.Context, seg []string) {
 		return
 	}
 	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
+		if ifMatch == ifMatchAny {
+			return withCurrent(ctx, tx, seg[0], seg[1], func(v int64) (result, error) {
+				return s.doDelete(ctx, tx, seg[0], seg[1], v)
+			})
+		}
 		return s.doDelete(ctx, tx, seg[0], seg[1], ifMatch)
 	})
 }

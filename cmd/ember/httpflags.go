@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emberfhir/ember/server"
 	"github.com/emberfhir/ember/server/guard"
@@ -27,6 +28,11 @@ type httpFlags struct {
 	rateIP          string
 	rateClient      string
 	trustProxy      int
+	bodyTimeout     time.Duration
+	bodyMinRate     int64
+	dicomwebMaxBody int64
+	metrics         string
+	metricsAddr     string
 }
 
 // multiFlag is a repeatable string flag.
@@ -55,7 +61,21 @@ func (h *httpFlags) register(fs *flag.FlagSet) {
 		"FHIR requests per second per OAuth client, as RATE[:BURST]; 0 = unlimited (env EMBER_RATE_LIMIT_CLIENT)")
 	fs.IntVar(&h.trustProxy, "trust-proxy", int(envInt("EMBER_TRUST_PROXY", 0)),
 		"how many reverse proxies stand in front (their X-Forwarded-For/-Proto are trusted) (env EMBER_TRUST_PROXY)")
+	fs.DurationVar(&h.bodyTimeout, "body-read-timeout", envDuration("EMBER_BODY_READ_TIMEOUT", guard.DefaultBodyIdle),
+		"longest pause while a request body arrives, and the grace before --body-min-rate applies; 0 = no body deadlines (env EMBER_BODY_READ_TIMEOUT)")
+	fs.Int64Var(&h.bodyMinRate, "body-min-rate", envInt("EMBER_BODY_MIN_RATE", guard.DefaultBodyMinRate),
+		"least average rate, in bytes per second, a request body must keep after the grace (env EMBER_BODY_MIN_RATE)")
+	fs.Int64Var(&h.dicomwebMaxBody, "dicomweb-max-body", envInt("EMBER_DICOMWEB_MAX_BODY", defaultDICOMwebMaxBody),
+		"largest Content-Length accepted for /dicomweb (STOW-RS uploads), in bytes; 0 = no limit (env EMBER_DICOMWEB_MAX_BODY)")
+	fs.StringVar(&h.metrics, "metrics", env("EMBER_METRICS", "private"),
+		"who may read /metrics on --addr: private (a token with a system/*.read or system/*.rs scope; anyone under --auth none), public, or off (env EMBER_METRICS)")
+	fs.StringVar(&h.metricsAddr, "metrics-addr", env("EMBER_METRICS_ADDR", ""),
+		"serve /metrics, unauthenticated, on this separate address instead of --addr (keep it private) (env EMBER_METRICS_ADDR)")
 }
+
+// defaultDICOMwebMaxBody bounds a STOW-RS request: studies are large, but a
+// declared length beyond this is refused before any of it is read.
+const defaultDICOMwebMaxBody = 4 << 30
 
 func (h *httpFlags) check() error {
 	switch h.auth {
@@ -69,7 +89,24 @@ func (h *httpFlags) check() error {
 	if h.auth == "none" && len(h.oidcIssuers) > 0 {
 		return errors.New("serve: --oidc-issuer needs --auth smart")
 	}
+	switch server.MetricsAccess(h.metrics) {
+	case server.MetricsPrivate, server.MetricsPublic, server.MetricsOff:
+	default:
+		return fmt.Errorf("serve: --metrics %q: use private, public or off", h.metrics)
+	}
+	if h.bodyTimeout < 0 || h.bodyMinRate < 0 || h.dicomwebMaxBody < 0 {
+		return errors.New("serve: --body-read-timeout, --body-min-rate and --dicomweb-max-body cannot be negative")
+	}
 	return nil
+}
+
+// metricsAccess is server.Config.Metrics: off on the main listener when
+// --metrics-addr serves them elsewhere.
+func (h *httpFlags) metricsAccess() server.MetricsAccess {
+	if h.metricsAddr != "" {
+		return server.MetricsOff
+	}
+	return server.MetricsAccess(h.metrics)
 }
 
 // issuers parses the --oidc-issuer values.
@@ -115,15 +152,11 @@ func (h *httpFlags) clientLimiter() (*guard.Limiter, error) {
 }
 
 // wrap puts the outer middleware around the whole server: security headers
-// on every response, CORS for browser apps, the per-address limit.
-func (h *httpFlags) wrap(next http.Handler) (http.Handler, error) {
-	ip, err := parseRate("rate-limit-ip", h.rateIP)
-	if err != nil {
-		return nil, err
-	}
-	if ip.Rate > 0 {
-		next = guard.NewLimiter(guard.LimiterConfig{PerIP: ip, TrustedProxies: h.trustProxy}).Wrap(next)
-	}
+// on every response, the request-framing and body-time checks, the
+// per-address limit, CORS for browser apps, and the text check (which
+// server.Handler applies too; it runs once).
+func (h *httpFlags) wrap(next http.Handler, maxBody int64) (http.Handler, error) {
+	next = guard.Input{MaxFormBody: maxBody}.Wrap(next)
 	if origins := guard.ParseOrigins(h.corsOrigins); len(origins) > 0 {
 		cors, err := guard.NewCORS(guard.CORSConfig{AllowedOrigins: origins, Match: guard.PathPrefixes("/fhir", "/fhir/", "/auth/token", "/auth/introspect", "/auth/revoke", "/auth/.well-known/", "/auth/jwks", "/dicomweb/")})
 		if err != nil {
@@ -131,7 +164,39 @@ func (h *httpFlags) wrap(next http.Handler) (http.Handler, error) {
 		}
 		next = cors.Wrap(next)
 	}
+	ip, err := parseRate("rate-limit-ip", h.rateIP)
+	if err != nil {
+		return nil, err
+	}
+	if ip.Rate > 0 {
+		next = guard.NewLimiter(guard.LimiterConfig{PerIP: ip, TrustedProxies: h.trustProxy}).Wrap(next)
+	}
+	next = guard.NewBody(h.bodyConfig(maxBody)).Wrap(next)
+	next = guard.Framing(next)
 	return guard.Headers{TrustForwardedProto: h.trustProxy > 0}.Wrap(next), nil
+}
+
+// bodyConfig bounds request bodies: --max-body declared at most (larger
+// for DICOMweb uploads), and read at --body-min-rate with pauses of at most
+// --body-read-timeout.
+func (h *httpFlags) bodyConfig(maxBody int64) guard.BodyConfig {
+	idle := h.bodyTimeout
+	if idle == 0 {
+		idle = -1 // guard.BodyConfig: negative disables
+	}
+	dicomweb := h.dicomwebMaxBody
+	return guard.BodyConfig{
+		MaxBody: maxBody,
+		MaxBodyFor: func(r *http.Request) int64 {
+			if p := r.URL.Path; p == "/dicomweb" || strings.HasPrefix(p, "/dicomweb/") {
+				return dicomweb
+			}
+			return maxBody
+		},
+		Idle:    idle,
+		Grace:   h.bodyTimeout,
+		MinRate: h.bodyMinRate,
+	}
 }
 
 // tlsConfig is the HTTPS configuration, nil for plain HTTP.

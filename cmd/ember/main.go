@@ -23,6 +23,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/emberfhir/ember/server"
+	"github.com/emberfhir/ember/server/guard"
 	"github.com/emberfhir/ember/store"
 	"github.com/emberfhir/ember/store/pgcluster"
 )
@@ -201,7 +202,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		workers = -1 // server.Config: negative means none
 	}
 	cfg := server.Config{BaseURL: base, MaxBody: *maxBody, Version: version, Logger: log,
-		BulkExport: true, ExportWorkers: workers}
+		BulkExport: true, ExportWorkers: workers, Metrics: hf.metricsAccess()}
 	if err := hf.configureAuth(ctx, &cfg, st, log); err != nil {
 		ln.Close()
 		return err
@@ -233,22 +234,42 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Error("background work shutdown", "err", err)
 		}
 	}()
-	handler, err := hf.wrap(srv.Handler())
+	bodyLimit := *maxBody
+	if bodyLimit <= 0 {
+		bodyLimit = server.DefaultMaxBody
+	}
+	handler, err := hf.wrap(srv.Handler(), bodyLimit)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	// No ReadTimeout or WriteTimeout: they would cut long uploads and
+	// downloads (STOW, WADO, bulk export files). Heads are bounded by
+	// ReadHeaderTimeout, bodies by guard.Body's rate-based deadlines.
 	hs := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		TLSConfig:         tlsCfg,
+		// OPTIONS * would be answered without the middleware.
+		DisableGeneralOptionsHandler: true,
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	if tlsCfg != nil {
 		go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	} else {
-		go func() { errc <- hs.Serve(ln) }()
+		// Plain HTTP (also behind a TLS-terminating proxy, where request
+		// smuggling matters): watch each connection's request framing.
+		hs.ConnContext = guard.FramingConnContext
+		go func() { errc <- hs.Serve(guard.FramingListener{Listener: ln}) }()
+	}
+	if hf.metricsAddr != "" {
+		ms, err := serveMetrics(hf.metricsAddr, srv.MetricsHandler(), log, errc)
+		if err != nil {
+			hs.Close()
+			return err
+		}
+		defer ms.Close()
 	}
 	if *debugAddr != "" {
 		go serveDebug(*debugAddr, log)
@@ -353,7 +374,35 @@ func envInt(key string, def int64) int64 {
 	return def
 }
 
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
 func numCPU() int { return runtime.NumCPU() }
+
+// serveMetrics serves the Prometheus metrics on their own listener
+// (--metrics-addr), unauthenticated: the address is meant to be private.
+func serveMetrics(addr string, h http.Handler, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serve: --metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	go func() {
+		if err := ms.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("metrics listener: %w", err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return ms, nil
+}
 
 // serveDebug exposes net/http/pprof on its own listener, so profiling never
 // shares a port with the public API.

@@ -78,6 +78,9 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	stopped bool
+	// lock is the owner lock (see ownerLock), held while this process owns
+	// the server; nil when attached.
+	lock *os.File
 }
 
 // Start initialises the cluster if DataDir holds none, then starts it listening
@@ -102,10 +105,35 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 
+	// The owner lock tells a server whose owner is alive from one whose
+	// owner died (kill -9) and left it running: only the first is another
+	// process's to stop.
+	lock, lockErr := ownerLock(dataDir)
+	if lockErr != nil {
+		logger.Warn("pgcluster: no owner lock: a server left running by a killed owner will not be taken over", "err", lockErr)
+	}
+	ok := false
+	defer func() {
+		if !ok && lock != nil {
+			lock.Close()
+		}
+	}()
+
 	// Attaching needs no binaries, so a server run by another Ember process is
 	// usable even where this process could not start one itself.
-	if c, ok := attach(ctx, dataDir, logger); ok {
+	if c, attached := attach(ctx, dataDir, logger); attached {
+		if lock != nil {
+			ok = c.adopt(lock)
+		}
 		return c, nil
+	}
+	if lock == nil && lockErr == nil {
+		// A live owner holds the lock but its server does not answer: it is
+		// starting it. Wait for the server, or for the lock to come free.
+		var c *Cluster
+		if c, lock = waitForOwner(ctx, dataDir, logger); c != nil {
+			return c, nil
+		}
 	}
 
 	bins, err := findBinaries(os.Getenv("PATH"), packagedRoot)
@@ -124,6 +152,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		bins:    bins,
 		run:     run,
 		logger:  logger,
+		lock:    lock,
 	}
 	if err := c.prepareDataDir(); err != nil {
 		return nil, err
@@ -134,7 +163,81 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.prepareSocketDir(); err != nil {
 		return nil, err
 	}
-	return c.startOrAttach(ctx, options)
+	got, err := c.startOrAttach(ctx, options)
+	if err != nil {
+		return nil, err
+	}
+	if got != c && lock != nil {
+		// Someone without the lock (an older Ember, pg_ctl by hand) started
+		// it while we tried: as the lock holder we own it now.
+		ok = got.adopt(lock)
+		return got, nil
+	}
+	ok = true
+	return got, nil
+}
+
+// ownerLock takes the owner lock of dataDir: an exclusive flock on
+// <dataDir>.owner.lock, which the kernel releases when the holder exits,
+// however it exits. It returns a nil file when another process holds it.
+func ownerLock(dataDir string) (*os.File, error) {
+	path := dataDir + ".owner.lock"
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("owner lock: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("owner lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("owner lock %s: %w", path, err)
+	}
+	// For people reading the file; the lock itself is what counts.
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
+// waitForOwner waits up to 15 s for the lock holder's server to answer (it
+// returns it, attached) or for the lock to come free (it returns the lock).
+// After that it gives up and returns neither: the caller starts the server
+// without the lock, as before locks existed.
+func waitForOwner(ctx context.Context, dataDir string, logger *slog.Logger) (*Cluster, *os.File) {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && sleepCtx(ctx, 200*time.Millisecond) {
+		if c, ok := attach(ctx, dataDir, logger); ok {
+			return c, nil
+		}
+		if lock, err := ownerLock(dataDir); lock != nil || err != nil {
+			return nil, lock
+		}
+	}
+	logger.Warn("pgcluster: the owner lock is held but no server answers; starting one", "data_dir", dataDir)
+	return nil, nil
+}
+
+// adopt makes c, attached to a running server, its owner: c then holds lock
+// and Stop stops the server. It reports false (and c stays attached) when
+// this process could not stop the server, lacking its binaries.
+func (c *Cluster) adopt(lock *os.File) bool {
+	bins, err := findBinaries(os.Getenv("PATH"), packagedRoot)
+	if err != nil {
+		c.logger.Warn("pgcluster: cannot take over the running server", "err", err)
+		return false
+	}
+	run, err := currentRunAs()
+	if err != nil {
+		c.logger.Warn("pgcluster: cannot take over the running server", "err", err)
+		return false
+	}
+	c.bins, c.run, c.lock, c.owned = bins, run, lock, true
+	c.logger.Info("pgcluster: took over a server whose owner is gone", "data_dir", c.dataDir)
+	return true
 }
 
 // DatabaseURL returns a pgx-parsable URL for database dbname on this cluster's socket.
@@ -158,6 +261,8 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	if !c.owned || c.stopped {
 		return nil
 	}
+	// Whether or not the stop works, the next process may take over.
+	defer c.releaseLock()
 	began := time.Now()
 	out, err := c.pgCtl(ctx, "stop", "-m", "fast", "-w", "-D", c.dataDir)
 	if err != nil {
@@ -171,6 +276,13 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	c.stopped = true
 	c.logger.Info("pgcluster: stopped", "data_dir", c.dataDir, "took", time.Since(began).Round(time.Millisecond))
 	return nil
+}
+
+func (c *Cluster) releaseLock() {
+	if c.lock != nil {
+		c.lock.Close()
+		c.lock = nil
+	}
 }
 
 // EnsureDatabase creates database name if it does not exist.

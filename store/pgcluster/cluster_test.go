@@ -341,3 +341,58 @@ func TestServerOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeOverAfterOwnerDies: an owner killed with SIGKILL leaves its server
+// running and releases the owner lock (the kernel does). The next Start
+// must own that server, so that its Stop stops it, instead of attaching and
+// leaving it running for good.
+func TestTakeOverAfterOwnerDies(t *testing.T) {
+	requireBinaries(t)
+	ctx := t.Context()
+	dataDir := filepath.Join(traversableTempDir(t), "data")
+	settings := map[string]string{"fsync": "off", "synchronous_commit": "off"}
+	c1, err := Start(ctx, Options{DataDir: dataDir, Settings: settings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c1.Stop(context.Background()) })
+	if !c1.Owned() || c1.lock == nil {
+		t.Fatalf("first Start: owned %v, lock %v", c1.Owned(), c1.lock)
+	}
+	// While the owner lives, a second Start only attaches.
+	c2, err := Start(ctx, Options{DataDir: dataDir, Settings: settings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Owned() {
+		t.Fatal("Start while the owner lives: owned")
+	}
+
+	// The owner dies: its lock goes, its server stays.
+	c1.lock.Close()
+	c1.lock, c1.owned = nil, false
+	var log3 lockedBuffer
+	c3, err := Start(ctx, Options{DataDir: dataDir, Settings: settings, Logger: slog.New(slog.NewTextHandler(&log3, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c3.Stop(context.Background()) })
+	if !c3.Owned() || !strings.Contains(log3.String(), "took over") {
+		t.Fatalf("Start after the owner died: owned %v\n%s", c3.Owned(), log3.String())
+	}
+	selectOne(ctx, t, c3.DatabaseURL("postgres"))
+	// And now another Start attaches to the new owner's server.
+	c4, err := Start(ctx, Options{DataDir: dataDir, Settings: settings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c4.Owned() {
+		t.Fatal("Start beside the new owner: owned")
+	}
+	if err := c3.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("server still running after the new owner stopped: postmaster.pid %v", err)
+	}
+}
