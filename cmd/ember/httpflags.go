@@ -225,6 +225,9 @@ func (h *httpFlags) configureAuth(ctx context.Context, cfg *server.Config, st *s
 		Issuer:      root + "/auth",
 		FHIRBaseURL: cfg.BaseURL,
 		Logger:      log,
+		// Login limits are per client address: behind a proxy that is the
+		// forwarded one, or every user would share the proxy's.
+		TrustedProxies: h.trustProxy,
 	}, st)
 	if err != nil {
 		return fmt.Errorf("serve: authorization server: %w", err)

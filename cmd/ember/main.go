@@ -143,6 +143,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	baseURL := fs.String("base-url", env("EMBER_BASE_URL", ""),
 		"public FHIR base URL used in fullUrl, Location and links (env EMBER_BASE_URL; default http://<addr>/fhir)")
 	maxBody := fs.Int64("max-body", envInt("EMBER_MAX_BODY", server.DefaultMaxBody), "largest accepted request body in bytes (env EMBER_MAX_BODY)")
+	stmtTimeout := fs.Duration("statement-timeout", envDuration("EMBER_STATEMENT_TIMEOUT", 30*time.Second),
+		"longest a single database statement may run before PostgreSQL stops it (the request then gets 503); 0 = no limit (env EMBER_STATEMENT_TIMEOUT)")
 	maxConns := fs.Int("db-max-conns", int(envInt("EMBER_DB_MAX_CONNS", 0)), "database connection pool size; 0 = 4 per CPU (env EMBER_DB_MAX_CONNS)")
 	debugAddr := fs.String("debug-addr", env("EMBER_DEBUG_ADDR", ""), "serve Go pprof profiles on this address (env EMBER_DEBUG_ADDR; off when empty)")
 	exportWorkers := fs.Int("export-workers", int(envInt("EMBER_EXPORT_WORKERS", 1)),
@@ -174,7 +176,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if conns == 0 {
 		conns = int32(4 * max(1, numCPU()))
 	}
-	st, err := store.Open(ctx, url, store.Options{MaxConns: conns})
+	st, err := store.Open(ctx, url, store.Options{MaxConns: conns, StatementTimeout: *stmtTimeout})
 	if err != nil {
 		return err
 	}
