@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test ./dicom/dimse -run '^$$' -fuzz FuzzPDU -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/dimse -run '^$$' -fuzz FuzzIdentifier -fuzztime $(FUZZTIME)
 	$(GO) test ./smart/scope -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) run ./internal/pgtest/withdb -- $(GO) test ./internal/hostile -run '^$$' -fuzz '^FuzzHTTP$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin
