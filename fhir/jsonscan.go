@@ -192,14 +192,51 @@ func (s *scanner) number() {
 		if s.pos < len(s.data) && (s.data[s.pos] == '+' || s.data[s.pos] == '-') {
 			s.pos++
 		}
+		expStart := s.pos
 		if digits() == 0 {
 			s.fail(true, "invalid number: empty exponent")
 			return
 		}
+		if !exponentInRange(s.data[expStart:s.pos]) {
+			s.fail(false, "number out of range: the exponent's magnitude may be at most "+strconv.Itoa(MaxDecimalExponent))
+			return
+		}
 	}
-	if s.pos-start > 64 {
+	if s.pos-start > maxNumberLen {
 		s.fail(false, "number too long")
 	}
+}
+
+// maxNumberLen bounds a number's written length. With MaxDecimalExponent
+// it bounds every number's magnitude and scale.
+const maxNumberLen = 64
+
+// MaxDecimalExponent bounds a number's written exponent (1e1000, 1e-1000);
+// search values compared with stored numbers can use the same bound. Every
+// number is stored in PostgreSQL's numeric, in the JSONB body and in the
+// number and quantity indexes, and numeric holds at most 131072 digits before
+// the point and 16383 after: 1e131072 or 1e-16384 would fail the write
+// (SQLSTATE 22003) after validation passed. Far inside those limits, with
+// at most maxNumberLen characters, a number has at most about 1064 digits
+// either side of the point, so its numeric value stays a few hundred bytes:
+// small enough for index entries, cheap to compare. No quantity in medicine
+// or elsewhere in FHIR comes near 10^±1000 (Planck's length is 1.6e-35 m).
+const MaxDecimalExponent = 1000
+
+// exponentInRange reports whether the exponent digits are at most
+// MaxDecimalExponent, without converting (they may be many).
+func exponentInRange(digits []byte) bool {
+	for len(digits) > 1 && digits[0] == '0' {
+		digits = digits[1:]
+	}
+	if len(digits) > 4 {
+		return false
+	}
+	v := 0
+	for _, c := range digits {
+		v = v*10 + int(c-'0')
+	}
+	return v <= MaxDecimalExponent
 }
 
 // isZero reports whether a mantissa (digits and a point) is all zeros.

@@ -92,6 +92,11 @@ func (s *Server) readValidateRequest(c *gin.Context, typ, id string) (validateRe
 func (req *validateRequest) readBody(body []byte, typ string) *fhir.Error {
 	members, err := jsonMembers(body)
 	if err != nil {
+		// Say why, as a create of the same body would (too deep, malformed…).
+		var fe *fhir.Error
+		if errors.As(fhir.CheckJSON(body), &fe) {
+			return fe
+		}
 		return fhir.NewError(http.StatusBadRequest, "structure", "the body is not a JSON object: a resource or a Parameters is required")
 	}
 	if string(memberValue(members, "resourceType")) != `"Parameters"` {

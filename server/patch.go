@@ -162,6 +162,15 @@ func (s *Server) patchOnce(ctx context.Context, tx *store.Tx, typ, id string, ki
 	if err != nil {
 		return result{}, err
 	}
+	if noOperations(kind, body) {
+		// A patch without operations changes nothing, so it writes no
+		// version: 200 with the current one, as HAPI's no-op detection
+		// answers. Both formats allow it (RFC 6902's document is an array
+		// of zero or more operations; Parameters.parameter is 0..*), so it
+		// is not a 400; a new version equal to the last would only grow
+		// the history and move lastUpdated.
+		return result{status: http.StatusOK, version: cur, message: "unchanged: the patch has no operations"}, nil
+	}
 	if err := keepsIdentity(patched, typ, id); err != nil {
 		return result{}, err
 	}
@@ -182,6 +191,19 @@ func applyPatch(kind patchKind, doc, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	return patch.FHIRPath(doc, body)
+}
+
+// noOperations reports whether a patch that applied holds no operation:
+// a JSON Patch [] or a Parameters without parameters.
+func noOperations(kind patchKind, body []byte) bool {
+	if kind == jsonPatch {
+		var ops []json.RawMessage
+		return json.Unmarshal(body, &ops) == nil && len(ops) == 0
+	}
+	var params struct {
+		Parameter []json.RawMessage `json:"parameter"`
+	}
+	return json.Unmarshal(body, &params) == nil && len(params.Parameter) == 0
 }
 
 // keepsIdentity rejects a patch that changes the resource's type or id: a
@@ -239,7 +261,8 @@ func entryPatch(raw []byte) (patchKind, []byte, error) {
 			return 0, nil, fhir.NewError(http.StatusUnsupportedMediaType, "not-supported",
 				"a PATCH entry's Binary must have contentType "+jsonPatchType+", not "+quote(head.ContentType), "Binary.contentType")
 		}
-		body, err := base64.StdEncoding.DecodeString(head.Data)
+		// base64Binary may be broken by whitespace (MIME's line breaks).
+		body, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(head.Data), ""))
 		if err != nil || len(body) == 0 {
 			return 0, nil, fhir.Invalid("a PATCH entry's Binary.data must be the base64 JSON Patch", "Binary.data")
 		}

@@ -411,10 +411,11 @@ func (s *Server) validateEntries(entries []*txEntry, refs map[string]string) err
 		go func() {
 			defer wg.Done()
 			for e := range work {
-				body := fhir.RewriteReferences(e.raw, func(ref string) (string, bool) {
-					t, ok := refs[ref]
-					return t, ok
-				})
+				body, missing := rewriteInBundle(e.raw, refs)
+				if missing != "" {
+					errs[e.index] = entryError(e.index, unresolvedPlaceholder(missing))
+					continue
+				}
 				res, err := s.parser.Parse(body, e.typ)
 				if err != nil {
 					errs[e.index] = entryError(e.index, err)
@@ -430,10 +431,10 @@ func (s *Server) validateEntries(entries []*txEntry, refs map[string]string) err
 		}
 		if e.patch != nil {
 			// References a patch adds point at the bundle's resources too.
-			e.patch = fhir.RewriteReferences(e.patch, func(ref string) (string, bool) {
-				t, ok := refs[ref]
-				return t, ok
-			})
+			var missing string
+			if e.patch, missing = rewriteInBundle(e.patch, refs); missing != "" {
+				errs[e.index] = entryError(e.index, unresolvedPlaceholder(missing))
+			}
 		}
 	}
 	close(work)
@@ -444,6 +445,50 @@ func (s *Server) validateEntries(entries []*txEntry, refs map[string]string) err
 		}
 	}
 	return nil
+}
+
+// rewriteInBundle rewrites doc's references to the bundle's resources
+// (refs) and returns the first urn:uuid: reference that names none of them.
+func rewriteInBundle(doc []byte, refs map[string]string) (out []byte, missing string) {
+	out = fhir.RewriteReferences(doc, func(ref string) (string, bool) {
+		t, ok := refs[ref]
+		if !ok && missing == "" && isPlaceholder(ref) {
+			missing = ref
+		}
+		return t, ok
+	})
+	return out, missing
+}
+
+// isPlaceholder reports whether ref is a urn:uuid: reference. Such an id
+// exists only within one Bundle (a fullUrl, replaced by Type/id when
+// stored), so one that no entry has can never resolve: storing it would
+// leave a reference to nothing. HAPI rejects it too ("unable to satisfy
+// placeholder ID"). urn:oid: references may name things outside the
+// Bundle, so only urn:uuid: is checked.
+func isPlaceholder(ref string) bool {
+	return len(ref) > len("urn:uuid:") && strings.EqualFold(ref[:len("urn:uuid:")], "urn:uuid:")
+}
+
+// unresolvedPlaceholder is the error for a urn:uuid: reference that no
+// entry of the Bundle has as its fullUrl.
+func unresolvedPlaceholder(ref string) error {
+	return fhir.NewError(http.StatusBadRequest, "not-found",
+		"the reference "+quote(ref)+" is a urn:uuid: that is not the fullUrl of any entry in the Bundle")
+}
+
+// placeholderIn returns doc's first urn:uuid: reference, "" if none: a
+// batch resolves no references between entries, so any such reference is
+// one to nothing.
+func placeholderIn(doc []byte) string {
+	var found string
+	fhir.RewriteReferences(doc, func(ref string) (string, bool) {
+		if found == "" && isPlaceholder(ref) {
+			found = ref
+		}
+		return "", false
+	})
+	return found
 }
 
 // plainCreates returns the end of the run of POST entries starting at i
@@ -668,6 +713,16 @@ func (s *Server) runBatch(ctx context.Context, entries []*txEntry) {
 					return err
 				}
 				e.res = res
+			}
+			if e.method == "POST" || e.method == "PUT" || e.method == "PATCH" {
+				doc := e.raw
+				if e.patch != nil {
+					doc = e.patch
+				}
+				if ref := placeholderIn(doc); ref != "" {
+					return fhir.NewError(http.StatusBadRequest, "not-found",
+						"the reference "+quote(ref)+" is a urn:uuid: that names no stored resource: a batch resolves no references between its entries")
+				}
 			}
 			if e.method == "POST" {
 				r, err := s.doCreate(ctx, tx, e.res, "", e.ifNoneExist)

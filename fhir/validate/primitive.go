@@ -42,14 +42,13 @@ func (w *walker) primitive(f *fieldDef) {
 		w.wrongJSON(k)
 		return
 	}
+	s := w.str()
 	if k == kBase64Binary {
-		raw, _ := w.rawString()
-		if !w.base64(raw) {
-			w.fail("value", "invalid base64Binary")
+		if msg := w.base64(s); msg != "" {
+			w.fail("value", "invalid base64Binary: "+msg)
 		}
 		return
 	}
-	s := w.str()
 	switch k {
 	case kString:
 		if len(s) > maxStringSize {
@@ -273,11 +272,17 @@ func validUUID(s []byte) bool {
 	return true
 }
 
-// validURI accepts what url.Parse accepts. Plain absolute URLs, the bulk of
-// real data, are recognised without it (url.Parse allocates).
+// validURI accepts what url.Parse accepts and R4's regex \S* allows (no
+// whitespace: url.Parse takes "a b"). Plain absolute URLs, the bulk of real
+// data, are recognised without it (url.Parse allocates).
 func validURI(s []byte) bool {
 	if simpleURL(s) {
 		return true
+	}
+	for _, c := range s {
+		if isSpace(c) || c == '\v' {
+			return false
+		}
 	}
 	_, err := url.Parse(string(s))
 	return err == nil
@@ -312,54 +317,45 @@ func simpleURL(s []byte) bool {
 	return true
 }
 
-// base64 checks raw (the undecoded JSON string) as google/fhir does: the
-// text may be broken into chunks of equal length by runs of spaces of equal
-// length, and the rest must be standard padded base64.
-func (w *walker) base64(raw []byte) bool {
-	buf := w.buf[:0]
-	stride, sep := 0, 0
-	chunkStart := 0
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if c != ' ' {
+// base64 checks a base64Binary value (escapes decoded) against R4's regex
+// (\s*([0-9a-zA-Z\+/=]){4}\s*)+ — whitespace, such as MIME's line breaks,
+// may separate groups of four characters — and then as padded standard
+// base64. It returns "" when the value is valid, else what is wrong.
+// (google/fhir, which Ember followed before, allowed only runs of spaces
+// between chunks of equal length.)
+func (w *walker) base64(s []byte) string {
+	buf := w.b64[:0]
+	for _, c := range s {
+		switch {
+		case isSpace(c) || c == '\v':
+			if len(buf)%4 != 0 {
+				w.b64 = buf
+				return "whitespace may only separate groups of 4 characters"
+			}
+		case c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=':
 			buf = append(buf, c)
-			continue
+		default:
+			w.b64 = buf
+			return "unexpected character " + strconv.QuoteRune(rune(c))
 		}
-		cur := i - chunkStart
-		if stride == 0 {
-			stride = cur
-		}
-		if cur != stride {
-			w.buf = buf
-			return false
-		}
-		chunkStart = i
-		for i < len(raw) && raw[i] == ' ' {
-			i++
-		}
-		curSep := i - chunkStart
-		if sep == 0 {
-			sep = curSep
-		}
-		if curSep != sep {
-			w.buf = buf
-			return false
-		}
-		chunkStart = i
-		i--
 	}
-	w.buf = buf
-	// Decode in place into the scratch buffer's tail: the decoded length is
-	// at most the encoded one.
+	w.b64 = buf
 	n := len(buf)
+	if n == 0 || n%4 != 0 {
+		return "expected groups of 4 characters"
+	}
+	// Decode into the scratch buffer's tail: the decoded length is at most
+	// the encoded one.
 	if cap(buf) < 2*n {
 		nb := make([]byte, n, 2*n)
 		copy(nb, buf)
 		buf = nb
-		w.buf = buf
+		w.b64 = buf
 	}
-	_, err := base64.StdEncoding.Decode(buf[n:2*n], buf[:n])
-	return err == nil
+	if _, err := base64.StdEncoding.Decode(buf[n:2*n], buf[:n]); err != nil {
+		return "not padded standard base64"
+	}
+	return ""
 }
 
 // appendRune is utf8.AppendRune, replacing lone surrogates as encoding/json does.
@@ -410,6 +406,9 @@ func datePart(s []byte) (rest []byte, parts int, ok bool) {
 		return nil, 0, false
 	}
 	year := num(s[:4])
+	if year == 0 {
+		return nil, 0, false // R4's regexes have no year 0000
+	}
 	s = s[4:]
 	if len(s) == 0 || s[0] != '-' {
 		return s, 1, true

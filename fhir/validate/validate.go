@@ -4,6 +4,7 @@
 package validate
 
 import (
+	"bytes"
 	"strconv"
 	"sync"
 )
@@ -47,7 +48,11 @@ type walker struct {
 	pos    int
 	path   []byte // FHIRPath of the value being checked
 	issues []Issue
-	buf    []byte // scratch for unescaped strings and base64
+	buf    []byte // scratch for unescaped strings
+	b64    []byte // scratch for base64
+	// inContained is set while the members of a contained resource are
+	// walked, where a "contained" member breaks dom-2.
+	inContained bool
 }
 
 func (w *walker) fail(code, msg string) {
@@ -277,13 +282,71 @@ func (w *walker) resource() {
 
 // resourceType finds the "resourceType" member of the object at w.pos.
 func (w *walker) resourceType() ([]byte, bool) {
+	return w.stringMember("resourceType")
+}
+
+// idSpan is where a contained resource's id lies in the body: the string
+// between the quotes, escapes undecoded; empty when it has none.
+type idSpan struct{ start, end int }
+
+// containedID records the id of the contained resource at w.pos, element n
+// of the array, in ids (indexed like the array), reporting it when an
+// earlier one has it too: a reference "#id" must name one resource. w.pos
+// is left where it was. ids is meant to live on the caller's stack: ids
+// are compared in place, so a valid resource costs no allocation.
+func (w *walker) containedID(ids []idSpan, n int) []idSpan {
+	start := w.pos
+	var id idSpan
+	w.pos++ // {
+	for first := true; ; first = false {
+		key, ok := w.nextMember(first)
+		if !ok {
+			break
+		}
+		if string(key) == "id" && w.data[w.pos] == '"' {
+			raw, _ := w.rawString()
+			id = idSpan{w.pos - 1 - len(raw), w.pos - 1}
+			break
+		}
+		w.skipValue()
+	}
+	w.pos = start
+	for len(ids) < n {
+		ids = append(ids, idSpan{})
+	}
+	if id.end > id.start {
+		for i, other := range ids {
+			if other.end > other.start && w.sameString(other, id) {
+				mark := w.pushField([]byte("id"))
+				w.fail("duplicate", "duplicate contained resource id "+quote(unescape(nil, w.data[id.start:id.end]))+": contained["+strconv.Itoa(i)+"] has it too")
+				w.path = w.path[:mark]
+				break
+			}
+		}
+	}
+	return append(ids, id)
+}
+
+// sameString reports whether two JSON string contents in the body decode
+// to the same text.
+func (w *walker) sameString(a, b idSpan) bool {
+	x, y := w.data[a.start:a.end], w.data[b.start:b.end]
+	if bytes.IndexByte(x, '\\') < 0 && bytes.IndexByte(y, '\\') < 0 {
+		return bytes.Equal(x, y)
+	}
+	return bytes.Equal(unescape(nil, x), unescape(nil, y)) // rare: escapes in an id
+}
+
+// stringMember finds// stringMember finds the member key of the object at w.pos, and returns its
+// value when it is a string (nil otherwise); it moves w.pos.
+func (w *walker) stringMember(name string) ([]byte, bool) {
 	w.pos++ // {
 	for first := true; ; first = false {
 		key, ok := w.nextMember(first)
 		if !ok {
 			return nil, false
 		}
-		if string(key) == "resourceType" {
+		if string(key) == name {
 			if w.data[w.pos] != '"' {
 				return nil, true
 			}
@@ -532,9 +595,18 @@ func (w *walker) value(f *fieldDef, ext bool) (n int, hasNull bool) {
 		w.skipValue()
 		return 0, false
 	}
+	contained := f.kind == kResource && f.name == "contained"
+	if contained && w.inContained {
+		w.fail("invariant", "dom-2: a contained resource cannot itself contain resources")
+	}
+	var idBuf [8]idSpan
+	ids := idBuf[:0] // the contained resources' ids, to find duplicates
 	w.pos++
 	for first := true; w.nextElement(first); first = false {
 		mark := w.pushIndex(n)
+		if contained && w.data[w.pos] == '{' {
+			ids = w.containedID(ids, n)
+		}
 		if w.data[w.pos] == 'n' {
 			w.pos += 4
 			hasNull = true
@@ -574,7 +646,10 @@ func (w *walker) element(f *fieldDef, ext bool) {
 			w.skipValue()
 			return
 		}
+		save := w.inContained
+		w.inContained = f.name == "contained"
 		w.resource()
+		w.inContained = save
 	default:
 		if c == '{' {
 			w.fail("structure", "expected a "+f.kind.String()+" value, not an object (its id and extensions go in \"_"+lastName(w.path)+"\")")
