@@ -132,3 +132,39 @@ func TestUpdateIfMatchStar(t *testing.T) {
 	expect(t, e.do("PUT", "/Patient/star", pat("male"), `If-Match: W/"4"`), http.StatusCreated) // re-created
 	expectOutcome(t, e.do("PUT", "/Patient/star", pat("male"), "If-Match: **"), http.StatusBadRequest)
 }
+
+// TestIfMatchStarInPatchAndBundles: If-Match: * (request.ifMatch "*" in a
+// Bundle) means "only if it exists" for PATCH and for transaction entries
+// too: 412 when the resource is absent or deleted, the write otherwise.
+func TestIfMatchStarInPatchAndBundles(t *testing.T) {
+	e := newEnv(t)
+	star := "If-Match: *"
+	patchCT := "Content-Type: application/json-patch+json"
+	ops := []byte(`[{"op":"add","path":"/active","value":true}]`)
+	expectOutcome(t, e.do("PATCH", "/Patient/pst", ops, patchCT, star), http.StatusPreconditionFailed)
+	expectOutcome(t, e.do("PATCH", "/Patient?identifier=urn:s|pst", ops, patchCT, star), http.StatusPreconditionFailed)
+	expect(t, e.do("PUT", "/Patient/pst", []byte(`{"resourceType":"Patient","id":"pst","identifier":[{"system":"urn:s","value":"pst"}]}`)), http.StatusCreated)
+	r := e.do("PATCH", "/Patient/pst", ops, patchCT, star)
+	expect(t, r, http.StatusOK)
+	if r.header.Get("ETag") != `W/"2"` {
+		t.Fatalf("ETag %q", r.header.Get("ETag"))
+	}
+	expect(t, e.do("PATCH", "/Patient?identifier=urn:s|pst", []byte(`[{"op":"add","path":"/gender","value":"other"}]`), patchCT, star), http.StatusOK)
+
+	bundle := func(entries ...string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`)
+	}
+	put := func(id string) string {
+		return `{"resource":{"resourceType":"Patient","id":"` + id + `"},"request":{"method":"PUT","url":"Patient/` + id + `","ifMatch":"*"}}`
+	}
+	del := func(id string) string {
+		return `{"request":{"method":"DELETE","url":"Patient/` + id + `","ifMatch":"*"}}`
+	}
+	expectOutcome(t, e.do("POST", "", bundle(put("absent"))), http.StatusPreconditionFailed)
+	expectOutcome(t, e.do("POST", "", bundle(del("absent"))), http.StatusPreconditionFailed)
+	expect(t, e.do("GET", "/Patient/absent", nil), http.StatusNotFound)
+	expect(t, e.do("POST", "", bundle(put("pst"))), http.StatusOK)
+	expect(t, e.do("POST", "", bundle(del("pst"))), http.StatusOK)
+	expect(t, e.do("GET", "/Patient/pst", nil), http.StatusGone)
+	expectOutcome(t, e.do("POST", "", bundle(put("pst"))), http.StatusPreconditionFailed)
+}

@@ -59,7 +59,8 @@ func (s *Server) doCreate(ctx context.Context, tx *store.Tx, res *fhir.Resource,
 	return result{status: http.StatusCreated, version: v, message: "created"}, nil
 }
 
-// doUpdate updates (or creates) typ/id.
+// doUpdate updates (or creates) typ/id. The If-Match: * of ifMatchAny
+// (here and in the other cores) means the resource must exist: 412 if not.
 func (s *Server) doUpdate(ctx context.Context, tx *store.Tx, res *fhir.Resource, id string, ifMatch int64) (result, error) {
 	switch res.ID() {
 	case "":
@@ -67,6 +68,9 @@ func (s *Server) doUpdate(ctx context.Context, tx *store.Tx, res *fhir.Resource,
 	case id:
 	default:
 		return result{}, fhir.Invalid("the resource's id "+quote(res.ID())+" does not match the URL's id "+quote(id), res.Type()+".id")
+	}
+	if ifMatch == ifMatchAny {
+		return withCurrent(ctx, tx, res.Type(), id, func(v int64) (result, error) { return updated(tx.Update(ctx, res, id, v)) })
 	}
 	return updated(tx.Update(ctx, res, id, ifMatch))
 }
@@ -111,6 +115,9 @@ func (s *Server) doConditionalUpdate(ctx context.Context, tx *store.Tx, res *fhi
 	if err != nil {
 		return result{}, err
 	}
+	if !ok && ifMatch == ifMatchAny {
+		return result{}, errNoCurrent("no resource matches the condition") // no update-as-create
+	}
 	if !ok {
 		if res.ID() != "" {
 			return s.doUpdate(ctx, tx, res, res.ID(), ifMatch)
@@ -120,11 +127,17 @@ func (s *Server) doConditionalUpdate(ctx context.Context, tx *store.Tx, res *fhi
 	if res.ID() != "" && res.ID() != id {
 		return result{}, fhir.Invalid("the resource's id "+quote(res.ID())+" is not the id of the matching resource "+quote(id), res.Type()+".id")
 	}
+	if ifMatch == ifMatchAny {
+		return withCurrent(ctx, tx, res.Type(), id, func(v int64) (result, error) { return updated(tx.Update(ctx, res, id, v)) })
+	}
 	return updated(tx.Update(ctx, res, id, ifMatch))
 }
 
 // doDelete deletes typ/id; deleting what is absent or deleted succeeds.
 func (s *Server) doDelete(ctx context.Context, tx *store.Tx, typ, id string, ifMatch int64) (result, error) {
+	if ifMatch == ifMatchAny {
+		return withCurrent(ctx, tx, typ, id, func(v int64) (result, error) { return s.doDelete(ctx, tx, typ, id, v) })
+	}
 	v, deleted, err := tx.Delete(ctx, typ, id, ifMatch)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -111,7 +111,7 @@ func patchKindOf(ct string) (patchKind, *fhir.Error) {
 
 // doConditionalPatch patches the one match of typ?query.
 func (s *Server) doConditionalPatch(ctx context.Context, tx *store.Tx, typ, query string, kind patchKind, body []byte, ifMatch int64) (result, error) {
-	id, err := s.patchTarget(ctx, tx, typ, query)
+	id, err := s.patchTarget(ctx, tx, typ, query, ifMatch)
 	if err != nil {
 		return result{}, err
 	}
@@ -119,11 +119,15 @@ func (s *Server) doConditionalPatch(ctx context.Context, tx *store.Tx, typ, quer
 }
 
 // patchTarget resolves the condition of a conditional patch to the id of
-// its one match: no match is 404 (there is nothing to patch), several 412.
-func (s *Server) patchTarget(ctx context.Context, tx *store.Tx, typ, query string) (string, error) {
+// its one match: no match is 404 (there is nothing to patch; 412 under
+// If-Match: *), several 412.
+func (s *Server) patchTarget(ctx context.Context, tx *store.Tx, typ, query string, ifMatch int64) (string, error) {
 	id, ok, err := s.resolveConditional(ctx, tx, typ, query)
 	if err != nil {
 		return "", err
+	}
+	if !ok && ifMatch == ifMatchAny {
+		return "", errNoCurrent("no resource matches the condition")
 	}
 	if !ok {
 		return "", fhir.NotFound("no " + typ + " matches " + quote(query) + ": nothing to patch")
@@ -143,7 +147,7 @@ func (s *Server) patchTarget(ctx context.Context, tx *store.Tx, typ, query strin
 func (s *Server) doPatch(ctx context.Context, tx *store.Tx, typ, id string, kind patchKind, body []byte, ifMatch int64) (result, error) {
 	for attempt := 0; ; attempt++ {
 		res, err := s.patchOnce(ctx, tx, typ, id, kind, body, ifMatch)
-		if errors.Is(err, store.ErrVersionConflict) && ifMatch == 0 && attempt == 0 {
+		if errors.Is(err, store.ErrVersionConflict) && ifMatch <= 0 && attempt == 0 {
 			continue
 		}
 		return res, err
@@ -152,6 +156,9 @@ func (s *Server) doPatch(ctx context.Context, tx *store.Tx, typ, id string, kind
 
 func (s *Server) patchOnce(ctx context.Context, tx *store.Tx, typ, id string, kind patchKind, body []byte, ifMatch int64) (result, error) {
 	cur, err := tx.Read(ctx, typ, id)
+	if ifMatch == ifMatchAny && (errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted)) {
+		return result{}, errNoCurrent(typ + "/" + id + " does not exist or is deleted")
+	}
 	if err != nil {
 		return result{}, readError(cur, err)
 	}

@@ -155,7 +155,9 @@ func (s *Server) planEntry(i int, fullURL string, raw json.RawMessage, req *entr
 		return nil, entryError(i, fhir.Invalid("an entry needs request.method and request.url"))
 	}
 	e := &txEntry{index: i, fullURL: fullURL, method: strings.ToUpper(req.Method), raw: raw, ifNoneExist: req.IfNoneExist}
-	if req.IfMatch != "" {
+	if strings.TrimSpace(req.IfMatch) == "*" {
+		e.ifMatch = ifMatchAny
+	} else if req.IfMatch != "" {
 		v, ok := parseETag(req.IfMatch)
 		if !ok {
 			return nil, entryError(i, fhir.Invalid("malformed request.ifMatch "+quote(req.IfMatch)))
@@ -310,7 +312,7 @@ func (s *Server) resolveIdentities(ctx context.Context, tx *store.Tx, entries []
 			}
 		case "PATCH":
 			if e.query != "" {
-				id, err := s.patchTarget(ctx, tx, e.typ, e.query)
+				id, err := s.patchTarget(ctx, tx, e.typ, e.query, e.ifMatch)
 				if err != nil {
 					return entryError(e.index, err)
 				}
@@ -644,7 +646,11 @@ func (s *Server) execute(ctx context.Context, tx *store.Tx, e *txEntry) error {
 		if e.res.ID() != "" && e.res.ID() != e.id {
 			return fhir.Invalid("the resource's id "+quote(e.res.ID())+" does not match "+quote(e.id), e.typ+".id")
 		}
-		e.result, err = updated(tx.Update(ctx, e.res, e.id, e.ifMatch))
+		if e.ifMatch == ifMatchAny {
+			e.result, err = withCurrent(ctx, tx, e.typ, e.id, func(v int64) (result, error) { return updated(tx.Update(ctx, e.res, e.id, v)) })
+		} else {
+			e.result, err = updated(tx.Update(ctx, e.res, e.id, e.ifMatch))
+		}
 	case "PATCH":
 		e.result, err = s.executePatch(ctx, tx, e)
 	case "GET", "HEAD":

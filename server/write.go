@@ -114,11 +114,6 @@ func (s *Server) update(c *gin.Context, seg []string) {
 		return
 	}
 	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
-		if ifMatch == ifMatchAny {
-			return withCurrent(ctx, tx, seg[0], seg[1], func(v int64) (result, error) {
-				return s.doUpdate(ctx, tx, res, seg[1], v)
-			})
-		}
 		return s.doUpdate(ctx, tx, res, seg[1], ifMatch)
 	})
 }
@@ -134,22 +129,6 @@ func (s *Server) conditionalUpdate(c *gin.Context, seg []string) {
 		return
 	}
 	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
-		if ifMatch == ifMatchAny {
-			// The match must exist: no update-as-create.
-			id, ok, err := s.resolveConditional(ctx, tx, res.Type(), c.Request.URL.RawQuery)
-			if err != nil {
-				return result{}, err
-			}
-			if !ok {
-				return result{}, errNoCurrent("no resource matches the condition")
-			}
-			if res.ID() != "" && res.ID() != id {
-				return result{}, fhir.Invalid("the resource's id "+quote(res.ID())+" is not the id of the matching resource "+quote(id), res.Type()+".id")
-			}
-			return withCurrent(ctx, tx, res.Type(), id, func(v int64) (result, error) {
-				return updated(tx.Update(ctx, res, id, v))
-			})
-		}
 		return s.doConditionalUpdate(ctx, tx, res, c.Request.URL.RawQuery, ifMatch)
 	})
 }
@@ -163,11 +142,6 @@ func (s *Server) delete(c *gin.Context, seg []string) {
 		return
 	}
 	s.inTx(c, func(ctx context.Context, tx *store.Tx) (result, error) {
-		if ifMatch == ifMatchAny {
-			return withCurrent(ctx, tx, seg[0], seg[1], func(v int64) (result, error) {
-				return s.doDelete(ctx, tx, seg[0], seg[1], v)
-			})
-		}
 		return s.doDelete(ctx, tx, seg[0], seg[1], ifMatch)
 	})
 }

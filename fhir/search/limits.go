@@ -217,9 +217,10 @@ var decimalRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]
 
 // maxDecimalExponent bounds a search number's magnitude and precision: a
 // value such as 1e200000 or 1e-16384 is grammatical but out of what
-// PostgreSQL's numeric (and any stored FHIR decimal) holds, and would be a
-// database error instead of the client's.
-const maxDecimalExponent = 1000
+// PostgreSQL's numeric holds, and would be a database error instead of the
+// client's. Stored decimals have the same bound, so no value past it can
+// match anything.
+const maxDecimalExponent = fhir.MaxDecimalExponent
 
 // checkDecimal checks s against the grammar and returns its exponent and
 // the digits before and after its point.
