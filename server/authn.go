@@ -20,19 +20,29 @@ func (s *Server) authenticate(c *gin.Context) {
 	if s.cfg.Verifier == nil || public(c.Request) {
 		return
 	}
+	token, g, ok := s.bearer(c, "this server requires an access token: send Authorization: Bearer <token>")
+	if !ok {
+		return
+	}
+	c.Request = c.Request.WithContext(s.withPolicy(c.Request.Context(), token, g))
+}
+
+// bearer verifies the request's bearer token, or answers 401 (saying
+// missing when there is none) and returns ok=false.
+func (s *Server) bearer(c *gin.Context, missing string) (string, *access.Grant, bool) {
 	token, g, err := verifyBearer(c.Request, s.cfg.Verifier)
 	switch {
 	case errors.Is(err, errNoToken):
-		s.unauthorized(c, "", "this server requires an access token: send Authorization: Bearer <token>")
-		return
+		s.unauthorized(c, "", missing)
+		return "", nil, false
 	case err != nil:
 		if !errors.Is(err, access.ErrInvalidToken) {
 			s.log.Warn("token verification failed", "err", err)
 		}
 		s.unauthorized(c, "invalid_token", "the access token is invalid, expired or revoked")
-		return
+		return "", nil, false
 	}
-	c.Request = c.Request.WithContext(s.withPolicy(c.Request.Context(), token, g))
+	return token, g, true
 }
 
 var errNoToken = errors.New("no bearer token")

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emberfhir/ember/fhir"
-	"github.com/emberfhir/ember/smart/access"
 )
 
 // metrics are the server's Prometheus instruments, registered on the
@@ -53,16 +51,8 @@ func (s *Server) metricsAccess(c *gin.Context) {
 	if s.cfg.Metrics == MetricsPublic || s.cfg.Verifier == nil {
 		return
 	}
-	_, g, err := verifyBearer(c.Request, s.cfg.Verifier)
-	switch {
-	case errors.Is(err, errNoToken):
-		s.unauthorized(c, "", "/metrics requires an access token with a system/*.read (or system/*.rs) scope")
-		return
-	case err != nil:
-		if !errors.Is(err, access.ErrInvalidToken) {
-			s.log.Warn("token verification failed", "err", err)
-		}
-		s.unauthorized(c, "invalid_token", "the access token is invalid, expired or revoked")
+	_, g, ok := s.bearer(c, "/metrics requires an access token with a system/*.read (or system/*.rs) scope")
+	if !ok {
 		return
 	}
 	if !systemRead(g.Scopes) {
