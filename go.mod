@@ -8,6 +8,7 @@ require (
 	github.com/google/fhir/go v0.7.4
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.11.0
+	github.com/klauspost/compress v1.18.0
 	github.com/pressly/goose/v3 v3.26.0
 	github.com/suyashkumar/dicom v1.1.0
 	gocloud.dev v0.43.0

@@ -19,9 +19,9 @@ const ingestClients = 4
 // patient bundles from 4 concurrent clients. The figure counts resources
 // written per second over the patient phase.
 func ingestTx(ctx context.Context, e *env) ([]figure, error) {
-	dir, ok := synthea.Dir()
-	if !ok {
-		return nil, fmt.Errorf("Synthea data not found (../shared/data/synthea or EMBER_SYNTHEA_DIR)")
+	dir, err := synthea.Dir()
+	if err != nil {
+		return nil, err
 	}
 	files, err := synthea.Files(dir)
 	if err != nil {

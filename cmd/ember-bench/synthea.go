@@ -44,9 +44,9 @@ var uuidRE = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 
 // loadSynthea reads every bundle of the Synthea directory in load order.
 func loadSynthea() (*syntheaSet, error) {
-	dir, ok := synthea.Dir()
-	if !ok {
-		return nil, fmt.Errorf("Synthea data not found (expected ../shared/data/synthea next to the module, or set %s)", synthea.EnvDir)
+	dir, err := synthea.Dir()
+	if err != nil {
+		return nil, err
 	}
 	files, err := synthea.Files(dir)
 	if err != nil {

@@ -1,18 +1,20 @@
-// Package dicomsamples locates real DICOM files for tests: Debian's
-// python3-pydicom test files (fetched with `apt-get download` on first use
-// and cached) and the suyashkumar/dicom module's testdata.
+// Package dicomsamples locates real DICOM files for tests: pydicom's test
+// files committed under testdata/dicom/pydicom (see testdata/README.md) and
+// the suyashkumar/dicom module's testdata, read from the Go module cache
+// (the module is a pinned, checksummed dependency, so building the tests
+// has already downloaded it).
 package dicomsamples
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
+
+	"github.com/emberfhir/ember/internal/testfiles"
 )
 
 // Well-known pydicom sample files by encoding, for tests that want one of each.
@@ -30,25 +32,37 @@ const (
 	RGBRLE        = "SC_rgb_rle.dcm"                // RLE, RGB
 )
 
-// pydicomPkg is the Debian package holding the files.
-const pydicomPkg = "python3-pydicom"
+// EnvPydicom names the variable that overrides the pydicom directory: a
+// directory laid out as pydicom's data/test_files (e.g. a full pydicom
+// install's), with data/charset_files beside it.
+const EnvPydicom = "EMBER_DICOM_SAMPLES"
 
-var (
-	pydOnce sync.Once
-	pydDir  string
-	pydErr  error
-)
-
-// PydicomDir returns the directory holding pydicom's test_files. It uses
-// $EMBER_DICOM_SAMPLES when set; otherwise the cache ($EMBER_CACHE_DIR or the
-// user cache dir + /ember/dicom-samples), downloading and unpacking the .deb
-// (never installing it) on first use.
-func PydicomDir(ctx context.Context) (string, error) {
-	if d := os.Getenv("EMBER_DICOM_SAMPLES"); d != "" {
+// PydicomDir returns the directory holding pydicom's test files:
+// $EMBER_DICOM_SAMPLES when set, else testdata/dicom/pydicom/test_files.
+// Character-set samples are in CharsetDir. Only the files the tests use
+// are committed (testdata/README.md lists them).
+func PydicomDir(_ context.Context) (string, error) {
+	if d := os.Getenv(EnvPydicom); d != "" {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			return "", fmt.Errorf("dicomsamples: $%s=%s is not a directory", EnvPydicom, d)
+		}
 		return d, nil
 	}
-	pydOnce.Do(func() { pydDir, pydErr = pydicom(ctx) })
-	return pydDir, pydErr
+	d, err := testfiles.Path("dicom/pydicom/test_files")
+	if err != nil {
+		return "", fmt.Errorf("dicomsamples: %w", err)
+	}
+	return d, nil
+}
+
+// CharsetDir returns the directory of pydicom's character-set samples
+// (chr*.dcm): charset_files beside PydicomDir, as pydicom lays them out.
+func CharsetDir(ctx context.Context) (string, error) {
+	dir, err := PydicomDir(ctx)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(dir), "charset_files"), nil
 }
 
 // Pydicom returns the path of one pydicom test file (e.g. CTSmall).
@@ -59,113 +73,35 @@ func Pydicom(ctx context.Context, name string) (string, error) {
 	}
 	p := filepath.Join(dir, name)
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("dicomsamples: %w", err)
+		return "", fmt.Errorf("dicomsamples: %w (commit it to testdata/dicom/pydicom/test_files with a line in testdata/README.md)", err)
 	}
 	return p, nil
 }
 
-func cacheDir() (string, error) {
-	cache := os.Getenv("EMBER_CACHE_DIR")
-	if cache == "" {
-		uc, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("dicomsamples: no cache directory: %w", err)
-		}
-		cache = filepath.Join(uc, "ember")
-	}
-	return filepath.Join(cache, "dicom-samples"), nil
-}
-
-const testFilesRel = "usr/lib/python3/dist-packages/pydicom/data/test_files"
-
-func pydicom(ctx context.Context) (string, error) {
-	cache, err := cacheDir()
-	if err != nil {
-		return "", err
-	}
-	final := filepath.Join(cache, pydicomPkg)
-	if _, err := os.Stat(filepath.Join(final, ".complete")); err == nil {
-		return filepath.Join(final, testFilesRel), nil
-	}
-	for _, tool := range []string{"apt-get", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return "", fmt.Errorf("dicomsamples: %s not found: set EMBER_DICOM_SAMPLES to pydicom's data/test_files", tool)
-		}
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return "", fmt.Errorf("dicomsamples: %w", err)
-	}
-	tmp, err := os.MkdirTemp(cache, "fetch-")
-	if err != nil {
-		return "", fmt.Errorf("dicomsamples: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	if err := aptDownload(ctx, tmp); err != nil {
-		return "", err
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, pydicomPkg+"_*.deb"))
-	if len(debs) != 1 {
-		return "", fmt.Errorf("dicomsamples: apt-get download left %d .deb files", len(debs))
-	}
-	unpacked := filepath.Join(tmp, "root")
-	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], unpacked).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dicomsamples: dpkg-deb -x: %w: %s", err, out)
-	}
-	if err := os.WriteFile(filepath.Join(unpacked, ".complete"), nil, 0o644); err != nil {
-		return "", fmt.Errorf("dicomsamples: %w", err)
-	}
-	// Another test binary may have won the race; either copy is complete.
-	if err := os.Rename(unpacked, final); err != nil {
-		if _, statErr := os.Stat(filepath.Join(final, ".complete")); statErr != nil {
-			return "", fmt.Errorf("dicomsamples: %w", err)
-		}
-	}
-	return filepath.Join(final, testFilesRel), nil
-}
-
-// aptDownload fetches the .deb into dir, refreshing the package lists once
-// when apt does not know the package yet (a fresh machine).
-func aptDownload(ctx context.Context, dir string) error {
-	download := func() ([]byte, error) {
-		cmd := exec.CommandContext(ctx, "apt-get", "download", pydicomPkg)
-		cmd.Dir = dir
-		return cmd.CombinedOutput()
-	}
-	out, err := download()
-	if err == nil {
-		return nil
-	}
-	if os.Geteuid() == 0 {
-		if upd, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
-			return fmt.Errorf("dicomsamples: apt-get update: %w: %s", uerr, upd)
-		}
-		if out, err = download(); err == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("dicomsamples: apt-get download %s: %w: %s", pydicomPkg, err, out)
-}
-
 // SuyashkumarDir returns the suyashkumar/dicom module's testdata directory
-// (1.dcm … 6.dcm) in the module cache, downloading the module if needed.
+// (1.dcm … 6.dcm, 8.8 MB: too large to commit) in the module cache. go.mod
+// pins the version and go.sum its hash; `go mod download` answers from the
+// cache without the network once the tests have been built.
 func SuyashkumarDir(ctx context.Context) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", "github.com/suyashkumar/dicom")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	if root, err := testfiles.ModuleRoot(); err == nil {
+		cmd.Dir = root
+	}
 	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("dicomsamples: go mod download: %w: %s", err, stderr.String())
+	var mod struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &mod); jerr != nil && err == nil {
+		err = jerr
 	}
-	// Parse the "Dir" field without a JSON struct dance: one line `"Dir": "…",`.
-	for _, line := range strings.Split(string(out), "\n") {
-		line = strings.TrimSpace(line)
-		if rest, ok := strings.CutPrefix(line, `"Dir": "`); ok {
-			dir := filepath.Join(strings.TrimSuffix(strings.TrimSuffix(rest, ","), `"`), "testdata")
-			if _, err := os.Stat(dir); err != nil {
-				return "", fmt.Errorf("dicomsamples: %w", err)
-			}
-			return dir, nil
+	if err != nil || mod.Error != "" {
+		var stderr []byte
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			stderr = ee.Stderr
 		}
+		return "", fmt.Errorf("dicomsamples: go mod download github.com/suyashkumar/dicom: %v %s %s", err, mod.Error, stderr)
 	}
-	return "", errors.New("dicomsamples: go mod download gave no Dir")
+	dir := filepath.Join(mod.Dir, "testdata")
+	if _, err := os.Stat(filepath.Join(dir, "1.dcm")); err != nil {
+		return "", fmt.Errorf("dicomsamples: %w", err)
+	}
+	return dir, nil
 }

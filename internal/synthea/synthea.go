@@ -29,66 +29,6 @@ import (
 	"github.com/emberfhir/ember/store"
 )
 
-// EnvDir names the variable that overrides the data directory.
-const EnvDir = "EMBER_SYNTHEA_DIR"
-
-// modulePath identifies Ember's go.mod when looking for the module root.
-const modulePath = "github.com/emberfhir/ember"
-
-// Dir returns the Synthea directory: $EMBER_SYNTHEA_DIR when set, else
-// ../shared/data/synthea relative to the module root. ok is false when the
-// directory does not exist (tests skip then).
-func Dir() (string, bool) {
-	if d := os.Getenv(EnvDir); d != "" {
-		return d, isDir(d)
-	}
-	for _, start := range searchStarts() {
-		if root, ok := moduleRoot(start); ok {
-			d := filepath.Join(filepath.Dir(root), "shared", "data", "synthea")
-			if isDir(d) {
-				return d, true
-			}
-		}
-	}
-	return "", false
-}
-
-// searchStarts are the directories to walk up from: the working directory
-// (go test runs in the package directory) and this source file's directory.
-func searchStarts() []string {
-	var out []string
-	if wd, err := os.Getwd(); err == nil {
-		out = append(out, wd)
-	}
-	if _, file, _, ok := runtime.Caller(0); ok {
-		out = append(out, filepath.Dir(file))
-	}
-	return out
-}
-
-// moduleRoot walks up from dir to the directory whose go.mod declares Ember.
-func moduleRoot(dir string) (string, bool) {
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				if f := strings.Fields(line); len(f) == 2 && f[0] == "module" && f[1] == modulePath {
-					return dir, true
-				}
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-}
-
-func isDir(d string) bool {
-	fi, err := os.Stat(d)
-	return err == nil && fi.IsDir()
-}
-
 // Files returns the bundle files of dir in load order: the hospital bundles,
 // then the practitioner bundles, then the patient bundles, each group sorted
 // by name.

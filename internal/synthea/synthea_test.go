@@ -3,8 +3,11 @@ package synthea_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/internal/bundleoracle"
 	"github.com/emberfhir/ember/internal/pgtest"
 	"github.com/emberfhir/ember/internal/synthea"
 	"github.com/emberfhir/ember/store"
@@ -21,9 +25,9 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func dataFiles(t *testing.T) []string {
 	t.Helper()
-	dir, ok := synthea.Dir()
-	if !ok {
-		t.Skip("no Synthea data (../shared/data/synthea or $" + synthea.EnvDir + ")")
+	dir, err := synthea.Dir()
+	if err != nil {
+		t.Fatal(err)
 	}
 	files, err := synthea.Files(dir)
 	if err != nil {
@@ -95,6 +99,32 @@ func TestLoaderRewritesReferences(t *testing.T) {
 			known[r.Type+"/"+r.ID] = true
 		}
 		all = append(all, res...)
+	}
+	// The Loader's output, entry by entry, is the bundle JSON with its
+	// references resolved independently (bundleoracle).
+	raw, err := bundleoracle.Read(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != len(all) {
+		t.Fatalf("the Loader returned %d resources, the files hold %d entries", len(all), len(raw))
+	}
+	ix := bundleoracle.NewIndex(raw)
+	for i, en := range raw {
+		want, err := ix.Resolved(en.Resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(all[i].JSON, &got); err != nil {
+			t.Fatal(err)
+		}
+		if all[i].Type+"/"+all[i].ID != en.Key() {
+			t.Fatalf("resource %d: the Loader returned %s/%s, the file holds %s", i, all[i].Type, all[i].ID, en.Key())
+		}
+		if path, ok := firstDiff(got, want, en.Key()); !ok {
+			t.Errorf("%s: the Loader's copy differs from the file's at %s", en.Key(), path)
+		}
 	}
 	refs := 0
 	for _, r := range all {
@@ -204,22 +234,82 @@ func stored(t *testing.T, dbURL string) map[string]map[string]any {
 	return out
 }
 
-// expected counts the entries of files and their distinct Type/ids.
-func expected(t *testing.T, files []string) (entries int, distinct map[string]bool) {
+// expected reads the files' JSON without the Loader (bundleoracle): how
+// many entries they hold, and each distinct Type/id's last copy with its
+// references resolved, which is what Load must leave in the database.
+func expected(t *testing.T, files []string) (entries int, want map[string]map[string]any) {
 	t.Helper()
-	distinct = map[string]bool{}
-	l := synthea.NewLoader()
-	for _, f := range files {
-		res, err := l.Resources(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries += len(res)
-		for _, r := range res {
-			distinct[r.Type+"/"+r.ID] = true
-		}
+	raw, err := bundleoracle.Read(files)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return entries, distinct
+	ix := bundleoracle.NewIndex(raw)
+	want = map[string]map[string]any{}
+	for _, en := range raw {
+		m, err := ix.Resolved(en.Resource)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", en.File, en.Key(), err)
+		}
+		want[en.Key()] = m
+	}
+	return len(raw), want
+}
+
+// firstDiff compares got with want and returns the path of the first
+// difference (ok false), or ok true when they are equal.
+func firstDiff(got, want any, path string) (string, bool) {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return path, false
+		}
+		for k := range w {
+			if p, ok := firstDiff(g[k], w[k], path+"."+k); !ok {
+				return p, false
+			}
+		}
+		for k := range g {
+			if _, ok := w[k]; !ok {
+				return path + "." + k + " (not in the file)", false
+			}
+		}
+		return "", true
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return path, false
+		}
+		for i := range w {
+			if p, ok := firstDiff(g[i], w[i], fmt.Sprintf("%s[%d]", path, i)); !ok {
+				return p, false
+			}
+		}
+		return "", true
+	}
+	if !reflect.DeepEqual(got, want) {
+		return fmt.Sprintf("%s (%v, want %v)", path, got, want), false
+	}
+	return "", true
+}
+
+// withoutVersionMeta returns m without what the store adds on write,
+// meta.versionId and meta.lastUpdated (and meta itself when that empties it).
+func withoutVersionMeta(m map[string]any) map[string]any {
+	meta, ok := m["meta"].(map[string]any)
+	if !ok {
+		return m
+	}
+	out := maps.Clone(m)
+	rest := maps.Clone(meta)
+	delete(rest, "versionId")
+	delete(rest, "lastUpdated")
+	if len(rest) == 0 {
+		delete(out, "meta")
+	} else {
+		out["meta"] = rest
+	}
+	return out
 }
 
 func load(t *testing.T, files []string) (map[string]map[string]any, int) {
@@ -242,17 +332,30 @@ func load(t *testing.T, files []string) (map[string]map[string]any, int) {
 // present, no urn:uuid left, every reference resolvable.
 func checkStored(t *testing.T, files []string, got map[string]map[string]any, n int) {
 	t.Helper()
-	entries, distinct := expected(t, files)
+	entries, want := expected(t, files)
 	if n != entries {
 		t.Errorf("Load wrote %d resources, the files hold %d", n, entries)
 	}
-	if len(got) != len(distinct) {
-		t.Errorf("database holds %d resources, want %d distinct", len(got), len(distinct))
+	if len(got) != len(want) {
+		t.Errorf("database holds %d resources, want %d distinct", len(got), len(want))
 	}
-	for k := range distinct {
-		if got[k] == nil {
+	// Each stored resource is its file's last copy with the references
+	// resolved as the spec says, nothing else changed but the version meta.
+	differ := 0
+	for k, w := range want {
+		g := got[k]
+		if g == nil {
 			t.Errorf("%s not stored", k)
+			continue
 		}
+		if path, ok := firstDiff(withoutVersionMeta(g), w, k); !ok {
+			if differ++; differ <= 20 {
+				t.Errorf("%s: stored copy differs from the file's at %s", k, path)
+			}
+		}
+	}
+	if differ > 0 {
+		t.Errorf("%d stored resources differ from their files", differ)
 	}
 	dangling := 0
 	for k, m := range got {
