@@ -14,20 +14,26 @@ build:
 run: build
 	./$(BIN) serve
 
-# Every test, against one ephemeral PostgreSQL for the whole run.
+# Every test, against one ephemeral PostgreSQL for the whole run. testreport
+# prints failures and package lines, then `N passed, N failed, N skipped` and
+# each skip's reason; under CI=true a skipped test fails the run.
 test: fhir-package vet
-	$(GO) run ./internal/pgtest/withdb -- $(GO) test -count=1 -timeout 20m ./...
+	$(GO) run ./internal/testreport -- $(GO) run ./internal/pgtest/withdb -- $(GO) test -json -count=1 -timeout 20m ./...
 
+# -short skips the slow tests on purpose, so skips never fail this run.
 test-short: vet
-	$(GO) run ./internal/pgtest/withdb -- $(GO) test -count=1 -short ./...
+	$(GO) run ./internal/testreport -fail-on-skip=false -- $(GO) run ./internal/pgtest/withdb -- $(GO) test -json -count=1 -short ./...
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
 # Load benchmark against a freshly started server; prints `name value unit` lines.
+# Its data is the repository's testdata/. ONLY selects scenarios, e.g.
+# `make bench ONLY='import33k'` (ember-bench's -only).
+ONLY ?=
 bench: build
-	$(GO) run ./cmd/ember-bench -ember $(BIN)
+	$(GO) run ./cmd/ember-bench -ember $(BIN) $(if $(ONLY),-only '$(ONLY)')
 
 # The official FHIR R4 definitions and examples (npm pack, cached).
 fhir-package:
