@@ -24,7 +24,7 @@ func TestBucketStore(t *testing.T) {
 	ctx := t.Context()
 	p, err := dicomsamples.Pydicom(ctx, dicomsamples.CTSmall)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	ct, err := os.ReadFile(p)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/internal/dicomsamples"
 	"github.com/emberfhir/ember/internal/pgtest"
+	"github.com/emberfhir/ember/internal/testenv"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -188,10 +189,20 @@ func TestCStoreImagingStudy(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.store1(t, f)
+			// Not store1: its t.Fatalf may only run on the test goroutine.
+			status, err := e.svc.CStore(ctx, &dimse.StoreRequest{
+				CallingAE: "TEST", CalledAE: "EMBER", SOPClassUID: ctClass, SOPInstanceUID: f.sop,
+				TransferSyntaxUID: dicom.ExplicitVRLittleEndian, Dataset: bytes.NewReader(f.dataset()),
+			})
+			if status != dimse.StatusSuccess || err != nil {
+				t.Errorf("CStore %s: %04X %v", f.sop, status, err)
+			}
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	// Stored file = meta group built from the command + dataset as received.
 	f1 := base
 	f1.sop, f1.number = series+".1", 1
@@ -348,9 +359,7 @@ func TestCStoreRejects(t *testing.T) {
 // End to end: dcmtk's storescu against the DIMSE server with this service
 // as its handler.
 func TestStorescu(t *testing.T) {
-	if _, err := exec.LookPath("storescu"); err != nil {
-		t.Skip("storescu (dcmtk) not installed")
-	}
+	testenv.DCMTKTools(t, "storescu")
 	e := newEnv(t, 100*time.Millisecond)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -370,7 +379,7 @@ func TestStorescu(t *testing.T) {
 	for _, name := range []string{dicomsamples.CTSmall, dicomsamples.MRSmall} {
 		p, err := dicomsamples.Pydicom(ctx, name)
 		if err != nil {
-			t.Skip(err)
+			t.Fatal(err)
 		}
 		files = append(files, p)
 	}

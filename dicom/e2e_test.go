@@ -34,6 +34,7 @@ import (
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/internal/dicomsamples"
 	"github.com/emberfhir/ember/internal/pgtest"
+	"github.com/emberfhir/ember/internal/testenv"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -52,15 +53,11 @@ type e2eFile struct {
 // back through DICOMweb and FHIR search: echoscu, storescu per file and
 // storescu +sd +r over a tree, in every transfer syntax family Ember stores.
 func TestDIMSEEndToEnd(t *testing.T) {
-	for _, tool := range []string{"echoscu", "storescu", "storescp"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian package dcmtk)", tool)
-		}
-	}
+	testenv.DCMTKTools(t, "echoscu", "storescu", "storescp")
 	ctx := t.Context()
 	pyd, err := dicomsamples.PydicomDir(ctx)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	mod, err := dicomsamples.SuyashkumarDir(ctx)
 	if err != nil {

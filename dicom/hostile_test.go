@@ -16,6 +16,7 @@ import (
 	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/dicom/dimse"
 	"github.com/emberfhir/ember/internal/dicomsamples"
+	"github.com/emberfhir/ember/internal/testenv"
 )
 
 // Hostile-input regressions of issue 11 for the DICOM service.
@@ -123,11 +124,7 @@ func newEnvOverwrite(t *testing.T, o dicom.Overwrite) *env {
 // instance under another calling AE is refused (0x0111) and the stored
 // file is unchanged; the storing AE may replace it.
 func TestStorescuOverwrite(t *testing.T) {
-	for _, tool := range []string{"storescu", "dcmodify"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s (dcmtk) not installed", tool)
-		}
-	}
+	testenv.DCMTKTools(t, "storescu", "dcmodify")
 	e := newEnv(t, time.Hour)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -144,7 +141,7 @@ func TestStorescuOverwrite(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	src, err := dicomsamples.Pydicom(ctx, dicomsamples.CTSmall)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	orig, _ := os.ReadFile(src)
 	file := filepath.Join(t.TempDir(), "ct.dcm")

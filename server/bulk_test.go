@@ -82,9 +82,9 @@ func newBulkEnv(t *testing.T, dbURL string, mod ...func(*server.Config)) *bulkEn
 // loadSynthea loads the hospital and practitioner bundles and n patients.
 func (e *bulkEnv) loadSynthea(n int) {
 	e.t.Helper()
-	dir, ok := synthea.Dir()
-	if !ok {
-		e.t.Skip("no Synthea data (../shared/data/synthea or $" + synthea.EnvDir + ")")
+	dir, err := synthea.Dir()
+	if err != nil {
+		e.t.Fatal(err)
 	}
 	files, err := synthea.Files(dir)
 	if err != nil {
@@ -262,9 +262,13 @@ func TestExportSystem(t *testing.T) {
 	})
 
 	t.Run("since", func(t *testing.T) {
-		time.Sleep(5 * time.Millisecond)
-		since := time.Now().UTC()
-		time.Sleep(5 * time.Millisecond)
+		// The newest lastUpdated stored: every resource so far is at or
+		// before it, and the write below (one process clock, strictly
+		// increasing per store.clock) comes after it.
+		var since time.Time
+		if err := e.db.QueryRow(context.Background(), `SELECT max(last_updated) FROM resources`).Scan(&since); err != nil {
+			t.Fatal(err)
+		}
 		r := e.do("PUT", "/Patient/bulk-since", []byte(`{"resourceType":"Patient","id":"bulk-since","gender":"other"}`))
 		expect(t, r, http.StatusCreated)
 		m := e.wait(e.kickoff("/$export?_since=" + url.QueryEscape(since.Format(time.RFC3339Nano))))
@@ -434,8 +438,10 @@ func TestExportCancel(t *testing.T) {
 	expectOutcome(t, e.do("GET", status, nil), http.StatusNotFound)
 	expectOutcome(t, e.do("DELETE", status, nil), http.StatusNotFound)
 	// Its stored files went with it, and a worker still running cannot add
-	// more (it stops at its next write).
-	time.Sleep(200 * time.Millisecond)
+	// more (it stops at its next write): once River has finalised the job
+	// (cancelled, or completed by a worker that found its export gone), no
+	// worker runs it, and no part may remain.
+	e.waitJobFinalized(id)
 	var parts int
 	if err := e.db.QueryRow(context.Background(), `SELECT count(*) FROM bulk_export_parts WHERE export_id = $1`, id).Scan(&parts); err != nil || parts != 0 {
 		t.Fatalf("%d parts of the cancelled export remain (%v)", parts, err)
@@ -448,6 +454,32 @@ func TestExportCancel(t *testing.T) {
 	expectOutcome(t, e.do("GET", m.Output[0].URL, nil), http.StatusNotFound)
 }
 
+// jobState reads the River job of export id: its state and attempts so far.
+func (e *bulkEnv) jobState(id string) (state string, attempt int) {
+	e.t.Helper()
+	err := e.db.QueryRow(context.Background(), `SELECT state::text, attempt FROM river_job WHERE args->>'export_id' = $1`, id).Scan(&state, &attempt)
+	if err != nil {
+		e.t.Fatalf("River job of export %s: %v", id, err)
+	}
+	return state, attempt
+}
+
+// waitJobFinalized polls until River has finalised export id's job: no
+// worker runs it any more.
+func (e *bulkEnv) waitJobFinalized(id string) {
+	e.t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		switch state, _ := e.jobState(id); state {
+		case "cancelled", "completed", "discarded":
+			return
+		}
+		if time.Now().After(deadline) {
+			state, attempt := e.jobState(id)
+			e.t.Fatalf("the job of export %s is still %s (attempt %d) after a minute", id, state, attempt)
+		}
+	}
+}
+
 // TestExportQueuedSurvivesRestart: an export accepted by a process without
 // workers (or that stopped) is run by the next one to start on the database.
 func TestExportQueuedSurvivesRestart(t *testing.T) {
@@ -455,7 +487,15 @@ func TestExportQueuedSurvivesRestart(t *testing.T) {
 	a := newBulkEnv(t, dbURL, func(c *server.Config) { c.ExportWorkers = -1 })
 	a.loadSynthea(1)
 	status := a.kickoff("/$export")
-	time.Sleep(300 * time.Millisecond)
+	// Nothing can take the job: no process has registered a worker for
+	// River's bulk queue yet, and the job was never attempted.
+	if state, attempt := a.jobState(status[strings.LastIndex(status, "/")+1:]); state != "available" || attempt != 0 {
+		t.Fatalf("job state %s, attempt %d before any worker exists; want available, 0", state, attempt)
+	}
+	var producers int
+	if err := a.db.QueryRow(context.Background(), `SELECT count(*) FROM river_queue WHERE name = 'bulk'`).Scan(&producers); err != nil || producers != 0 {
+		t.Fatalf("%d River bulk queues registered with no worker (%v)", producers, err)
+	}
 	r := a.do("GET", status, nil)
 	expect(t, r, http.StatusAccepted)
 	if p := r.header.Get("X-Progress"); p != "queued" {

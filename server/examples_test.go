@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -13,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/emberfhir/ember/internal/fhirpkg"
+	"github.com/emberfhir/ember/internal/testenv"
 	"github.com/emberfhir/ember/server"
 )
 
@@ -48,10 +47,7 @@ func TestOfficialExamplesRoundTrip(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the 5,300-example round trip")
 	}
-	dir, err := fhirpkg.Dir(context.Background())
-	if err != nil {
-		t.Fatalf("the FHIR examples package is required (run `make fhir-package`): %v", err)
-	}
+	dir := testenv.FHIRPackage(t)
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -135,11 +131,17 @@ func roundTrip(e *env, file string) (status, reason string) {
 		return "no-id", ""
 	}
 	path := "/" + head.ResourceType + "/" + head.ID
-	r := e.do("PUT", path, raw)
+	// roundTrip runs on worker goroutines: send, not do (which calls t.Fatal).
+	r, err := e.send("PUT", path, raw)
+	if err != nil {
+		return "error", err.Error()
+	}
 	if r.status != http.StatusCreated && r.status != http.StatusOK {
 		return "rejected", string(r.body)
 	}
-	r = e.do("GET", path, nil)
+	if r, err = e.send("GET", path, nil); err != nil {
+		return "error", "read back: " + err.Error()
+	}
 	if r.status != http.StatusOK {
 		return "error", "read back: " + string(r.body)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -72,9 +73,21 @@ func (r response) json(t testing.TB) map[string]any {
 	return m
 }
 
-// do sends a request; headers are "Name: value" strings.
+// do sends a request; headers are "Name: value" strings. It fails the test
+// on a transport error, so it may only be called from the test's goroutine;
+// other goroutines use send.
 func (e *env) do(method, path string, body []byte, headers ...string) response {
 	e.t.Helper()
+	r, err := e.send(method, path, body, headers...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// send is do that returns its error instead of failing the test: safe off
+// the test goroutine (t.Fatal there would not stop the test).
+func (e *env) send(method, path string, body []byte, headers ...string) (response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -85,7 +98,7 @@ func (e *env) do(method, path string, body []byte, headers ...string) response {
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		e.t.Fatal(err)
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
@@ -96,14 +109,14 @@ func (e *env) do(method, path string, body []byte, headers ...string) response {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		e.t.Fatal(err)
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		e.t.Fatal(err)
+		return response{}, fmt.Errorf("%s %s: reading the body: %w", method, path, err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
 // expect fails the test unless r has the given status.

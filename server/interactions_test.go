@@ -189,10 +189,18 @@ func TestConcurrentIfMatch(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			statuses[i] = e.do("PUT", "/Patient/race", patient("race", fmt.Sprintf("w%d", i)), `If-Match: W/"1"`).status
+			r, err := e.send("PUT", "/Patient/race", patient("race", fmt.Sprintf("w%d", i)), `If-Match: W/"1"`)
+			if err != nil {
+				t.Errorf("writer %d: %v", i, err)
+				return
+			}
+			statuses[i] = r.status
 		}(i)
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	counts := map[int]int{}
 	for _, s := range statuses {
 		counts[s]++
@@ -214,12 +222,18 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			if r := e.do("PUT", "/Patient/busy", patient("busy", fmt.Sprintf("w%d", i))); r.status != http.StatusOK {
+			r, err := e.send("PUT", "/Patient/busy", patient("busy", fmt.Sprintf("w%d", i)))
+			if err != nil {
+				t.Errorf("writer %d: %v", i, err)
+			} else if r.status != http.StatusOK {
 				t.Errorf("writer %d: %d %s", i, r.status, r.body)
 			}
 		}(i)
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	assertContiguousHistory(t, e, "/Patient/busy", writers+1)
 }
 
@@ -233,10 +247,18 @@ func TestConcurrentUpdateAsCreate(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			statuses[i] = e.do("PUT", "/Patient/newborn", patient("newborn", "x")).status
+			r, err := e.send("PUT", "/Patient/newborn", patient("newborn", "x"))
+			if err != nil {
+				t.Errorf("writer %d: %v", i, err)
+				return
+			}
+			statuses[i] = r.status
 		}(i)
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	counts := map[int]int{}
 	for _, s := range statuses {
 		counts[s]++

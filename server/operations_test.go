@@ -354,7 +354,12 @@ func TestMetaOperations(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				statuses[i] = e.do("POST", "/Patient/plain/$meta-add", metaParams(fmt.Sprintf(`{"tag":[{"system":"http://c","code":"%d"}]}`, i))).status
+				r, err := e.send("POST", "/Patient/plain/$meta-add", metaParams(fmt.Sprintf(`{"tag":[{"system":"http://c","code":"%d"}]}`, i)))
+				if err != nil {
+					t.Errorf("request %d: %v", i, err)
+					return
+				}
+				statuses[i] = r.status
 			}()
 		}
 		wg.Wait()

@@ -8,7 +8,6 @@ package server_test
 // small matchers below (string, token, reference, date, number, quantity).
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"regexp"
@@ -19,45 +18,43 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/emberfhir/ember/internal/synthea"
+	"github.com/emberfhir/ember/internal/bundleoracle"
 )
 
 // res is a decoded resource.
 type res = map[string]any
 
 // oracle holds the resources of a set of Synthea bundles as the store holds
-// them after synthea.Load: a resource repeated in several bundles keeps its
-// last copy.
+// them after synthea.Load: references resolved to "Type/id", and a resource
+// repeated in several bundles keeps its last copy. It reads the bundle JSON
+// itself (internal/bundleoracle), not through synthea.Loader, so a Loader
+// bug shows up as a difference instead of cancelling out.
 type oracle struct {
 	all    map[string]res   // "Type/id" → resource
 	byType map[string][]res // in first-load order
 }
 
 func newOracle(files []string) (*oracle, error) {
+	entries, err := bundleoracle.Read(files)
+	if err != nil {
+		return nil, err
+	}
+	ix := bundleoracle.NewIndex(entries)
 	o := &oracle{all: map[string]res{}, byType: map[string][]res{}}
-	l := synthea.NewLoader()
-	for _, f := range files {
-		rs, err := l.Resources(f)
+	pos := map[string]int{} // "Type/id" → index in byType[Type]
+	for _, en := range entries {
+		m, err := ix.Resolved(en.Resource)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %s: %w", en.File, en.Key(), err)
 		}
-		for _, r := range rs {
-			var m res
-			if err := json.Unmarshal(r.JSON, &m); err != nil {
-				return nil, fmt.Errorf("%s/%s: %w", r.Type, r.ID, err)
-			}
-			key := r.Type + "/" + r.ID
-			if _, seen := o.all[key]; !seen {
-				o.byType[r.Type] = append(o.byType[r.Type], m)
-			} else {
-				for i, old := range o.byType[r.Type] {
-					if old["id"] == r.ID {
-						o.byType[r.Type][i] = m
-					}
-				}
-			}
-			o.all[key] = m
+		key := en.Key()
+		if i, seen := pos[key]; seen {
+			o.byType[en.Type][i] = m
+		} else {
+			pos[key] = len(o.byType[en.Type])
+			o.byType[en.Type] = append(o.byType[en.Type], m)
 		}
+		o.all[key] = m
 	}
 	return o, nil
 }

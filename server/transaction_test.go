@@ -217,9 +217,9 @@ func TestBatchEntriesAreIndependent(t *testing.T) {
 // are: every reference must end up pointing at a stored resource and counts
 // per type must match the input. Loads all 102 bundles unless -short.
 func TestSyntheaTransactions(t *testing.T) {
-	dir, ok := synthea.Dir()
-	if !ok {
-		t.Fatal("the Synthea data (../shared/data/synthea) is required")
+	dir, err := synthea.Dir()
+	if err != nil {
+		t.Fatal(err)
 	}
 	files, err := synthea.Files(dir)
 	if err != nil {

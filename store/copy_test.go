@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/emberfhir/ember/fhir"
-	"github.com/emberfhir/ember/internal/fhirpkg"
 	"github.com/emberfhir/ember/internal/pgtest"
+	"github.com/emberfhir/ember/internal/testenv"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -32,10 +32,7 @@ var copyFixtures = []string{
 // rows from both.
 func TestCopyCreateMatchesCreateMany(t *testing.T) {
 	ctx := context.Background()
-	dir, err := fhirpkg.Dir(ctx)
-	if err != nil {
-		t.Skipf("no FHIR package: %v", err)
-	}
+	dir := testenv.FHIRPackage(t)
 	p, err := fhir.NewParser()
 	if err != nil {
 		t.Fatal(err)
@@ -115,9 +112,8 @@ func TestResourcesCompressWithLZ4(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "SET default_toast_compression = lz4"); err != nil {
-		t.Skipf("server without LZ4: %v", err)
-	}
+	_, err = conn.Exec(ctx, "SET default_toast_compression = lz4")
+	testenv.Require(t, err, "a PostgreSQL server built with LZ4", "PostgreSQL 14+ built --with-lz4, as Debian's postgresql package is")
 	st, err := store.Open(ctx, dbURL, store.Options{})
 	if err != nil {
 		t.Fatal(err)

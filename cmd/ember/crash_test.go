@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,7 +20,7 @@ import (
 // checks every transaction is either wholly stored or wholly absent.
 func TestKillDuringTransactionsLeavesNoPartialTransaction(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short")
+		t.Skip("-short: kills and restarts the server under load")
 	}
 	db := pgtest.NewDatabase(t)
 	addr := freeAddr(t)
@@ -58,7 +59,14 @@ func TestKillDuringTransactionsLeavesNoPartialTransaction(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Kill once some transactions are acknowledged, while the clients keep
+	// sending: a state to wait for, not a duration.
+	for deadline := time.Now().Add(2 * time.Minute); committed.Load() < 5; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			close(stop)
+			t.Fatalf("only %d transactions acknowledged in 2 minutes", committed.Load())
+		}
+	}
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,14 +82,7 @@ func TestKillDuringTransactionsLeavesNoPartialTransaction(t *testing.T) {
 	for k := 1; k <= int(next.Load()); k++ {
 		n := 0
 		for _, typ := range []string{"Observation", "Patient"} {
-			resp, err := http.Get(fmt.Sprintf("%s/%s?_tag=urn:crash|b%d&_summary=count", s2.base, typ, k))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b struct{ Total int }
-			json.NewDecoder(resp.Body).Decode(&b)
-			resp.Body.Close()
-			n += b.Total
+			n += countTagged(t, fmt.Sprintf("%s/%s?_tag=urn:crash|b%d&_summary=count", s2.base, typ, k))
 		}
 		switch n {
 		case perBundle + 1:
@@ -96,4 +97,30 @@ func TestKillDuringTransactionsLeavesNoPartialTransaction(t *testing.T) {
 		t.Fatalf("%d transactions acknowledged but only %d stored", committed.Load(), complete)
 	}
 	t.Logf("%d transactions sent, %d acknowledged, %d stored whole, %d absent, none partial", next.Load(), committed.Load(), complete, absent)
+}
+
+// countTagged reads Bundle.total of a _summary=count search, which must
+// answer 200 with a total.
+func countTagged(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: status %d: %s", url, resp.StatusCode, body)
+	}
+	var b struct {
+		ResourceType string
+		Total        *int
+	}
+	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Total == nil {
+		t.Fatalf("%s: want a Bundle with a total (%v): %s", url, err, body)
+	}
+	return *b.Total
 }

@@ -112,9 +112,9 @@ func TestImport(t *testing.T) {
 // into one database, exported with $export by `ember serve`, and the
 // ndjson imported into an empty database give the same counts per type.
 func TestExportImportRoundTrip(t *testing.T) {
-	sdir, ok := synthea.Dir()
-	if !ok {
-		t.Skip("no Synthea data (../shared/data/synthea or $" + synthea.EnvDir + ")")
+	sdir, err := synthea.Dir()
+	if err != nil {
+		t.Fatal(err)
 	}
 	files, err := synthea.Files(sdir)
 	if err != nil {

@@ -252,13 +252,20 @@ func TestServeExternalDatabase(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, "postgres")); !os.IsNotExist(err) {
 		t.Fatalf("a PostgreSQL cluster was created although a database URL was given")
 	}
-	req, _ := http.NewRequest("POST", "http://"+addr+"/fhir/Patient", strings.NewReader(`{"resourceType":"Patient"}`))
+	req, err := http.NewRequest("POST", "http://"+addr+"/fhir/Patient", strings.NewReader(`{"resourceType":"Patient"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Content-Type", "application/fhir+json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: status %d, want 201: %s", resp.StatusCode, body)
+	}
 	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "https://fhir.example.org/r4/Patient/") {
 		t.Fatalf("Location %q does not use --base-url", loc)
 	}

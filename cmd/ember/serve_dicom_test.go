@@ -13,19 +13,16 @@ import (
 
 	"github.com/emberfhir/ember/internal/dicomsamples"
 	"github.com/emberfhir/ember/internal/pgtest"
+	"github.com/emberfhir/ember/internal/testenv"
 )
 
 // TestServeDICOM: ember serve takes a C-STORE from dcmtk's storescu on
 // --dimse-addr and shows the study over DICOMweb and as an ImagingStudy.
 func TestServeDICOM(t *testing.T) {
-	for _, tool := range []string{"echoscu", "storescu"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install dcmtk)", tool)
-		}
-	}
+	testenv.DCMTKTools(t, "echoscu", "storescu")
 	file, err := dicomsamples.Pydicom(context.Background(), "CT_small.dcm")
 	if err != nil {
-		t.Skipf("DICOM samples: %v", err)
+		t.Fatal(err)
 	}
 	addr, dimseAddr := freeAddr(t), freeAddr(t)
 	startServe(t, []string{"EMBER_DIMSE_ADDR=" + dimseAddr}, addr, "--addr", addr, "--database-url", pgtest.NewDatabase(t),
@@ -67,11 +64,7 @@ func TestServeDICOM(t *testing.T) {
 // and a store beyond them is refused with 0x0124 while the AE may still
 // query.
 func TestServeDICOMAccessDefaults(t *testing.T) {
-	for _, tool := range []string{"echoscu", "storescu", "findscu"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed (apt-get install dcmtk)", tool)
-		}
-	}
+	testenv.DCMTKTools(t, "echoscu", "storescu", "findscu")
 	db := pgtest.NewDatabase(t)
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	for _, c := range []struct {
@@ -105,7 +98,7 @@ func TestServeDICOMAccessDefaults(t *testing.T) {
 
 	file, err := dicomsamples.Pydicom(context.Background(), "CT_small.dcm")
 	if err != nil {
-		t.Skipf("DICOM samples: %v", err)
+		t.Fatal(err)
 	}
 	addr, dimseAddr := freeAddr(t), freeAddr(t)
 	startServe(t, []string{"EMBER_DIMSE_ADDR=" + dimseAddr, "EMBER_AE_ALLOW=VIEWER:find,MODALITY:store"}, addr, "--addr", addr,

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,6 +52,9 @@ func benchStore(b *testing.B, size, conns int) {
 		if i == 0 {
 			n += b.N % conns
 		}
+		// The association was dialled on this goroutine; its Fatal calls
+		// from now on happen on the worker's.
+		s.t = goroutineTB{b}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -78,7 +83,7 @@ func BenchmarkStore512K(b *testing.B)      { benchStore(b, 512<<10, 1) }
 // product target, so only a gross regression fails it).
 func TestStorescuThroughput(t *testing.T) {
 	if testing.Short() {
-		t.Skip("throughput measurement")
+		t.Skip("-short: sends 500 files to measure throughput")
 	}
 	src := filepath.Join(pydicomSamples(t), "MR_small.dcm")
 	dir := t.TempDir()
@@ -107,25 +112,62 @@ func TestStorescuThroughput(t *testing.T) {
 		t.Errorf("%.0f instances/s: the provider alone should far exceed the 600/s product target", rate)
 	}
 
-	// Four concurrent associations.
+	// Four concurrent associations. dcmtk and storescuConfig may end the
+	// test (Skip, Fatal), which only the test goroutine may do: they run
+	// here, and the goroutines report their errors back.
+	opts := append(storescuConfig(t, files[:1]), "+sd")
+	storescu, err := exec.LookPath("storescu")
+	if err != nil {
+		t.Fatal(err) // the first run found it
+	}
 	h.n.Store(0)
 	start = time.Now()
-	var wg sync.WaitGroup
+	errs := make(chan error, 4)
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if out, ok := dcmtk(t, addr, "storescu", append(storescuConfig(t, files[:1]), "+sd"), dir); !ok {
-				t.Errorf("storescu: %s", out)
-			}
-		}()
+		go func() { errs <- runStorescu(storescu, addr, opts, dir) }()
 	}
-	wg.Wait()
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 	elapsed = time.Since(start)
 	if got := h.n.Load(); got != 4*n {
 		t.Fatalf("stored %d of %d", got, 4*n)
 	}
 	t.Logf("storescu: %d instances over 4 associations in %v (%.0f/s)", 4*n, elapsed.Round(time.Millisecond), float64(4*n)/elapsed.Seconds())
+}
+
+// runStorescu runs storescu with opts against addr, sending dir; safe off
+// the test goroutine.
+func runStorescu(path, addr string, opts []string, dir string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, append(append(append([]string{}, opts...), host, port), dir)...)
+	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("storescu: %w: %s", err, out)
+	}
+	return nil
+}
+
+// goroutineTB is the TB of code running off the benchmark's goroutine:
+// Fatal and FailNow, which may only be called on that goroutine, record
+// the failure and end the calling goroutine (its defers run) instead.
+type goroutineTB struct{ testing.TB }
+
+func (g goroutineTB) FailNow() { g.Fail(); runtime.Goexit() }
+
+func (g goroutineTB) Fatal(args ...any) { g.Helper(); g.Error(args...); runtime.Goexit() }
+
+func (g goroutineTB) Fatalf(format string, args ...any) {
+	g.Helper()
+	g.Errorf(format, args...)
+	runtime.Goexit()
 }
 
 type countingHandler struct{ n atomic.Int64 }

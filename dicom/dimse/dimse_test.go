@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emberfhir/ember/internal/testenv"
 )
 
 // testHandler writes each received data set to dir and records requests.
@@ -135,10 +137,7 @@ func startServer(t *testing.T, cfg Config) (addr string, h *testHandler, shutdow
 // returns its combined output and whether it exited 0.
 func dcmtk(t *testing.T, addr, tool string, opts []string, files ...string) (string, bool) {
 	t.Helper()
-	path, err := exec.LookPath(tool)
-	if err != nil {
-		t.Skipf("%s not installed (Debian package dcmtk)", tool)
-	}
+	path := testenv.DCMTKTool(t, tool)
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -238,10 +237,7 @@ func storescuConfig(t *testing.T, files []string) []string {
 // not the file, is what any receiver must get byte for byte.
 func dcmtkReference(t *testing.T, args []string, files ...string) map[string][]byte {
 	t.Helper()
-	path, err := exec.LookPath("storescp")
-	if err != nil {
-		t.Skip("storescp not installed (Debian package dcmtk)")
-	}
+	path := testenv.DCMTKTool(t, "storescp")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

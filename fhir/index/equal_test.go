@@ -2,7 +2,6 @@ package index_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,8 +14,8 @@ import (
 
 	"github.com/emberfhir/ember/fhir/index"
 	"github.com/emberfhir/ember/fhir/spec"
-	"github.com/emberfhir/ember/internal/fhirpkg"
 	"github.com/emberfhir/ember/internal/synthea"
+	"github.com/emberfhir/ember/internal/testenv"
 )
 
 // input is one resource to extract.
@@ -35,9 +34,9 @@ var (
 // import writes it (references resolved by synthea.Loader), loaded once.
 func syntheaInputs(tb testing.TB) []input {
 	tb.Helper()
-	dir, ok := synthea.Dir()
-	if !ok {
-		tb.Skip("no Synthea data (../shared/data/synthea or $" + synthea.EnvDir + ")")
+	dir, err := synthea.Dir()
+	if err != nil {
+		tb.Fatal(err)
 	}
 	syntheaOnce.Do(func() {
 		files, err := synthea.Files(dir)
@@ -67,10 +66,7 @@ func syntheaInputs(tb testing.TB) []input {
 // plus the resources inside Bundle entries and contained lists.
 func exampleInputs(tb testing.TB) []input {
 	tb.Helper()
-	dir, err := fhirpkg.Dir(context.Background())
-	if err != nil {
-		tb.Skipf("no FHIR examples package (run `make fhir-package`): %v", err)
-	}
+	dir := testenv.FHIRPackage(tb)
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil || len(files) == 0 {
 		tb.Fatalf("no examples in %s: %v", dir, err)

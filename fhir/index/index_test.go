@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emberfhir/ember/fhir/spec"
+	"github.com/emberfhir/ember/internal/testfiles"
 )
 
 func param(t testing.TB, typ, code string) int32 {
@@ -132,9 +133,14 @@ func TestExtractObservationComposite(t *testing.T) {
 }
 
 func syntheaResources(b *testing.B) [][2]string {
-	files, _ := filepath.Glob("../../../shared/data/synthea/[A-Z]*_*.json")
+	dir, err := testfiles.SyntheaDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Patient bundles are named Given_Family_uuid.json.
+	files, _ := filepath.Glob(filepath.Join(dir, "[A-Z]*_*.json"))
 	if len(files) == 0 {
-		b.Skip("no Synthea data at ../shared/data/synthea")
+		b.Fatalf("no patient bundles in %s", dir)
 	}
 	raw, err := os.ReadFile(files[0])
 	if err != nil {

@@ -2,7 +2,6 @@ package shape_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/emberfhir/ember/fhir/shape"
 	"github.com/emberfhir/ember/fhir/spec"
-	"github.com/emberfhir/ember/internal/fhirpkg"
+	"github.com/emberfhir/ember/internal/testenv"
 )
 
 // patientExample and observationExample are Patient-example.json and
@@ -552,10 +551,7 @@ func TestOfficialExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the 5,300 examples")
 	}
-	dir, err := fhirpkg.Dir(context.Background())
-	if err != nil {
-		t.Fatalf("the FHIR examples package is required (run `make fhir-package`): %v", err)
-	}
+	dir := testenv.FHIRPackage(t)
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -83,7 +83,9 @@ func TestFramingUnguardedAnswersSmuggled(t *testing.T) {
 	io.WriteString(c, smuggle)
 	codes, _ := readResponses(t, c)
 	if fmt.Sprint(codes) != "[200 200]" || rec.served() != "/first /smuggled" {
-		t.Skipf("net/http no longer answers the smuggled request (%v, %q): the guard may be redundant", codes, rec.served())
+		// A probe of the Go release, not a missing prerequisite: the skip
+		// (which fails `make test` under CI=true) says to revisit the guard.
+		t.Skipf("Go-version probe: net/http no longer answers the smuggled request (%v, %q): the guard may be redundant", codes, rec.served())
 	}
 }
 

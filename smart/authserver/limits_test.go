@@ -200,8 +200,10 @@ func TestLoginHashGate(t *testing.T) {
 		}
 		got <- ok
 	}()
-	for len(g.admit) < 2 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); len(g.admit) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second acquire never queued")
+		}
 	}
 	start := time.Now()
 	if _, ok := g.acquire(context.Background()); ok || time.Since(start) > 10*time.Second {

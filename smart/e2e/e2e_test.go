@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/emberfhir/ember/fhir"
-	"github.com/emberfhir/ember/internal/npmpkg"
 	"github.com/emberfhir/ember/internal/pgtest"
+	"github.com/emberfhir/ember/internal/testenv"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -31,35 +31,16 @@ const (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium not installed (apt-get install chromium); .ci/run installs it")
-	return ""
-}
-
 func TestFHIRClientStandaloneLaunch(t *testing.T) {
 	if testing.Short() {
-		t.Skip("browser test")
+		t.Skip("-short: the browser test takes most of a minute (chromium, npm, building ember)")
 	}
-	browser := chromium(t)
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	browser := testenv.LookPath(t, testenv.Chromium, "chromium", "chromium-browser")
+	node := testenv.LookPath(t, testenv.NodeJS, "node")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	fc, err := npmpkg.Dir(ctx, "fhirclient", fhirclientVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw, err := npmpkg.Dir(ctx, "playwright-core", playwrightVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fc := testenv.NPMPackage(ctx, t, "fhirclient", fhirclientVersion)
+	pw := testenv.NPMPackage(ctx, t, "playwright-core", playwrightVersion)
 
 	bin := filepath.Join(t.TempDir(), "ember")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/emberfhir/ember/cmd/ember").CombinedOutput(); err != nil {
