@@ -180,7 +180,7 @@ func TestSearchBounds(t *testing.T) {
 	for _, bad := range []string{
 		strings.Join(tooMany, "&"),
 		"_sort=family,given,birthdate,gender,address,-family,-given,-birthdate,name",
-		"name=" + strings.TrimSuffix(strings.Repeat("a,", 101), ","),
+		"name=" + strings.TrimSuffix(strings.Repeat("a,", 1001), ","),
 		query + "&birthdate=2000",
 	} {
 		expectOutcome(t, e.do("GET", "/Patient?"+bad, nil), http.StatusBadRequest)

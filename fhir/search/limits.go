@@ -26,7 +26,8 @@ type Limits struct {
 	Params int
 	// AndPerParam bounds the occurrences of one parameter (ANDed values).
 	AndPerParam int
-	// OrValues bounds the comma-separated values of one occurrence.
+	// OrValues bounds the comma-separated values of one occurrence, and
+	// of all occurrences of all parameters together.
 	OrValues int
 	// SortKeys bounds the keys of _sort.
 	SortKeys int
@@ -35,12 +36,13 @@ type Limits struct {
 }
 
 // The default limits: well above what real clients send (Inferno's US Core
-// searches use at most four parameters, two sort keys) and well below what
-// hurts the database.
+// searches use at most four parameters, two sort keys; a client resolving a
+// code list may OR a few hundred codes) and well below what hurts the
+// database (10 × 1,000 ORed name prefixes took 3.8 s on 53k resources).
 const (
 	DefaultMaxParams      = 40
 	DefaultMaxAndPerParam = 10
-	DefaultMaxOrValues    = 100
+	DefaultMaxOrValues    = 1000
 	DefaultMaxSortKeys    = 8
 	DefaultMaxIncludes    = 16
 )
@@ -66,7 +68,7 @@ func tooCostly(format string, args ...any) *fhir.Error {
 // checkLimits rejects a request that asks for more work than l allows,
 // before any value is parsed.
 func checkLimits(params url.Values, l Limits) error {
-	total, includes := 0, 0
+	total, values, includes := 0, 0, 0
 	for name, vals := range params {
 		switch {
 		case isPaging(name):
@@ -87,9 +89,11 @@ func checkLimits(params url.Values, l Limits) error {
 		// The same condition repeated is parsed once, so it counts once.
 		vals = distinct(vals)
 		for _, v := range vals {
-			if n := len(splitValues(v)); n > l.OrValues {
+			n := len(splitValues(v))
+			if n > l.OrValues {
 				return tooCostly("search parameter %q has %d comma-separated values; at most %d are allowed", name, n, l.OrValues)
 			}
+			values += n
 		}
 		if len(vals) > l.AndPerParam {
 			return tooCostly("search parameter %q is repeated %d times; at most %d are allowed", name, len(vals), l.AndPerParam)
@@ -98,6 +102,9 @@ func checkLimits(params url.Values, l Limits) error {
 	}
 	if total > l.Params {
 		return tooCostly("the search has %d parameters; at most %d are allowed", total, l.Params)
+	}
+	if values > l.OrValues {
+		return tooCostly("the search has %d values in all; at most %d are allowed", values, l.OrValues)
 	}
 	if includes > l.Includes {
 		return tooCostly("the search has %d _include/_revinclude values; at most %d are allowed", includes, l.Includes)

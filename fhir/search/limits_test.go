@@ -83,6 +83,7 @@ func TestParseLimits(t *testing.T) {
 		"_sort=name,family&_sort=" + strings.TrimSuffix(strings.Repeat("given,", DefaultMaxSortKeys-1), ","),
 		rep("name=a", 10) + "&" + rep("family=b", 10) + "&" + rep("given=c", 10) + "&" + rep("address=m", 10) + "&birthdate=2000",
 		rep("_include=Patient:organization", DefaultMaxIncludes+1),
+		"name=" + values(DefaultMaxOrValues/2+1) + "&family=" + values(DefaultMaxOrValues/2), // too many values in all
 	}
 	for _, query := range ok {
 		if _, err := parse(t, "Patient", query, false); err != nil {
