@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"github.com/emberfhir/ember/fhir"
 )
 
 // Level is a query level.
@@ -184,7 +185,7 @@ func (s *Service) Run(ctx context.Context, q *Query, emit func(*Result) error) e
 	for t, v := range q.Match {
 		// PostgreSQL text holds neither (SQLSTATE 22021): such a value
 		// matches nothing and must not fail as a database error.
-		if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+		if !fhir.StorableText(v) {
 			return fmt.Errorf("%w: the value of (%04X,%04X) holds a NUL byte or invalid UTF-8", ErrBadQuery, t>>16, t&0xFFFF)
 		}
 		a := AttrByTag(t)

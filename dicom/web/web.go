@@ -22,7 +22,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/fhir"
@@ -87,17 +86,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// PostgreSQL text holds neither NUL nor invalid UTF-8: such UIDs and
 	// matching values cannot name anything, and would fail as a 500 in
 	// the database (SQLSTATE 22021).
-	if !cleanText(r.URL.Path) {
+	if !fhir.StorableText(r.URL.Path) {
 		h.fail(w, http.StatusBadRequest, "the path holds a NUL byte or invalid UTF-8")
 		return
 	}
 	for k, vs := range r.URL.Query() {
-		if !cleanText(k) {
+		if !fhir.StorableText(k) {
 			h.fail(w, http.StatusBadRequest, "a query parameter name holds a NUL byte or invalid UTF-8")
 			return
 		}
 		for _, v := range vs {
-			if !cleanText(v) {
+			if !fhir.StorableText(v) {
 				h.fail(w, http.StatusBadRequest, "query parameter "+strconv.Quote(k)+" holds a NUL byte or invalid UTF-8")
 				return
 			}
@@ -105,8 +104,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mux.ServeHTTP(w, r)
 }
-
-func cleanText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 // fail answers status with an OperationOutcome, as the FHIR side does.
 func (h *Handler) fail(w http.ResponseWriter, status int, msg string) {

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/emberfhir/ember/fhir"
 )
@@ -156,20 +155,16 @@ func isInclude(name string) bool {
 // would be an error there instead of the client's.
 func checkText(params url.Values) error {
 	for name, vals := range params {
-		if !validText(name) {
+		if !fhir.StorableText(name) {
 			return badRequest("search parameter name %q is not valid UTF-8 text", name)
 		}
 		for _, v := range vals {
-			if !validText(v) {
+			if !fhir.StorableText(v) {
 				return badRequest("the value of search parameter %q is not valid UTF-8 text (NUL or invalid bytes)", name)
 			}
 		}
 	}
 	return nil
-}
-
-func validText(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // resultParameter reports the search result parameters (R4 §3.1.1.5): they

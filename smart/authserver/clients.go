@@ -12,6 +12,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/emberfhir/ember/fhir"
 )
 
 // Client types: public apps (PKCE, no secret), confidential apps with a
@@ -42,7 +44,7 @@ var ErrNotFound = errors.New("not found")
 
 // validate checks a client before it is stored.
 func (c *Client) validate() error {
-	if c.ID == "" || len(c.ID) > authorizeParams["client_id"] || !isText(c.ID) ||
+	if c.ID == "" || len(c.ID) > authorizeParams["client_id"] || !fhir.StorableText(c.ID) ||
 		strings.IndexFunc(c.ID, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return fmt.Errorf("client id is required: at most %d bytes of UTF-8 without spaces or control characters",
 			authorizeParams["client_id"])

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
-	"unicode/utf8"
+
+	"github.com/emberfhir/ember/fhir"
 )
 
 // maxFormBytes bounds the form body of every endpoint: OAuth requests,
@@ -34,22 +34,21 @@ func parseForm(w http.ResponseWriter, r *http.Request) error {
 	if !textValues(r.Form) {
 		return badRequest("invalid_request", "a parameter holds a NUL byte or is not UTF-8")
 	}
-	if id, secret, ok := r.BasicAuth(); ok && (!isText(id) || !isText(secret)) {
+	if id, secret, ok := r.BasicAuth(); ok && (!fhir.StorableText(id) || !fhir.StorableText(secret)) {
 		return badRequest("invalid_request", "the HTTP Basic credentials hold a NUL byte or are not UTF-8")
 	}
 	return nil
 }
 
 // isText reports whether s is UTF-8 without NUL bytes.
-func isText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 func textValues(v url.Values) bool {
 	for k, vs := range v {
-		if !isText(k) {
+		if !fhir.StorableText(k) {
 			return false
 		}
 		for _, s := range vs {
-			if !isText(s) {
+			if !fhir.StorableText(s) {
 				return false
 			}
 		}
