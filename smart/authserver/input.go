@@ -40,8 +40,7 @@ func parseForm(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// isText reports whether s is UTF-8 without NUL bytes.
-
+// textValues reports whether every name and value is storable text.
 func textValues(v url.Values) bool {
 	for k, vs := range v {
 		if !fhir.StorableText(k) {
