@@ -63,30 +63,6 @@ func newEnv(t *testing.T, delay time.Duration) *env {
 	return &env{store: st, parser: parser, svc: svc, dir: dir}
 }
 
-// elem encodes one explicit VR little endian element.
-func elem(buf *bytes.Buffer, group, el uint16, vr string, v []byte) {
-	if len(v)%2 == 1 {
-		pad := byte(' ')
-		if vr == "UI" || vr == "OB" {
-			pad = 0
-		}
-		v = append(v, pad)
-	}
-	var h [12]byte
-	binary.LittleEndian.PutUint16(h[0:], group)
-	binary.LittleEndian.PutUint16(h[2:], el)
-	copy(h[4:], vr)
-	switch vr {
-	case "OB", "OW", "SQ", "UN", "UT":
-		binary.LittleEndian.PutUint32(h[8:], uint32(len(v)))
-		buf.Write(h[:12])
-	default:
-		binary.LittleEndian.PutUint16(h[6:], uint16(len(v)))
-		buf.Write(h[:8])
-	}
-	buf.Write(v)
-}
-
 type fake struct {
 	study, series, sop, patientID, patientName, accession, referring, modality string
 	number                                                                     int
@@ -98,35 +74,35 @@ const ctClass = "1.2.840.10008.5.1.4.1.1.2"
 func (f fake) dataset() []byte {
 	var b bytes.Buffer
 	u16 := func(v uint16) []byte { return binary.LittleEndian.AppendUint16(nil, v) }
-	elem(&b, 0x0008, 0x0016, "UI", []byte(ctClass))
-	elem(&b, 0x0008, 0x0018, "UI", []byte(f.sop))
-	elem(&b, 0x0008, 0x0020, "DA", []byte("20240305"))
-	elem(&b, 0x0008, 0x0030, "TM", []byte("101500"))
-	elem(&b, 0x0008, 0x0050, "SH", []byte(f.accession))
-	elem(&b, 0x0008, 0x0060, "CS", []byte(f.modality))
-	elem(&b, 0x0008, 0x0090, "PN", []byte(f.referring))
-	elem(&b, 0x0010, 0x0010, "PN", []byte(f.patientName))
-	elem(&b, 0x0010, 0x0020, "LO", []byte(f.patientID))
-	elem(&b, 0x0010, 0x0030, "DA", []byte("19700102"))
-	elem(&b, 0x0010, 0x0040, "CS", []byte("F"))
-	elem(&b, 0x0018, 0x0015, "CS", []byte("CHEST"))
-	elem(&b, 0x0020, 0x000D, "UI", []byte(f.study))
-	elem(&b, 0x0020, 0x000E, "UI", []byte(f.series))
-	elem(&b, 0x0020, 0x0011, "IS", []byte("2"))
-	elem(&b, 0x0020, 0x0013, "IS", []byte(strconv.Itoa(f.number)))
-	elem(&b, 0x0028, 0x0002, "US", u16(1))
-	elem(&b, 0x0028, 0x0004, "CS", []byte("MONOCHROME2"))
-	elem(&b, 0x0028, 0x0010, "US", u16(4))
-	elem(&b, 0x0028, 0x0011, "US", u16(4))
-	elem(&b, 0x0028, 0x0100, "US", u16(16))
-	elem(&b, 0x0028, 0x0101, "US", u16(12))
-	elem(&b, 0x0028, 0x0102, "US", u16(11))
-	elem(&b, 0x0028, 0x0103, "US", u16(0))
+	dicom.AppendElement(&b, 0x0008, 0x0016, "UI", []byte(ctClass))
+	dicom.AppendElement(&b, 0x0008, 0x0018, "UI", []byte(f.sop))
+	dicom.AppendElement(&b, 0x0008, 0x0020, "DA", []byte("20240305"))
+	dicom.AppendElement(&b, 0x0008, 0x0030, "TM", []byte("101500"))
+	dicom.AppendElement(&b, 0x0008, 0x0050, "SH", []byte(f.accession))
+	dicom.AppendElement(&b, 0x0008, 0x0060, "CS", []byte(f.modality))
+	dicom.AppendElement(&b, 0x0008, 0x0090, "PN", []byte(f.referring))
+	dicom.AppendElement(&b, 0x0010, 0x0010, "PN", []byte(f.patientName))
+	dicom.AppendElement(&b, 0x0010, 0x0020, "LO", []byte(f.patientID))
+	dicom.AppendElement(&b, 0x0010, 0x0030, "DA", []byte("19700102"))
+	dicom.AppendElement(&b, 0x0010, 0x0040, "CS", []byte("F"))
+	dicom.AppendElement(&b, 0x0018, 0x0015, "CS", []byte("CHEST"))
+	dicom.AppendElement(&b, 0x0020, 0x000D, "UI", []byte(f.study))
+	dicom.AppendElement(&b, 0x0020, 0x000E, "UI", []byte(f.series))
+	dicom.AppendElement(&b, 0x0020, 0x0011, "IS", []byte("2"))
+	dicom.AppendElement(&b, 0x0020, 0x0013, "IS", []byte(strconv.Itoa(f.number)))
+	dicom.AppendElement(&b, 0x0028, 0x0002, "US", u16(1))
+	dicom.AppendElement(&b, 0x0028, 0x0004, "CS", []byte("MONOCHROME2"))
+	dicom.AppendElement(&b, 0x0028, 0x0010, "US", u16(4))
+	dicom.AppendElement(&b, 0x0028, 0x0011, "US", u16(4))
+	dicom.AppendElement(&b, 0x0028, 0x0100, "US", u16(16))
+	dicom.AppendElement(&b, 0x0028, 0x0101, "US", u16(12))
+	dicom.AppendElement(&b, 0x0028, 0x0102, "US", u16(11))
+	dicom.AppendElement(&b, 0x0028, 0x0103, "US", u16(0))
 	px := make([]byte, 32)
 	for i := range px {
 		px[i] = byte(i)
 	}
-	elem(&b, 0x7FE0, 0x0010, "OW", px)
+	dicom.AppendElement(&b, 0x7FE0, 0x0010, "OW", px)
 	return b.Bytes()
 }
 

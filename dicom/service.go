@@ -574,32 +574,37 @@ var errOverwriteRefused = errors.New("dicom: overwrite refused")
 // implementationUID identifies Ember as the writer of meta groups it builds.
 const implementationUID = "2.25.302791637452391468014512283396557912361"
 
+// AppendElement appends one explicit VR little endian element to b, padding
+// an odd-length value (UI and OB with NUL, the rest with a space).
+func AppendElement(b *bytes.Buffer, group, elem uint16, vr string, v []byte) {
+	if len(v)%2 == 1 {
+		pad := byte(' ')
+		if vr == "UI" || vr == "OB" {
+			pad = 0
+		}
+		v = append(v, pad)
+	}
+	var h [12]byte
+	binary.LittleEndian.PutUint16(h[0:], group)
+	binary.LittleEndian.PutUint16(h[2:], elem)
+	copy(h[4:6], vr)
+	switch vr {
+	case "OB", "OW", "OF", "OD", "OL", "OV", "SQ", "SV", "UC", "UN", "UR", "UT", "UV":
+		binary.LittleEndian.PutUint32(h[8:], uint32(len(v)))
+		b.Write(h[:12])
+	default:
+		binary.LittleEndian.PutUint16(h[6:], uint16(len(v)))
+		b.Write(h[:8])
+	}
+	b.Write(v)
+}
+
 // FileMeta builds a Part-10 preamble and file meta group for a dataset
 // received without one (C-STORE): the transfer syntax from the presentation
 // context, SOP class and instance from the command.
 func FileMeta(sopClass, sopInstance, transferSyntax, sourceAE string) []byte {
 	var body bytes.Buffer
-	el := func(group, elem uint16, vr string, v []byte) {
-		if len(v)%2 == 1 {
-			pad := byte(' ')
-			if vr == "UI" || vr == "OB" {
-				pad = 0
-			}
-			v = append(v, pad)
-		}
-		var h [12]byte
-		binary.LittleEndian.PutUint16(h[0:], group)
-		binary.LittleEndian.PutUint16(h[2:], elem)
-		copy(h[4:6], vr)
-		if vr == "OB" {
-			binary.LittleEndian.PutUint32(h[8:], uint32(len(v)))
-			body.Write(h[:12])
-		} else {
-			binary.LittleEndian.PutUint16(h[6:], uint16(len(v)))
-			body.Write(h[:8])
-		}
-		body.Write(v)
-	}
+	el := func(group, elem uint16, vr string, v []byte) { AppendElement(&body, group, elem, vr, v) }
 	el(0x0002, 0x0001, "OB", []byte{0, 1})
 	el(0x0002, 0x0002, "UI", []byte(sopClass))
 	el(0x0002, 0x0003, "UI", []byte(sopInstance))

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/dicom/web"
 )
 
@@ -26,60 +27,36 @@ const (
 	bigSOP    = "1.2.826.0.1.3680043.10.511.1.1.1"
 )
 
-// p10Elem appends one explicit VR little endian element.
-func p10Elem(b *bytes.Buffer, group, el uint16, vr string, v []byte) {
-	if len(v)%2 == 1 {
-		pad := byte(' ')
-		if vr == "UI" || vr == "OB" {
-			pad = 0
-		}
-		v = append(v, pad)
-	}
-	var h [12]byte
-	binary.LittleEndian.PutUint16(h[0:], group)
-	binary.LittleEndian.PutUint16(h[2:], el)
-	copy(h[4:], vr)
-	switch vr {
-	case "OB", "OW", "SQ", "UN", "UT":
-		binary.LittleEndian.PutUint32(h[8:], uint32(len(v)))
-		b.Write(h[:12])
-	default:
-		binary.LittleEndian.PutUint16(h[6:], uint16(len(v)))
-		b.Write(h[:8])
-	}
-	b.Write(v)
-}
-
 // nativeMultiFrame builds a Part-10 file of frames native 16-bit frames of
 // rows×cols, frame i filled with bytes derived from i, and returns it with
 // each frame's bytes.
 func nativeMultiFrame(rows, cols, frames int) ([]byte, [][]byte) {
 	u16 := func(v uint16) []byte { return binary.LittleEndian.AppendUint16(nil, v) }
 	var meta bytes.Buffer
-	p10Elem(&meta, 0x0002, 0x0001, "OB", []byte{0, 1})
-	p10Elem(&meta, 0x0002, 0x0002, "UI", []byte("1.2.840.10008.5.1.4.1.1.7"))
-	p10Elem(&meta, 0x0002, 0x0003, "UI", []byte(bigSOP))
-	p10Elem(&meta, 0x0002, 0x0010, "UI", []byte("1.2.840.10008.1.2.1"))
+	dicom.AppendElement(&meta, 0x0002, 0x0001, "OB", []byte{0, 1})
+	dicom.AppendElement(&meta, 0x0002, 0x0002, "UI", []byte("1.2.840.10008.5.1.4.1.1.7"))
+	dicom.AppendElement(&meta, 0x0002, 0x0003, "UI", []byte(bigSOP))
+	dicom.AppendElement(&meta, 0x0002, 0x0010, "UI", []byte("1.2.840.10008.1.2.1"))
 	var f bytes.Buffer
 	f.Write(make([]byte, 128))
 	f.WriteString("DICM")
-	p10Elem(&f, 0x0002, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(meta.Len())))
+	dicom.AppendElement(&f, 0x0002, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(meta.Len())))
 	f.Write(meta.Bytes())
-	p10Elem(&f, 0x0008, 0x0016, "UI", []byte("1.2.840.10008.5.1.4.1.1.7"))
-	p10Elem(&f, 0x0008, 0x0018, "UI", []byte(bigSOP))
-	p10Elem(&f, 0x0008, 0x0060, "CS", []byte("OT"))
-	p10Elem(&f, 0x0010, 0x0020, "LO", []byte("BIG-1"))
-	p10Elem(&f, 0x0020, 0x000D, "UI", []byte(bigStudy))
-	p10Elem(&f, 0x0020, 0x000E, "UI", []byte(bigSeries))
-	p10Elem(&f, 0x0028, 0x0002, "US", u16(1))
-	p10Elem(&f, 0x0028, 0x0004, "CS", []byte("MONOCHROME2"))
-	p10Elem(&f, 0x0028, 0x0008, "IS", []byte(strconv.Itoa(frames)))
-	p10Elem(&f, 0x0028, 0x0010, "US", u16(uint16(rows)))
-	p10Elem(&f, 0x0028, 0x0011, "US", u16(uint16(cols)))
-	p10Elem(&f, 0x0028, 0x0100, "US", u16(16))
-	p10Elem(&f, 0x0028, 0x0101, "US", u16(16))
-	p10Elem(&f, 0x0028, 0x0102, "US", u16(15))
-	p10Elem(&f, 0x0028, 0x0103, "US", u16(0))
+	dicom.AppendElement(&f, 0x0008, 0x0016, "UI", []byte("1.2.840.10008.5.1.4.1.1.7"))
+	dicom.AppendElement(&f, 0x0008, 0x0018, "UI", []byte(bigSOP))
+	dicom.AppendElement(&f, 0x0008, 0x0060, "CS", []byte("OT"))
+	dicom.AppendElement(&f, 0x0010, 0x0020, "LO", []byte("BIG-1"))
+	dicom.AppendElement(&f, 0x0020, 0x000D, "UI", []byte(bigStudy))
+	dicom.AppendElement(&f, 0x0020, 0x000E, "UI", []byte(bigSeries))
+	dicom.AppendElement(&f, 0x0028, 0x0002, "US", u16(1))
+	dicom.AppendElement(&f, 0x0028, 0x0004, "CS", []byte("MONOCHROME2"))
+	dicom.AppendElement(&f, 0x0028, 0x0008, "IS", []byte(strconv.Itoa(frames)))
+	dicom.AppendElement(&f, 0x0028, 0x0010, "US", u16(uint16(rows)))
+	dicom.AppendElement(&f, 0x0028, 0x0011, "US", u16(uint16(cols)))
+	dicom.AppendElement(&f, 0x0028, 0x0100, "US", u16(16))
+	dicom.AppendElement(&f, 0x0028, 0x0101, "US", u16(16))
+	dicom.AppendElement(&f, 0x0028, 0x0102, "US", u16(15))
+	dicom.AppendElement(&f, 0x0028, 0x0103, "US", u16(0))
 	size := rows * cols * 2
 	var px []byte
 	var each [][]byte
@@ -89,7 +66,7 @@ func nativeMultiFrame(rows, cols, frames int) ([]byte, [][]byte) {
 		each = append(each, fr)
 		px = append(px, fr...)
 	}
-	p10Elem(&f, 0x7FE0, 0x0010, "OW", px)
+	dicom.AppendElement(&f, 0x7FE0, 0x0010, "OW", px)
 	return f.Bytes(), each
 }
 
