@@ -280,7 +280,7 @@ func (b *queryBuilder) where() string {
 // relation to the join search, whose cost grows exponentially: 30 ANDed
 // name terms took 1.5 s to plan and 100 took 38 s, in BIND, holding a
 // backend at full CPU and gigabytes of memory. Beyond this many, index
-// conditions are checked by one probe per index table (probe) and the rest
+// conditions are checked by one probe per index table (probeSet) and the rest
 // are kept out of the join search (notJoined).
 const maxJoinedConds = 4
 
@@ -288,8 +288,7 @@ const maxJoinedConds = 4
 // joined of them as subqueries the planner may turn into joins.
 func (b *queryBuilder) conds(a string, params []*search.Param, joined int) []string {
 	var out []string
-	probes := map[string][]string{} // index table → filters beyond the joined ones
-	var tables []string
+	var probes probeSet // the index conditions beyond the joined ones
 	for _, prm := range params {
 		if prm.Has == nil && prm.SP.Column != "" {
 			out = append(out, b.cond(a, b.types(), prm)) // a plain column test, no subquery
@@ -301,31 +300,44 @@ func (b *queryBuilder) conds(a string, params []*search.Param, joined int) []str
 			continue
 		}
 		if probeable(prm) {
-			tbl, filter := b.indexFilter(prm, b.types())
-			if _, ok := probes[tbl]; !ok {
-				tables = append(tables, tbl)
-			}
-			probes[tbl] = append(probes[tbl], filter)
+			probes.add(b.indexFilter(prm, b.types()))
 			continue
 		}
 		out = append(out, notJoined(b.cond(a, b.types(), prm)))
 	}
-	for _, tbl := range tables {
-		out = append(out, probe(a, tbl, probes[tbl]))
-	}
-	return out
+	return append(out, probes.conds(a)...)
 }
 
-// probe is one correlated subquery that checks every filter against the
-// candidate's own rows of an index table (index on rid): planned once
-// whatever the number of filters, run once per candidate. GROUP BY keeps
-// PostgreSQL from turning it into a join.
-func probe(a, tbl string, filters []string) string {
-	having := make([]string, len(filters))
-	for i, f := range filters {
-		having[i] = "bool_or(" + f + ")"
+// probeSet gathers index-table filters to check with one probe per table.
+type probeSet struct {
+	tables  []string            // in first-seen order, so the SQL is stable
+	filters map[string][]string // index table → its filters
+}
+
+func (p *probeSet) add(tbl, filter string) {
+	if p.filters == nil {
+		p.filters = map[string][]string{}
 	}
-	return "EXISTS (SELECT 1 FROM " + tbl + " o WHERE o.rid = " + a + ".rid GROUP BY o.rid HAVING " + strings.Join(having, " AND ") + ")"
+	if _, ok := p.filters[tbl]; !ok {
+		p.tables = append(p.tables, tbl)
+	}
+	p.filters[tbl] = append(p.filters[tbl], filter)
+}
+
+// conds renders each table's probe on alias a: one correlated subquery that
+// checks every filter against the candidate's own rows of the table (index
+// on rid), planned once whatever the number of filters and run once per
+// candidate. GROUP BY keeps PostgreSQL from turning it into a join.
+func (p *probeSet) conds(a string) []string {
+	out := make([]string, len(p.tables))
+	for i, tbl := range p.tables {
+		having := make([]string, len(p.filters[tbl]))
+		for j, f := range p.filters[tbl] {
+			having[j] = "bool_or(" + f + ")"
+		}
+		out[i] = "EXISTS (SELECT 1 FROM " + tbl + " o WHERE o.rid = " + a + ".rid GROUP BY o.rid HAVING " + strings.Join(having, " AND ") + ")"
+	}
+	return out
 }
 
 // notJoined keeps a subquery condition out of the planner's join search: a
@@ -528,8 +540,7 @@ func (b *queryBuilder) drivingPage(cur *cursor, backward bool) (*queryBuilder, s
 	tbl, filter := d.indexFilter(&q.Params[drive], d.types())
 	sql := "SELECT DISTINCT d.rid FROM " + tbl + " d WHERE " + filter
 	var rest []*search.Param
-	probes := map[string][]string{} // index table → filters beyond the joined ones
-	var tables []string
+	var probes probeSet          // the index conditions beyond the joined ones
 	joined := maxJoinedConds - 1 // the driver is one
 	for i := range q.Params {
 		if i == drive {
@@ -547,13 +558,10 @@ func (b *queryBuilder) drivingPage(cur *cursor, backward bool) (*queryBuilder, s
 			sql += " AND EXISTS (SELECT 1 FROM " + t2 + " o WHERE o.rid = d.rid AND " + f2 + ")"
 			continue
 		}
-		if _, ok := probes[t2]; !ok {
-			tables = append(tables, t2)
-		}
-		probes[t2] = append(probes[t2], f2)
+		probes.add(t2, f2)
 	}
-	for _, tbl := range tables {
-		sql += " AND " + probe("d", tbl, probes[tbl])
+	for _, c := range probes.conds("d") {
+		sql += " AND " + c
 	}
 	if len(rest) > 0 {
 		sql += " AND d.rid IN (SELECT r.rid FROM resources r WHERE NOT r.deleted AND " + strings.Join(d.conds("r", rest, max(joined, 1)), " AND ") + ")"
