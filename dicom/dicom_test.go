@@ -337,18 +337,8 @@ func TestCStoreRejects(t *testing.T) {
 func TestStorescu(t *testing.T) {
 	testenv.DCMTKTools(t, "storescu")
 	e := newEnv(t, 100*time.Millisecond)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	srv, err := dimse.NewServer(dimse.Config{Handler: e.svc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	ctx := t.Context()
+	port := e.serveDIMSE(t)
 	var files []string
 	// Uncompressed samples: which compressed transfer syntaxes the DIMSE
 	// layer accepts is its own tests' business.
@@ -364,7 +354,6 @@ func TestStorescu(t *testing.T) {
 		t.Fatal(err)
 	}
 	files = append(files, filepath.Join(sdir, "1.dcm"))
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	args := append([]string{"-aec", "EMBER", "-R", "127.0.0.1", port}, files...)
 	cmd := exec.CommandContext(ctx, "storescu", args...)
 	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
@@ -390,8 +379,26 @@ func TestStorescu(t *testing.T) {
 	if c := e.count(t, "ImagingStudy", "modality=CT,MR,PT"); c != 3 {
 		t.Errorf("%d ImagingStudies, want 3", c)
 	}
-	cancel()
-	<-done
+}
+
+// serveDIMSE serves DIMSE on a loopback port with the env's service as its
+// handler until the test ends, and returns the port.
+func (e *env) serveDIMSE(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	srv, err := dimse.NewServer(dimse.Config{Handler: e.svc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
 }
 
 func studyOf(t *testing.T, file []byte) string {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,19 +125,8 @@ func newEnvOverwrite(t *testing.T, o dicom.Overwrite) *env {
 func TestStorescuOverwrite(t *testing.T) {
 	testenv.DCMTKTools(t, "storescu", "dcmodify")
 	e := newEnv(t, time.Hour)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	srv, err := dimse.NewServer(dimse.Config{Handler: e.svc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	ctx := t.Context()
+	port := e.serveDIMSE(t)
 	src, err := dicomsamples.Pydicom(ctx, dicomsamples.CTSmall)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +139,6 @@ func TestStorescuOverwrite(t *testing.T) {
 	if out, err := exec.Command("dcmodify", "-nb", "-m", "PatientName=Mallory^Eve", modified).CombinedOutput(); err != nil {
 		t.Fatalf("dcmodify: %v %s", err, out)
 	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	store := func(ae, path string) string {
 		cmd := exec.CommandContext(ctx, "storescu", "-v", "-aet", ae, "-aec", "EMBER", "127.0.0.1", port, path)
 		out, _ := cmd.CombinedOutput()
