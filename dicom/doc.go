@@ -2,9 +2,11 @@
 // Part-10 files go to a blob store, their QIDO attributes to PostgreSQL,
 // and each study is mirrored as a FHIR ImagingStudy through store.Tx.
 //
-// Depends on store, fhir, gocloud.dev/blob and suyashkumar/dicom's data
-// dictionary (for implicit VR only); dicom/web serves it over HTTP and
-// dicom/dimse over DIMSE (Service implements dimse.Handler).
+// Depends on store (resources, through store.Tx), store/dicomdb (every
+// query on the metadata tables: this package holds no SQL), fhir,
+// gocloud.dev/blob and suyashkumar/dicom's data dictionary (for implicit VR
+// only); dicom/web serves it over HTTP and dicom/dimse over DIMSE (Service
+// implements dimse.Handler).
 //
 // Ingest streams: the bytes go to a fresh blob key as they are read while a
 // small parser reads the header up to PixelData (values over 1 MB are

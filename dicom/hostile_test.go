@@ -31,8 +31,20 @@ func (e *env) storeAs(t *testing.T, ae string, f fake) (uint16, error) {
 func (e *env) patientName(t *testing.T, study string) string {
 	t.Helper()
 	var name string
-	if err := e.store.Pool().QueryRow(t.Context(), `SELECT patient_name FROM dicom_studies WHERE study_uid = $1`, study).Scan(&name); err != nil {
+	found := false
+	q := &dicom.Query{Level: dicom.LevelStudy, Match: map[uint32]string{0x0020000D: study, 0x00100010: ""}}
+	if err := e.svc.Run(t.Context(), q, func(r *dicom.Result) error {
+		for _, v := range r.Values {
+			if v.Tag == 0x00100010 {
+				name, found = v.Value, true
+			}
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
+	}
+	if !found {
+		t.Fatalf("study %s not found", study)
 	}
 	return name
 }

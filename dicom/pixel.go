@@ -14,7 +14,7 @@ import (
 	"os"
 	"slices"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/emberfhir/ember/store/dicomdb"
 )
 
 // ErrNoFrame: the instance has no such frame (or no pixel data).
@@ -381,20 +381,12 @@ func (s *Service) Render(ctx context.Context, st Stored, n int, win Window) (ima
 // returns os.ErrNotExist (wrapped) for an unknown instance, ErrNoFrame for
 // one without pixel data.
 func (s *Service) OpenPixelData(ctx context.Context, sopUID string) (Stored, io.ReadCloser, error) {
-	var st Stored
-	err := s.store.Pool().QueryRow(ctx, `SELECT study_uid, series_uid, sop_uid, sop_class, transfer_syntax, blob_key, size,
-		COALESCE(pixel_offset, -1), COALESCE(pixel_length, -1), COALESCE(rows, 0), COALESCE(columns, 0), COALESCE(frames, 1)
-		FROM dicom_instances WHERE sop_uid = $1`, sopUID).
-		Scan(&st.StudyUID, &st.SeriesUID, &st.SOPUID, &st.SOPClass, &st.TransferSyntax, &st.BlobKey, &st.Size,
-			&st.PixelOffset, &st.PixelLength, &st.Rows, &st.Columns, &st.Frames)
-	if errors.Is(err, pgx.ErrNoRows) {
+	st, err := s.db.Instance(ctx, sopUID)
+	if errors.Is(err, dicomdb.ErrNotFound) {
 		return st, nil, fmt.Errorf("dicom: instance %s: %w", sopUID, os.ErrNotExist)
 	}
 	if err != nil {
-		return st, nil, fmt.Errorf("dicom: instance %s: %w", sopUID, err)
-	}
-	if st.Frames < 1 {
-		st.Frames = 1
+		return st, nil, fmt.Errorf("dicom: open pixel data: %w", err)
 	}
 	if st.PixelOffset < 0 {
 		return st, nil, ErrNoFrame

@@ -10,6 +10,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/store/dicomdb"
 )
 
 // Level is a query level.
@@ -22,13 +23,13 @@ const (
 	LevelInstance
 )
 
-// Attr is a queryable attribute: its tag, VR, level and SQL.
+// Attr is a queryable attribute: its tag, VR, level and how it matches.
+// Where it is stored is store/dicomdb's business (dicomdb.Queryable).
 type Attr struct {
 	Tag     uint32
 	Keyword string
 	VR      string
 	Level   Level
-	col     string // SQL expression returning text
 	match   matchKind
 }
 
@@ -45,38 +46,34 @@ const (
 
 // Attrs are the attributes QIDO-RS and C-FIND match and return.
 var Attrs = []Attr{
-	{0x00080020, "StudyDate", "DA", LevelStudy, "st.study_date", matchDate},
-	{0x00080030, "StudyTime", "TM", LevelStudy, "st.study_time", matchWild},
-	{0x00080050, "AccessionNumber", "SH", LevelStudy, "st.accession", matchWild},
-	{0x00080061, "ModalitiesInStudy", "CS", LevelStudy,
-		`(SELECT string_agg(DISTINCT m.modality, '\' ORDER BY m.modality) FROM dicom_series m WHERE m.study_uid = st.study_uid AND m.modality <> '')`, matchModalities},
-	{0x00080090, "ReferringPhysicianName", "PN", LevelStudy, "st.referring", matchWild},
-	{0x00081030, "StudyDescription", "LO", LevelStudy, "st.description", matchWild},
-	{0x00100010, "PatientName", "PN", LevelStudy, "st.patient_name", matchWild},
-	{0x00100020, "PatientID", "LO", LevelStudy, "st.patient_id", matchWild},
-	{0x00100021, "IssuerOfPatientID", "LO", LevelStudy, "st.issuer", matchWild},
-	{0x00100030, "PatientBirthDate", "DA", LevelStudy, "st.birth_date", matchDate},
-	{0x00100040, "PatientSex", "CS", LevelStudy, "st.sex", matchWild},
-	{0x0020000D, "StudyInstanceUID", "UI", LevelStudy, "st.study_uid", matchUID},
-	{0x00200010, "StudyID", "SH", LevelStudy, "st.study_id", matchWild},
-	{0x00201206, "NumberOfStudyRelatedSeries", "IS", LevelStudy,
-		`(SELECT count(*)::text FROM dicom_series c WHERE c.study_uid = st.study_uid)`, matchNone},
-	{0x00201208, "NumberOfStudyRelatedInstances", "IS", LevelStudy,
-		`(SELECT count(*)::text FROM dicom_instances c WHERE c.study_uid = st.study_uid)`, matchNone},
-	{0x00080060, "Modality", "CS", LevelSeries, "se.modality", matchWild},
-	{0x0008103E, "SeriesDescription", "LO", LevelSeries, "se.description", matchWild},
-	{0x00180015, "BodyPartExamined", "CS", LevelSeries, "se.body_part", matchWild},
-	{0x0020000E, "SeriesInstanceUID", "UI", LevelSeries, "se.series_uid", matchUID},
-	{0x00200011, "SeriesNumber", "IS", LevelSeries, "se.series_number::text", matchInt},
-	{0x00201209, "NumberOfSeriesRelatedInstances", "IS", LevelSeries,
-		`(SELECT count(*)::text FROM dicom_instances c WHERE c.series_uid = se.series_uid)`, matchNone},
-	{0x00080016, "SOPClassUID", "UI", LevelInstance, "i.sop_class", matchUID},
-	{0x00080018, "SOPInstanceUID", "UI", LevelInstance, "i.sop_uid", matchUID},
-	{0x00083002, "AvailableTransferSyntaxUID", "UI", LevelInstance, "i.transfer_syntax", matchNone},
-	{0x00200013, "InstanceNumber", "IS", LevelInstance, "i.instance_number::text", matchInt},
-	{0x00280008, "NumberOfFrames", "IS", LevelInstance, "i.frames::text", matchInt},
-	{0x00280010, "Rows", "US", LevelInstance, "i.rows::text", matchInt},
-	{0x00280011, "Columns", "US", LevelInstance, "i.columns::text", matchInt},
+	{0x00080020, "StudyDate", "DA", LevelStudy, matchDate},
+	{0x00080030, "StudyTime", "TM", LevelStudy, matchWild},
+	{0x00080050, "AccessionNumber", "SH", LevelStudy, matchWild},
+	{0x00080061, "ModalitiesInStudy", "CS", LevelStudy, matchModalities},
+	{0x00080090, "ReferringPhysicianName", "PN", LevelStudy, matchWild},
+	{0x00081030, "StudyDescription", "LO", LevelStudy, matchWild},
+	{0x00100010, "PatientName", "PN", LevelStudy, matchWild},
+	{0x00100020, "PatientID", "LO", LevelStudy, matchWild},
+	{0x00100021, "IssuerOfPatientID", "LO", LevelStudy, matchWild},
+	{0x00100030, "PatientBirthDate", "DA", LevelStudy, matchDate},
+	{0x00100040, "PatientSex", "CS", LevelStudy, matchWild},
+	{0x0020000D, "StudyInstanceUID", "UI", LevelStudy, matchUID},
+	{0x00200010, "StudyID", "SH", LevelStudy, matchWild},
+	{0x00201206, "NumberOfStudyRelatedSeries", "IS", LevelStudy, matchNone},
+	{0x00201208, "NumberOfStudyRelatedInstances", "IS", LevelStudy, matchNone},
+	{0x00080060, "Modality", "CS", LevelSeries, matchWild},
+	{0x0008103E, "SeriesDescription", "LO", LevelSeries, matchWild},
+	{0x00180015, "BodyPartExamined", "CS", LevelSeries, matchWild},
+	{0x0020000E, "SeriesInstanceUID", "UI", LevelSeries, matchUID},
+	{0x00200011, "SeriesNumber", "IS", LevelSeries, matchInt},
+	{0x00201209, "NumberOfSeriesRelatedInstances", "IS", LevelSeries, matchNone},
+	{0x00080016, "SOPClassUID", "UI", LevelInstance, matchUID},
+	{0x00080018, "SOPInstanceUID", "UI", LevelInstance, matchUID},
+	{0x00083002, "AvailableTransferSyntaxUID", "UI", LevelInstance, matchNone},
+	{0x00200013, "InstanceNumber", "IS", LevelInstance, matchInt},
+	{0x00280008, "NumberOfFrames", "IS", LevelInstance, matchInt},
+	{0x00280010, "Rows", "US", LevelInstance, matchInt},
+	{0x00280011, "Columns", "US", LevelInstance, matchInt},
 }
 
 // defaultReturn are the attributes each level returns without includefield.
@@ -150,22 +147,7 @@ type Result struct {
 
 // Run executes q, calling emit per match in order.
 func (s *Service) Run(ctx context.Context, q *Query, emit func(*Result) error) error {
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	from := "dicom_studies st"
-	order := "st.study_date DESC, st.study_uid"
-	switch q.Level {
-	case LevelSeries:
-		from = "dicom_series se JOIN dicom_studies st ON st.study_uid = se.study_uid"
-		order = "se.series_number NULLS LAST, se.series_uid"
-	case LevelInstance:
-		from = "dicom_instances i JOIN dicom_series se ON se.series_uid = i.series_uid JOIN dicom_studies st ON st.study_uid = se.study_uid"
-		order = "i.instance_number NULLS LAST, i.sop_uid"
-	}
-	var where []string
+	dq := &dicomdb.Query{Level: dbLevel(q.Level), Limit: q.Limit, Offset: q.Offset}
 	ret := map[uint32]bool{}
 	for _, t := range defaultReturn[q.Level] {
 		ret[t] = true
@@ -197,184 +179,107 @@ func (s *Service) Run(ctx context.Context, q *Query, emit func(*Result) error) e
 		if v == "" || v == "*" {
 			continue
 		}
-		cond, err := a.condition(v, q.FuzzyPN, arg)
+		m, ok, err := a.condition(v, q.FuzzyPN)
 		if err != nil {
 			return err
 		}
-		if cond != "" {
-			where = append(where, cond)
+		if ok {
+			dq.Match = append(dq.Match, m)
 		}
 	}
 	var cols []*Attr
 	for i := range Attrs {
 		if ret[Attrs[i].Tag] {
 			cols = append(cols, &Attrs[i])
+			dq.Return = append(dq.Return, Attrs[i].Tag)
 		}
 	}
-	var sb strings.Builder
-	sb.WriteString("SELECT st.study_uid, ")
-	switch q.Level {
-	case LevelStudy:
-		sb.WriteString("'', ''")
-	case LevelSeries:
-		sb.WriteString("se.series_uid, ''")
-	default:
-		sb.WriteString("se.series_uid, i.sop_uid")
-	}
-	for _, a := range cols {
-		sb.WriteString(", COALESCE(" + a.col + ", '')")
-	}
-	sb.WriteString(" FROM " + from)
-	if len(where) > 0 {
-		sb.WriteString(" WHERE " + strings.Join(where, " AND "))
-	}
-	sb.WriteString(" ORDER BY " + order)
-	if q.Limit > 0 {
-		sb.WriteString(" LIMIT " + arg(q.Limit))
-	}
-	if q.Offset > 0 {
-		sb.WriteString(" OFFSET " + arg(q.Offset))
-	}
-	rows, err := s.store.Pool().Query(ctx, sb.String(), args...)
-	if err != nil {
-		return fmt.Errorf("dicom: query: %w", err)
-	}
-	defer rows.Close()
-	vals := make([]any, 3+len(cols))
-	strs := make([]string, len(vals))
-	for i := range vals {
-		vals[i] = &strs[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(vals...); err != nil {
-			return fmt.Errorf("dicom: query: %w", err)
-		}
-		r := &Result{StudyUID: strs[0], SeriesUID: strs[1], SOPUID: strs[2]}
+	return s.db.Find(ctx, dq, func(row *dicomdb.Row) error {
+		r := &Result{StudyUID: row.StudyUID, SeriesUID: row.SeriesUID, SOPUID: row.SOPUID, Values: make([]Value, len(cols))}
 		for i, a := range cols {
-			r.Values = append(r.Values, Value{Tag: a.Tag, VR: a.VR, Value: strs[3+i]})
+			r.Values[i] = Value{Tag: a.Tag, VR: a.VR, Value: row.Values[i]}
 		}
-		if err := emit(r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("dicom: query: %w", err)
-	}
-	return nil
+		return emit(r)
+	})
 }
 
-func (a *Attr) condition(v string, fuzzy bool, arg func(any) string) (string, error) {
+// dbLevel is l as the metadata store names it.
+func dbLevel(l Level) dicomdb.Level {
+	switch l {
+	case LevelSeries:
+		return dicomdb.LevelSeries
+	case LevelInstance:
+		return dicomdb.LevelInstance
+	}
+	return dicomdb.LevelStudy
+}
+
+// condition is the matching key that value v of a asks for; false: v
+// matches everything.
+func (a *Attr) condition(v string, fuzzy bool) (dicomdb.Match, bool, error) {
+	m := dicomdb.Match{Tag: a.Tag}
 	switch a.match {
 	case matchNone:
-		return "", nil
+		return m, false, nil
 	case matchUID:
-		var uids []string
 		for _, u := range strings.FieldsFunc(v, func(r rune) bool { return r == '\\' || r == ',' }) {
 			if u = strings.TrimSpace(u); u != "" {
-				uids = append(uids, u)
+				m.Values = append(m.Values, u)
 			}
 		}
-		if len(uids) == 0 {
-			return "", nil
-		}
-		return a.col + " = ANY(" + arg(uids) + ")", nil
+		m.Op = dicomdb.AnyOf
+		return m, len(m.Values) > 0, nil
 	case matchDate:
 		lo, hi, isRange := strings.Cut(v, "-")
 		if !isRange {
 			if !validDA(v) {
-				return "", fmt.Errorf("%w: %s %q is not a date (YYYYMMDD)", ErrBadQuery, a.Keyword, v)
+				return m, false, fmt.Errorf("%w: %s %q is not a date (YYYYMMDD)", ErrBadQuery, a.Keyword, v)
 			}
-			return a.col + " = " + arg(v), nil
+			m.Op, m.Value = dicomdb.Equal, v
+			return m, true, nil
 		}
 		if (lo != "" && !validDA(lo)) || (hi != "" && !validDA(hi)) || (lo == "" && hi == "") {
-			return "", fmt.Errorf("%w: %s %q is not a date range", ErrBadQuery, a.Keyword, v)
+			return m, false, fmt.Errorf("%w: %s %q is not a date range", ErrBadQuery, a.Keyword, v)
 		}
-		var c []string
-		if lo != "" {
-			c = append(c, a.col+" >= "+arg(lo))
-		}
-		if hi != "" {
-			c = append(c, a.col+" <= "+arg(hi))
-		}
-		return "(" + a.col + " <> '' AND " + strings.Join(c, " AND ") + ")", nil
+		m.Op, m.Lo, m.Hi = dicomdb.Range, lo, hi
+		return m, true, nil
 	case matchInt:
 		if _, err := strconv.Atoi(strings.TrimSpace(v)); err != nil {
-			return "", fmt.Errorf("%w: %s %q is not an integer", ErrBadQuery, a.Keyword, v)
+			return m, false, fmt.Errorf("%w: %s %q is not an integer", ErrBadQuery, a.Keyword, v)
 		}
-		return a.col + " = " + arg(strings.TrimSpace(v)), nil
+		m.Op, m.Value = dicomdb.Equal, strings.TrimSpace(v)
+		return m, true, nil
 	case matchModalities:
-		var mods []string
-		for _, m := range strings.FieldsFunc(v, func(r rune) bool { return r == '\\' || r == ',' }) {
-			mods = append(mods, strings.TrimSpace(m))
+		for _, mod := range strings.FieldsFunc(v, func(r rune) bool { return r == '\\' || r == ',' }) {
+			m.Values = append(m.Values, strings.TrimSpace(mod))
 		}
-		return "EXISTS (SELECT 1 FROM dicom_series m WHERE m.study_uid = st.study_uid AND m.modality = ANY(" + arg(mods) + "))", nil
+		m.Op = dicomdb.AnyOf
+		return m, true, nil
 	}
-	// Single value, with * and ? wildcards.
-	if !strings.ContainsAny(v, "*?") {
-		if a.VR == "PN" && fuzzy {
-			return "lower(" + a.col + ") = lower(" + arg(v) + ")", nil
-		}
-		return a.col + " = " + arg(v), nil
+	// Single value, with * and ? wildcards; PN optionally ignoring case.
+	fold := a.VR == "PN" && fuzzy
+	switch {
+	case strings.ContainsAny(v, "*?") && fold:
+		m.Op = dicomdb.WildcardFold
+	case strings.ContainsAny(v, "*?"):
+		m.Op = dicomdb.Wildcard
+	case fold:
+		m.Op = dicomdb.EqualFold
+	default:
+		m.Op = dicomdb.Equal
 	}
-	var sb strings.Builder
-	for _, r := range v {
-		switch r {
-		case '*':
-			sb.WriteByte('%')
-		case '?':
-			sb.WriteByte('_')
-		case '%', '_', '\\':
-			sb.WriteByte('\\')
-			sb.WriteRune(r)
-		default:
-			sb.WriteRune(r)
-		}
-	}
-	op := " LIKE "
-	if a.VR == "PN" && fuzzy {
-		op = " ILIKE "
-	}
-	return a.col + op + arg(sb.String()), nil
+	m.Value = v
+	return m, true, nil
 }
 
 func validDA(s string) bool { return len(s) == 8 && allDigits(s) }
 
-// Stored is a stored instance's location and pixel layout.
-type Stored struct {
-	StudyUID, SeriesUID, SOPUID, SOPClass, TransferSyntax string
-	BlobKey                                               string
-	Size                                                  int64
-	PixelOffset, PixelLength                              int64 // -1: none / undefined length
-	Rows, Columns, Frames                                 int
-}
+// Stored is a stored instance's location and pixel layout, as the metadata
+// store reads it (an alias, so retrieval passes the rows on without a copy).
+type Stored = dicomdb.Stored
 
 // Instances lists stored instances of a study, optionally narrowed to a
 // series and an instance ("" = all), in series and instance order.
 func (s *Service) Instances(ctx context.Context, study, series, sop string) ([]Stored, error) {
-	rows, err := s.store.Pool().Query(ctx, `SELECT i.study_uid, i.series_uid, i.sop_uid, i.sop_class, i.transfer_syntax,
-		i.blob_key, i.size, COALESCE(i.pixel_offset, -1), COALESCE(i.pixel_length, -1),
-		COALESCE(i.rows, 0), COALESCE(i.columns, 0), COALESCE(i.frames, 1)
-		FROM dicom_instances i JOIN dicom_series se ON se.series_uid = i.series_uid
-		WHERE i.study_uid = $1 AND ($2 = '' OR i.series_uid = $2) AND ($3 = '' OR i.sop_uid = $3)
-		ORDER BY se.series_number NULLS LAST, i.series_uid, i.instance_number NULLS LAST, i.sop_uid`, study, series, sop)
-	if err != nil {
-		return nil, fmt.Errorf("dicom: instances: %w", err)
-	}
-	defer rows.Close()
-	var out []Stored
-	for rows.Next() {
-		var st Stored
-		if err := rows.Scan(&st.StudyUID, &st.SeriesUID, &st.SOPUID, &st.SOPClass, &st.TransferSyntax, &st.BlobKey, &st.Size,
-			&st.PixelOffset, &st.PixelLength, &st.Rows, &st.Columns, &st.Frames); err != nil {
-			return nil, fmt.Errorf("dicom: instances: %w", err)
-		}
-		if st.Frames < 1 {
-			st.Frames = 1
-		}
-		out = append(out, st)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("dicom: instances: %w", err)
-	}
-	return out, nil
+	return s.db.Instances(ctx, study, series, sop)
 }

@@ -17,11 +17,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/store"
+	"github.com/emberfhir/ember/store/dicomdb"
 )
 
 // Config configures a Service.
@@ -81,6 +80,7 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 	store *store.Store
+	db    *dicomdb.DB // the DICOM metadata tables
 
 	mu      sync.Mutex
 	timers  map[string]*pendingSync // studies awaiting a debounced sync
@@ -113,7 +113,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	cfg.DICOMwebBase = strings.TrimSuffix(cfg.DICOMwebBase, "/")
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, log: cfg.Logger, store: cfg.Store, timers: map[string]*pendingSync{}, baseCtx: ctx, cancel: cancel}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, store: cfg.Store, db: dicomdb.New(cfg.Store), timers: map[string]*pendingSync{}, baseCtx: ctx, cancel: cancel}, nil
 }
 
 // Blobs returns the blob store, for retrieval.
@@ -233,10 +233,11 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 		return nil, reject(ReasonCannotUnderstand, "%w", err)
 	}
 	meta := parseAttrs(h)
-	if err := meta.check(opts); err != nil {
+	in := &meta.Instance
+	if err := checkAttrs(meta, opts); err != nil {
 		var ie *IngestError
 		if errors.As(err, &ie) {
-			ie.SOPClassUID, ie.SOPInstanceUID = meta.sopClass, meta.sopUID
+			ie.SOPClassUID, ie.SOPInstanceUID = in.SOPClass, in.SOPUID
 		}
 		return nil, err
 	}
@@ -253,25 +254,21 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 		return nil, reject(ReasonProcessingFailure, "dicom: read %d bytes, stored %d", n, cw.n)
 	}
 	if h.Pixels != nil {
-		meta.pixelOffset = h.Pixels.Offset
-		meta.pixelLength = h.Pixels.Length
+		in.PixelOffset = h.Pixels.Offset
+		in.PixelLength = h.Pixels.Length
 	}
-	meta.size = cw.n
-	meta.blobKey = key
+	in.Size = cw.n
+	in.BlobKey = key
 	if dh != nil {
-		meta.digest = dh.sum()
+		in.Digest = dh.sum()
 	}
-	meta.sourceAE = opts.SourceAE
-	meta.overwrite = opts.Overwrite
-	if meta.overwrite == "" {
-		meta.overwrite = OverwriteAny
-	}
+	in.SourceAE = opts.SourceAE
 	if err := w.Commit(); err != nil {
 		committed = true // Commit cleans up after itself
 		return nil, &IngestError{Reason: storageReason(err), Err: err}
 	}
 	committed = true
-	old, movedFrom, err := s.saveMetadata(ctx, meta)
+	saved, err := s.db.SaveInstance(ctx, meta, replacePolicy(opts.Overwrite))
 	if err != nil {
 		// Nothing may be half-stored: the file goes with the metadata.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -279,27 +276,27 @@ func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (
 		if derr := s.cfg.Blobs.delete(dctx, key); derr != nil {
 			s.log.Error("dicom: removing blob after failed metadata write", "key", key, "err", derr)
 		}
-		ie := &IngestError{Reason: ReasonProcessingFailure, Err: err, SOPClassUID: meta.sopClass, SOPInstanceUID: meta.sopUID}
-		if errors.Is(err, errOverwriteRefused) {
+		ie := &IngestError{Reason: ReasonProcessingFailure, Err: err, SOPClassUID: in.SOPClass, SOPInstanceUID: in.SOPUID}
+		if errors.Is(err, dicomdb.ErrOverwriteRefused) {
 			ie.Reason = ReasonDuplicateSOP
 		}
 		return nil, ie
 	}
-	if old != "" && old != key {
+	if old := saved.ReplacedBlobKey; old != "" && old != key {
 		if err := s.cfg.Blobs.delete(context.WithoutCancel(ctx), old); err != nil {
 			s.log.Warn("dicom: removing replaced blob", "key", old, "err", err)
 		}
 	}
 	if !opts.NoSync {
-		s.scheduleSync(meta.studyUID)
-		if movedFrom != "" {
-			s.scheduleSync(movedFrom)
+		s.scheduleSync(meta.Study.UID)
+		if saved.MovedFromStudyUID != "" {
+			s.scheduleSync(saved.MovedFromStudyUID)
 		}
 	}
 	return &Instance{
-		StudyUID: meta.studyUID, SeriesUID: meta.seriesUID, SOPInstanceUID: meta.sopUID,
-		SOPClassUID: meta.sopClass, TransferSyntax: meta.transferSyntax, Size: meta.size, Replaced: old != "",
-		MovedFromStudyUID: movedFrom,
+		StudyUID: meta.Study.UID, SeriesUID: meta.Series.UID, SOPInstanceUID: in.SOPUID,
+		SOPClassUID: in.SOPClass, TransferSyntax: in.TransferSyntax, Size: in.Size,
+		Replaced: saved.ReplacedBlobKey != "", MovedFromStudyUID: saved.MovedFromStudyUID,
 	}, nil
 }
 
@@ -384,64 +381,52 @@ func blobKey() string {
 	return "instances/" + id[len(id)-2:] + "/" + id + ".dcm"
 }
 
-// attrs are the indexed attributes of one instance.
-type attrs struct {
-	studyUID, seriesUID, sopUID, sopClass, transferSyntax string
-
-	patientID, issuer, patientName, birthDate, sex string
-	studyDate, studyTime, accession, studyID       string
-	studyDesc, referring, tzOffset                 string
-
-	modality, seriesDesc, bodyPart, laterality string
-	seriesNumber, instanceNumber               *int
-	rows, columns, frames                      *int
-
-	blobKey                  string
-	size                     int64
-	pixelOffset, pixelLength int64
-
-	digest    []byte // SHA-256 of the data set; nil: unknown
-	sourceAE  string
-	overwrite Overwrite
-}
-
-func parseAttrs(h *Header) *attrs {
+// parseAttrs reads the indexed attributes of an instance from its header.
+func parseAttrs(h *Header) *dicomdb.Record {
 	d := h.Dataset
-	a := &attrs{
-		studyUID: d.String(tagStudyInstanceUID), seriesUID: d.String(tagSeriesInstanceUID),
-		sopUID: d.String(tagSOPInstanceUID), sopClass: d.String(tagSOPClassUID),
-		transferSyntax: h.TransferSyntax,
-		patientID:      d.String(tagPatientID), issuer: d.String(tagIssuerOfPatientID),
-		patientName: d.String(tagPatientName), birthDate: d.String(tagPatientBirthDate), sex: d.String(tagPatientSex),
-		studyDate: d.String(tagStudyDate), studyTime: d.String(tagStudyTime), accession: d.String(tagAccessionNumber),
-		studyID: d.String(tagStudyID), studyDesc: d.String(tagStudyDescription), referring: d.String(tagReferringPhysician),
-		tzOffset: d.String(tagTimezoneOffset),
-		modality: d.String(tagModality), seriesDesc: d.String(tagSeriesDescription),
-		bodyPart: d.String(tagBodyPartExamined), laterality: d.String(tagLaterality),
-		pixelOffset: -1, pixelLength: -1,
-	}
 	intp := func(t uint32) *int {
 		if v, ok := d.Int(t); ok {
 			return &v
 		}
 		return nil
 	}
-	a.seriesNumber, a.instanceNumber = intp(tagSeriesNumber), intp(tagInstanceNumber)
-	a.rows, a.columns, a.frames = intp(tagRows), intp(tagColumns), intp(tagNumberOfFrames)
-	if a.sopUID == "" {
-		a.sopUID = h.Meta.String(tagMediaSOPInstance)
+	r := &dicomdb.Record{
+		Study: dicomdb.Study{
+			UID:       d.String(tagStudyInstanceUID),
+			PatientID: d.String(tagPatientID), Issuer: d.String(tagIssuerOfPatientID),
+			PatientName: d.String(tagPatientName), BirthDate: d.String(tagPatientBirthDate), Sex: d.String(tagPatientSex),
+			Date: d.String(tagStudyDate), Time: d.String(tagStudyTime), Accession: d.String(tagAccessionNumber),
+			StudyID: d.String(tagStudyID), Description: d.String(tagStudyDescription), Referring: d.String(tagReferringPhysician),
+			TZOffset: d.String(tagTimezoneOffset),
+		},
+		Series: dicomdb.Series{
+			UID:      d.String(tagSeriesInstanceUID),
+			Modality: d.String(tagModality), Description: d.String(tagSeriesDescription),
+			BodyPart: d.String(tagBodyPartExamined), Laterality: d.String(tagLaterality),
+			Number: intp(tagSeriesNumber),
+		},
+		Instance: dicomdb.Instance{
+			SOPUID: d.String(tagSOPInstanceUID), SOPClass: d.String(tagSOPClassUID),
+			TransferSyntax: h.TransferSyntax,
+			Number:         intp(tagInstanceNumber),
+			Rows:           intp(tagRows), Columns: intp(tagColumns), Frames: intp(tagNumberOfFrames),
+			PixelOffset: -1, PixelLength: -1,
+		},
 	}
-	if a.sopClass == "" {
-		a.sopClass = h.Meta.String(tagMediaSOPClass)
+	if r.Instance.SOPUID == "" {
+		r.Instance.SOPUID = h.Meta.String(tagMediaSOPInstance)
 	}
-	return a
+	if r.Instance.SOPClass == "" {
+		r.Instance.SOPClass = h.Meta.String(tagMediaSOPClass)
+	}
+	return r
 }
 
-// check enforces what the tables and ImagingStudy need.
-func (a *attrs) check(opts IngestOptions) error {
+// checkAttrs enforces what the tables and ImagingStudy need.
+func checkAttrs(a *dicomdb.Record, opts IngestOptions) error {
 	for _, f := range []struct{ name, v string }{
-		{"SOPInstanceUID", a.sopUID}, {"StudyInstanceUID", a.studyUID},
-		{"SeriesInstanceUID", a.seriesUID}, {"SOPClassUID", a.sopClass},
+		{"SOPInstanceUID", a.Instance.SOPUID}, {"StudyInstanceUID", a.Study.UID},
+		{"SeriesInstanceUID", a.Series.UID}, {"SOPClassUID", a.Instance.SOPClass},
 	} {
 		if f.v == "" {
 			return reject(ReasonDataSetMismatch, "dicom: the dataset has no %s", f.name)
@@ -450,11 +435,11 @@ func (a *attrs) check(opts IngestOptions) error {
 			return reject(ReasonDataSetMismatch, "dicom: %s %q is not a valid UID", f.name, f.v)
 		}
 	}
-	if opts.StudyUID != "" && a.studyUID != opts.StudyUID {
-		return reject(ReasonDataSetMismatch, "dicom: instance belongs to study %s, not %s", a.studyUID, opts.StudyUID)
+	if opts.StudyUID != "" && a.Study.UID != opts.StudyUID {
+		return reject(ReasonDataSetMismatch, "dicom: instance belongs to study %s, not %s", a.Study.UID, opts.StudyUID)
 	}
-	if opts.SOPInstanceUID != "" && a.sopUID != opts.SOPInstanceUID {
-		return reject(ReasonDataSetMismatch, "dicom: the dataset's SOP Instance UID %s differs from %s", a.sopUID, opts.SOPInstanceUID)
+	if opts.SOPInstanceUID != "" && a.Instance.SOPUID != opts.SOPInstanceUID {
+		return reject(ReasonDataSetMismatch, "dicom: the dataset's SOP Instance UID %s differs from %s", a.Instance.SOPUID, opts.SOPInstanceUID)
 	}
 	return nil
 }
@@ -473,103 +458,17 @@ func validUID(s string) bool {
 	return true
 }
 
-// saveMetadata upserts study, series and instance in one implicit
-// transaction (one round trip) and returns the replaced blob key and, when
-// the replaced instance belonged to another study, that study.
-func (s *Service) saveMetadata(ctx context.Context, a *attrs) (oldKey, movedFrom string, err error) {
-	b := &pgx.Batch{}
-	// Study and series rows are inserted once and updated only when a value
-	// changes (latest non-empty value wins), so parallel ingests of one
-	// study do not queue on its row; FOR SHARE then holds off a concurrent
-	// ImagingStudy sync (FOR UPDATE) until this instance commits.
-	b.Queue(`INSERT INTO dicom_studies (study_uid, patient_id, issuer, patient_name, birth_date, sex,
-		study_date, study_time, accession, study_id, description, referring, tz_offset)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (study_uid) DO NOTHING`,
-		a.studyUID, a.patientID, a.issuer, a.patientName, a.birthDate, a.sex,
-		a.studyDate, a.studyTime, a.accession, a.studyID, a.studyDesc, a.referring, a.tzOffset)
-	b.Queue(`UPDATE dicom_studies st SET
-		  patient_id = COALESCE(NULLIF($2,''), st.patient_id), issuer = COALESCE(NULLIF($3,''), st.issuer),
-		  patient_name = COALESCE(NULLIF($4,''), st.patient_name), birth_date = COALESCE(NULLIF($5,''), st.birth_date),
-		  sex = COALESCE(NULLIF($6,''), st.sex), study_date = COALESCE(NULLIF($7,''), st.study_date),
-		  study_time = COALESCE(NULLIF($8,''), st.study_time), accession = COALESCE(NULLIF($9,''), st.accession),
-		  study_id = COALESCE(NULLIF($10,''), st.study_id), description = COALESCE(NULLIF($11,''), st.description),
-		  referring = COALESCE(NULLIF($12,''), st.referring), tz_offset = COALESCE(NULLIF($13,''), st.tz_offset),
-		  updated_at = now()
-		WHERE st.study_uid = $1 AND ROW(st.patient_id, st.issuer, st.patient_name, st.birth_date, st.sex, st.study_date,
-		  st.study_time, st.accession, st.study_id, st.description, st.referring, st.tz_offset) IS DISTINCT FROM
-		  ROW(COALESCE(NULLIF($2,''), st.patient_id), COALESCE(NULLIF($3,''), st.issuer), COALESCE(NULLIF($4,''), st.patient_name),
-		  COALESCE(NULLIF($5,''), st.birth_date), COALESCE(NULLIF($6,''), st.sex), COALESCE(NULLIF($7,''), st.study_date),
-		  COALESCE(NULLIF($8,''), st.study_time), COALESCE(NULLIF($9,''), st.accession), COALESCE(NULLIF($10,''), st.study_id),
-		  COALESCE(NULLIF($11,''), st.description), COALESCE(NULLIF($12,''), st.referring), COALESCE(NULLIF($13,''), st.tz_offset))`,
-		a.studyUID, a.patientID, a.issuer, a.patientName, a.birthDate, a.sex,
-		a.studyDate, a.studyTime, a.accession, a.studyID, a.studyDesc, a.referring, a.tzOffset)
-	b.Queue(`SELECT 1 FROM dicom_studies WHERE study_uid = $1 FOR SHARE`, a.studyUID)
-	b.Queue(`INSERT INTO dicom_series (series_uid, study_uid, modality, series_number, description, body_part, laterality)
-		VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (series_uid) DO NOTHING`,
-		a.seriesUID, a.studyUID, a.modality, a.seriesNumber, a.seriesDesc, a.bodyPart, a.laterality)
-	b.Queue(`UPDATE dicom_series se SET study_uid = $2,
-		  modality = COALESCE(NULLIF($3,''), se.modality), series_number = COALESCE($4, se.series_number),
-		  description = COALESCE(NULLIF($5,''), se.description), body_part = COALESCE(NULLIF($6,''), se.body_part),
-		  laterality = COALESCE(NULLIF($7,''), se.laterality)
-		WHERE se.series_uid = $1 AND ROW(se.study_uid, se.modality, se.series_number, se.description, se.body_part, se.laterality)
-		  IS DISTINCT FROM ROW($2::text, COALESCE(NULLIF($3,''), se.modality), COALESCE($4, se.series_number),
-		  COALESCE(NULLIF($5,''), se.description), COALESCE(NULLIF($6,''), se.body_part), COALESCE(NULLIF($7,''), se.laterality))`,
-		a.seriesUID, a.studyUID, a.modality, a.seriesNumber, a.seriesDesc, a.bodyPart, a.laterality)
-	var px, pl *int64
-	if a.pixelOffset >= 0 {
-		px, pl = &a.pixelOffset, &a.pixelLength
+// replacePolicy is an IngestOptions.Overwrite as the metadata store
+// applies it: "" replaces always, and a policy it does not know refuses.
+func replacePolicy(o Overwrite) dicomdb.Replace {
+	switch o {
+	case "", OverwriteAny:
+		return dicomdb.ReplaceAlways
+	case OverwriteSameAE:
+		return dicomdb.ReplaceSameSource
 	}
-	// A replaced instance that moves to another study bumps its old study
-	// too, so that study's ImagingStudy is rebuilt without it.
-	//
-	// The overwrite policy is decided on the conflicting row itself, under
-	// its lock, so concurrent stores cannot slip past it: the same data set
-	// always replaces (and keeps its first source); other data only as
-	// $16 allows. A refused replace raises (dicom_refuse_overwrite), which
-	// rolls the whole batch back, study and series updates included.
-	b.Queue(`WITH old AS (SELECT blob_key, study_uid FROM dicom_instances WHERE sop_uid = $1),
-		ins AS (INSERT INTO dicom_instances AS cur (sop_uid, series_uid, study_uid, sop_class, instance_number, transfer_syntax,
-		  rows, columns, frames, blob_key, size, pixel_offset, pixel_length, source_ae, digest)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
-		ON CONFLICT (sop_uid) DO UPDATE SET series_uid = EXCLUDED.series_uid, study_uid = EXCLUDED.study_uid,
-		  sop_class = EXCLUDED.sop_class, instance_number = EXCLUDED.instance_number,
-		  transfer_syntax = EXCLUDED.transfer_syntax, rows = EXCLUDED.rows, columns = EXCLUDED.columns,
-		  frames = EXCLUDED.frames, blob_key = EXCLUDED.blob_key, size = EXCLUDED.size,
-		  pixel_offset = EXCLUDED.pixel_offset, pixel_length = EXCLUDED.pixel_length,
-		  source_ae = CASE WHEN cur.digest = EXCLUDED.digest THEN cur.source_ae ELSE EXCLUDED.source_ae END,
-		  digest = EXCLUDED.digest, seq = EXCLUDED.seq, created_at = now()
-		  WHERE $16 = 'any' OR cur.digest = EXCLUDED.digest OR ($16 = 'same-ae' AND cur.source_ae = EXCLUDED.source_ae)
-		RETURNING 1),
-		moved AS (UPDATE dicom_studies SET force_sync = true, updated_at = now()
-		  WHERE study_uid = (SELECT study_uid FROM old) AND study_uid <> $3 RETURNING study_uid)
-		SELECT COALESCE((SELECT blob_key FROM old), ''), COALESCE((SELECT study_uid FROM moved), ''),
-		  CASE WHEN (SELECT count(*) FROM ins) = 0 THEN dicom_refuse_overwrite($1) ELSE 1 END`,
-		a.sopUID, a.seriesUID, a.studyUID, a.sopClass, a.instanceNumber, a.transferSyntax,
-		a.rows, a.columns, a.frames, a.blobKey, a.size, px, pl, a.sourceAE, a.digest, string(a.overwrite))
-	// A batch ends in one Sync, so PostgreSQL runs it as one implicit
-	// transaction: all rows or none, in a single round trip.
-	br := s.store.Pool().SendBatch(ctx, b)
-	defer br.Close()
-	for i := 0; i < 5; i++ {
-		if _, err := br.Exec(); err != nil {
-			return "", "", fmt.Errorf("dicom: save metadata: %w", err)
-		}
-	}
-	var inserted int
-	if err := br.QueryRow().Scan(&oldKey, &movedFrom, &inserted); err != nil {
-		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.ConstraintName == "dicom_instances_overwrite" {
-			err = fmt.Errorf("%w: %s", errOverwriteRefused, pe.Message)
-		}
-		return "", "", fmt.Errorf("dicom: save instance: %w", err)
-	}
-	if err := br.Close(); err != nil {
-		return "", "", fmt.Errorf("dicom: save metadata: %w", err)
-	}
-	return oldKey, movedFrom, nil
+	return dicomdb.ReplaceNever
 }
-
-// errOverwriteRefused: the Overwrite policy kept an existing instance.
-var errOverwriteRefused = errors.New("dicom: overwrite refused")
 
 // implementationUID identifies Ember as the writer of meta groups it builds.
 const implementationUID = "2.25.302791637452391468014512283396557912361"

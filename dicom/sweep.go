@@ -30,22 +30,8 @@ func (s *Service) SweepOrphans(ctx context.Context, now time.Time, minAge time.D
 		if len(batch) == 0 {
 			return nil
 		}
-		rows, err := s.store.Pool().Query(ctx, `SELECT k FROM unnest($1::text[]) AS k
-			WHERE NOT EXISTS (SELECT 1 FROM dicom_instances WHERE blob_key = k)`, batch)
+		orphans, err := s.db.UnreferencedBlobs(ctx, batch)
 		if err != nil {
-			return fmt.Errorf("dicom: sweep: %w", err)
-		}
-		var orphans []string
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
-				return fmt.Errorf("dicom: sweep: %w", err)
-			}
-			orphans = append(orphans, k)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return fmt.Errorf("dicom: sweep: %w", err)
 		}
 		for _, k := range orphans {

@@ -11,10 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/store"
+	"github.com/emberfhir/ember/store/dicomdb"
 )
 
 // maxSyncWait bounds how long a steady stream of instances can postpone
@@ -83,14 +82,9 @@ func (s *Service) SyncPending(ctx context.Context) error {
 // Flush syncs every study whose ImagingStudy is behind its instances (also
 // those left stale by a crash), waiting for the writes.
 func (s *Service) Flush(ctx context.Context) error {
-	rows, err := s.store.Pool().Query(ctx, `SELECT st.study_uid FROM dicom_studies st WHERE st.force_sync
-		OR EXISTS (SELECT 1 FROM dicom_instances i WHERE i.study_uid = st.study_uid AND i.seq > st.synced_seq)`)
+	uids, err := s.db.StaleStudies(ctx)
 	if err != nil {
-		return fmt.Errorf("dicom: stale studies: %w", err)
-	}
-	uids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("dicom: stale studies: %w", err)
+		return fmt.Errorf("dicom: flush: %w", err)
 	}
 	var errs []error
 	for _, uid := range uids {
@@ -121,11 +115,14 @@ func (s *Service) Sync(ctx context.Context, studyUID string) error {
 	return s.store.InTx(ctx, func(tx *store.Tx) error {
 		// FOR UPDATE waits for ingests of this study in flight (they hold
 		// FOR SHARE) and serialises syncs of one study.
-		st, err := loadStudy(ctx, tx.DB(), studyUID)
-		if err != nil {
-			return err
+		st, err := s.db.LockStudy(ctx, tx, studyUID)
+		if errors.Is(err, dicomdb.ErrNotFound) {
+			return nil
 		}
-		if st == nil || (st.maxSeq <= st.syncedSeq && !st.force) {
+		if err != nil {
+			return fmt.Errorf("dicom: sync %s: %w", studyUID, err)
+		}
+		if !st.Stale() {
 			return nil
 		}
 		body, err := s.buildImagingStudy(ctx, tx, st)
@@ -139,75 +136,11 @@ func (s *Service) Sync(ctx context.Context, studyUID string) error {
 		if _, _, err := tx.Update(ctx, r, ImagingStudyID(studyUID), 0); err != nil {
 			return fmt.Errorf("dicom: write ImagingStudy %s: %w", studyUID, err)
 		}
-		if _, err := tx.DB().Exec(ctx, `UPDATE dicom_studies SET synced_seq = $2, force_sync = false WHERE study_uid = $1`,
-			studyUID, st.maxSeq); err != nil {
-			return fmt.Errorf("dicom: mark study synced: %w", err)
+		if err := s.db.MarkSynced(ctx, tx, studyUID, st.MaxSeq); err != nil {
+			return fmt.Errorf("dicom: sync %s: %w", studyUID, err)
 		}
 		return nil
 	})
-}
-
-type studyRow struct {
-	uid, patientID, issuer, patientName, birthDate, sex string
-	date, time, accession, studyID, desc, referring, tz string
-	maxSeq, syncedSeq                                   int64
-	force                                               bool
-	series                                              []*seriesRow
-}
-
-type seriesRow struct {
-	uid, modality, desc, bodyPart, laterality string
-	number                                    *int
-	instances                                 []instanceRow
-}
-
-type instanceRow struct {
-	uid, sopClass string
-	number        *int
-}
-
-func loadStudy(ctx context.Context, db pgx.Tx, uid string) (*studyRow, error) {
-	st := &studyRow{uid: uid}
-	err := db.QueryRow(ctx, `SELECT patient_id, issuer, patient_name, birth_date, sex, study_date, study_time,
-		accession, study_id, description, referring, tz_offset, synced_seq, force_sync
-		FROM dicom_studies WHERE study_uid = $1 FOR UPDATE`, uid).
-		Scan(&st.patientID, &st.issuer, &st.patientName, &st.birthDate, &st.sex, &st.date, &st.time,
-			&st.accession, &st.studyID, &st.desc, &st.referring, &st.tz, &st.syncedSeq, &st.force)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dicom: load study: %w", err)
-	}
-	rows, err := db.Query(ctx, `SELECT se.series_uid, se.modality, se.description, se.body_part, se.laterality, se.series_number,
-		i.sop_uid, i.sop_class, i.instance_number, i.seq
-		FROM dicom_series se JOIN dicom_instances i ON i.series_uid = se.series_uid
-		WHERE se.study_uid = $1 AND i.study_uid = $1
-		ORDER BY se.series_number NULLS LAST, se.series_uid, i.instance_number NULLS LAST, i.sop_uid`, uid)
-	if err != nil {
-		return nil, fmt.Errorf("dicom: load series: %w", err)
-	}
-	defer rows.Close()
-	var cur *seriesRow
-	for rows.Next() {
-		var se seriesRow
-		var in instanceRow
-		var seq int64
-		if err := rows.Scan(&se.uid, &se.modality, &se.desc, &se.bodyPart, &se.laterality, &se.number,
-			&in.uid, &in.sopClass, &in.number, &seq); err != nil {
-			return nil, fmt.Errorf("dicom: load series: %w", err)
-		}
-		st.maxSeq = max(st.maxSeq, seq)
-		if cur == nil || cur.uid != se.uid {
-			cur = &se
-			st.series = append(st.series, cur)
-		}
-		cur.instances = append(cur.instances, in)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("dicom: load series: %w", err)
-	}
-	return st, nil
 }
 
 const (
@@ -217,24 +150,24 @@ const (
 
 type obj = map[string]any
 
-func (s *Service) buildImagingStudy(ctx context.Context, tx *store.Tx, st *studyRow) ([]byte, error) {
+func (s *Service) buildImagingStudy(ctx context.Context, tx *store.Tx, st *dicomdb.LockedStudy) ([]byte, error) {
 	patientRef, err := s.patient(ctx, tx, st)
 	if err != nil {
 		return nil, err
 	}
 	is := obj{
 		"resourceType": "ImagingStudy",
-		"id":           ImagingStudyID(st.uid),
+		"id":           ImagingStudyID(st.UID),
 		"status":       "available",
 		"subject":      obj{"reference": patientRef},
 	}
-	ids := []any{obj{"system": studyUIDSystem, "value": "urn:oid:" + st.uid}}
-	if st.accession != "" {
+	ids := []any{obj{"system": studyUIDSystem, "value": "urn:oid:" + st.UID}}
+	if st.Accession != "" {
 		ids = append(ids, obj{
 			"type":  obj{"coding": []any{obj{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}}},
-			"value": st.accession,
+			"value": st.Accession,
 		})
-		if ref, err := s.serviceRequest(ctx, tx, st.accession); err != nil {
+		if ref, err := s.serviceRequest(ctx, tx, st.Accession); err != nil {
 			return nil, err
 		} else if ref != "" {
 			is["basedOn"] = []any{obj{"reference": ref}}
@@ -244,11 +177,11 @@ func (s *Service) buildImagingStudy(ctx context.Context, tx *store.Tx, st *study
 	if started := s.started(st); started != "" {
 		is["started"] = started
 	}
-	if st.desc != "" {
-		is["description"] = st.desc
+	if st.Description != "" {
+		is["description"] = st.Description
 	}
-	if st.referring != "" {
-		if name := pnDisplay(st.referring); name != "" {
+	if st.Referring != "" {
+		if name := pnDisplay(st.Referring); name != "" {
 			is["referrer"] = obj{"display": name}
 		}
 	}
@@ -262,39 +195,39 @@ func (s *Service) buildImagingStudy(ctx context.Context, tx *store.Tx, st *study
 	modalities := map[string]bool{}
 	var series []any
 	total := 0
-	for _, se := range st.series {
-		mod := se.modality
+	for _, se := range st.Series {
+		mod := se.Modality
 		if mod == "" {
 			mod = "OT" // "other": series.modality is required
 		}
 		modalities[mod] = true
 		sj := obj{
-			"uid":               se.uid,
+			"uid":               se.UID,
 			"modality":          obj{"system": dcmSystem, "code": mod},
-			"numberOfInstances": len(se.instances),
+			"numberOfInstances": len(se.Instances),
 		}
-		if se.number != nil && *se.number >= 0 {
-			sj["number"] = *se.number
+		if se.Number != nil && *se.Number >= 0 {
+			sj["number"] = *se.Number
 		}
-		if se.desc != "" {
-			sj["description"] = se.desc
+		if se.Description != "" {
+			sj["description"] = se.Description
 		}
-		if se.bodyPart != "" {
-			sj["bodySite"] = obj{"display": se.bodyPart}
+		if se.BodyPart != "" {
+			sj["bodySite"] = obj{"display": se.BodyPart}
 		}
-		if se.laterality != "" {
-			sj["laterality"] = obj{"display": se.laterality}
+		if se.Laterality != "" {
+			sj["laterality"] = obj{"display": se.Laterality}
 		}
 		var insts []any
-		for _, in := range se.instances {
-			ij := obj{"uid": in.uid, "sopClass": obj{"system": "urn:ietf:rfc:3986", "code": "urn:oid:" + in.sopClass}}
-			if in.number != nil && *in.number >= 0 {
-				ij["number"] = *in.number
+		for _, in := range se.Instances {
+			ij := obj{"uid": in.SOPUID, "sopClass": obj{"system": "urn:ietf:rfc:3986", "code": "urn:oid:" + in.SOPClass}}
+			if in.Number != nil && *in.Number >= 0 {
+				ij["number"] = *in.Number
 			}
 			insts = append(insts, ij)
 		}
 		sj["instance"] = insts
-		total += len(se.instances)
+		total += len(se.Instances)
 		series = append(series, sj)
 	}
 	if len(series) > 0 {
@@ -310,15 +243,15 @@ func (s *Service) buildImagingStudy(ctx context.Context, tx *store.Tx, st *study
 		}
 		is["modality"] = mc
 	}
-	is["numberOfSeries"] = len(st.series)
+	is["numberOfSeries"] = len(st.Series)
 	is["numberOfInstances"] = total
 	return json.Marshal(is)
 }
 
 // started combines StudyDate and StudyTime into a FHIR dateTime, in the
 // instance's TimezoneOffsetFromUTC or else Config.Location.
-func (s *Service) started(st *studyRow) string {
-	d := st.date
+func (s *Service) started(st *dicomdb.LockedStudy) string {
+	d := st.Date
 	if len(d) != 8 || !allDigits(d) {
 		return ""
 	}
@@ -326,7 +259,7 @@ func (s *Service) started(st *studyRow) string {
 	if _, err := time.Parse("2006-01-02", date); err != nil {
 		return ""
 	}
-	tm := strings.ReplaceAll(st.time, ":", "") // ACR-NEMA style HH:MM:SS
+	tm := strings.ReplaceAll(st.Time, ":", "") // ACR-NEMA style HH:MM:SS
 	frac := ""
 	if i := strings.IndexByte(tm, '.'); i >= 0 {
 		tm, frac = tm[:i], tm[i+1:]
@@ -343,7 +276,7 @@ func (s *Service) started(st *studyRow) string {
 		return date
 	}
 	loc := s.cfg.Location
-	if z := st.tz; len(z) == 5 && (z[0] == '+' || z[0] == '-') && allDigits(z[1:]) {
+	if z := st.TZOffset; len(z) == 5 && (z[0] == '+' || z[0] == '-') && allDigits(z[1:]) {
 		h, m := int(z[1]-'0')*10+int(z[2]-'0'), int(z[3]-'0')*10+int(z[4]-'0')
 		off := h*3600 + m*60
 		if z[0] == '-' {
@@ -393,24 +326,24 @@ func escapeToken(s string) string {
 var oidPattern = regexp.MustCompile(`^[0-2](\.(0|[1-9][0-9]*))+$`)
 
 // patientIdentifier is the identifier a study's PatientID maps to.
-func (s *Service) patientIdentifier(st *studyRow) (system, value string) {
-	if st.patientID == "" {
+func (s *Service) patientIdentifier(st *dicomdb.LockedStudy) (system, value string) {
+	if st.PatientID == "" {
 		// No PatientID: the study's own patient, so unrelated studies
 		// never merge into one Patient.
-		return "urn:dicom:study-patient", "urn:oid:" + st.uid
+		return "urn:dicom:study-patient", "urn:oid:" + st.UID
 	}
 	switch {
-	case st.issuer == "":
-		return s.cfg.PatientIDSystem, st.patientID
-	case oidPattern.MatchString(st.issuer):
-		return "urn:oid:" + st.issuer, st.patientID
+	case st.Issuer == "":
+		return s.cfg.PatientIDSystem, st.PatientID
+	case oidPattern.MatchString(st.Issuer):
+		return "urn:oid:" + st.Issuer, st.PatientID
 	}
-	return "urn:dicom:issuer:" + url.PathEscape(st.issuer), st.patientID
+	return "urn:dicom:issuer:" + url.PathEscape(st.Issuer), st.PatientID
 }
 
 // patient finds the Patient by identifier or creates it from the patient
 // module, returning "Patient/<id>".
-func (s *Service) patient(ctx context.Context, tx *store.Tx, st *studyRow) (string, error) {
+func (s *Service) patient(ctx context.Context, tx *store.Tx, st *dicomdb.LockedStudy) (string, error) {
 	system, value := s.patientIdentifier(st)
 	token := escapeToken(system) + "|" + escapeToken(value)
 	if err := tx.Lock(ctx, "dicom-patient|"+token); err != nil {
@@ -420,15 +353,15 @@ func (s *Service) patient(ctx context.Context, tx *store.Tx, st *studyRow) (stri
 		return ref, err
 	}
 	p := obj{"resourceType": "Patient", "identifier": []any{obj{"system": system, "value": value}}}
-	if name := humanName(st.patientName); name != nil {
+	if name := humanName(st.PatientName); name != nil {
 		p["name"] = []any{name}
 	}
-	if bd := st.birthDate; len(bd) == 8 && allDigits(bd) {
+	if bd := st.BirthDate; len(bd) == 8 && allDigits(bd) {
 		if _, err := time.Parse("20060102", bd); err == nil {
 			p["birthDate"] = bd[:4] + "-" + bd[4:6] + "-" + bd[6:]
 		}
 	}
-	switch strings.ToUpper(st.sex) {
+	switch strings.ToUpper(st.Sex) {
 	case "M":
 		p["gender"] = "male"
 	case "F":
