@@ -14,9 +14,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/emberfhir/ember/smart/authserver"
+	"github.com/emberfhir/ember/store"
 )
 
 // The SMART authorization server's administration: `ember client`,
@@ -45,8 +44,8 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "add":
 		return clientAdd(ctx, args[1:], stdout, stderr)
 	case "list":
-		return withPool(ctx, "client list", args[1:], stderr, nil, func(ctx context.Context, db *pgxpool.Pool) error {
-			cs, err := authserver.ListClients(ctx, db)
+		return withStore(ctx, "client list", args[1:], stderr, nil, func(ctx context.Context, st *store.Store) error {
+			cs, err := authserver.ListClients(ctx, st)
 			if err != nil {
 				return err
 			}
@@ -60,10 +59,10 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		})
 	case "remove":
 		var id string
-		return withPool(ctx, "client remove", args[1:], stderr, func(fs *flag.FlagSet) {
+		return withStore(ctx, "client remove", args[1:], stderr, func(fs *flag.FlagSet) {
 			fs.StringVar(&id, "id", "", "client id")
-		}, func(ctx context.Context, db *pgxpool.Pool) error {
-			if err := authserver.RemoveClient(ctx, db, id); err != nil {
+		}, func(ctx context.Context, st *store.Store) error {
+			if err := authserver.RemoveClient(ctx, st, id); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "client %s removed\n", id)
@@ -81,7 +80,7 @@ func clientAdd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var c authserver.Client
 	var redirects stringList
 	var scopes, jwksFile string
-	return withPool(ctx, "client add", args, stderr, func(fs *flag.FlagSet) {
+	return withStore(ctx, "client add", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&c.ID, "id", "", "client id")
 		fs.StringVar(&c.Type, "type", "", "public (PKCE), symmetric (secret, HTTP Basic) or asymmetric (private_key_jwt)")
 		fs.Var(&redirects, "redirect-uri", "registered redirect URI (repeat or comma-separate for several)")
@@ -90,7 +89,7 @@ func clientAdd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.StringVar(&jwksFile, "jwks", "", "file holding the asymmetric client's public JWKS")
 		fs.StringVar(&c.JWKSURI, "jwks-uri", "", "URL of the asymmetric client's JWKS (also the only jku it may use)")
 		fs.StringVar(&c.LaunchURI, "launch-uri", "", "the app's EHR launch URL (for ember launch)")
-	}, func(ctx context.Context, db *pgxpool.Pool) error {
+	}, func(ctx context.Context, st *store.Store) error {
 		c.RedirectURIs = redirects
 		c.Scopes = strings.Fields(scopes)
 		if jwksFile != "" {
@@ -107,7 +106,7 @@ func clientAdd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if generated {
 			c.Secret = authserver.NewSecret()
 		}
-		if err := authserver.AddClient(ctx, db, c); err != nil {
+		if err := authserver.AddClient(ctx, st, c); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "client %s added (%s)\n", c.ID, c.Type)
@@ -126,12 +125,12 @@ func userCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	switch args[0] {
 	case "add":
 		var u authserver.User
-		return withPool(ctx, "user add", args[1:], stderr, func(fs *flag.FlagSet) {
+		return withStore(ctx, "user add", args[1:], stderr, func(fs *flag.FlagSet) {
 			fs.StringVar(&u.Username, "username", "", "login name")
 			fs.StringVar(&u.Password, "password", env("EMBER_USER_PASSWORD", ""), `password (env EMBER_USER_PASSWORD; "-" reads a line from stdin)`)
 			fs.StringVar(&u.Role, "role", "", "admin, doctor, nurse, pharmacist, receptionist or patient")
 			fs.StringVar(&u.FHIRUser, "fhir-user", "", "the user's FHIR resource: Practitioner/ID or Patient/ID")
-		}, func(ctx context.Context, db *pgxpool.Pool) error {
+		}, func(ctx context.Context, st *store.Store) error {
 			if u.Password == "-" {
 				var line string
 				if _, err := fmt.Fscanln(os.Stdin, &line); err != nil {
@@ -139,15 +138,15 @@ func userCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				}
 				u.Password = line
 			}
-			if err := authserver.AddUser(ctx, db, u); err != nil {
+			if err := authserver.AddUser(ctx, st, u); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "user %s added (%s, %s)\n", u.Username, u.Role, u.FHIRUser)
 			return nil
 		})
 	case "list":
-		return withPool(ctx, "user list", args[1:], stderr, nil, func(ctx context.Context, db *pgxpool.Pool) error {
-			us, err := authserver.ListUsers(ctx, db)
+		return withStore(ctx, "user list", args[1:], stderr, nil, func(ctx context.Context, st *store.Store) error {
+			us, err := authserver.ListUsers(ctx, st)
 			if err != nil {
 				return err
 			}
@@ -160,10 +159,10 @@ func userCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		})
 	case "remove":
 		var name string
-		return withPool(ctx, "user remove", args[1:], stderr, func(fs *flag.FlagSet) {
+		return withStore(ctx, "user remove", args[1:], stderr, func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "username", "", "login name")
-		}, func(ctx context.Context, db *pgxpool.Pool) error {
-			if err := authserver.RemoveUser(ctx, db, name); err != nil {
+		}, func(ctx context.Context, st *store.Store) error {
+			if err := authserver.RemoveUser(ctx, st, name); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "user %s removed\n", name)
@@ -181,14 +180,14 @@ func userCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func launchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var l authserver.Launch
 	var base string
-	return withPool(ctx, "launch", args, stderr, func(fs *flag.FlagSet) {
+	return withStore(ctx, "launch", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&l.ClientID, "client", "", "client id (registered with --launch-uri)")
 		fs.StringVar(&l.Patient, "patient", "", "patient id")
 		fs.StringVar(&l.Encounter, "encounter", "", "encounter id (optional)")
 		fs.StringVar(&l.Username, "user", "", "the only user who may complete the launch (optional)")
 		fs.StringVar(&base, "base-url", env("EMBER_BASE_URL", "http://127.0.0.1:8080/fhir"), "public FHIR base URL, the launch's iss (env EMBER_BASE_URL)")
-	}, func(ctx context.Context, db *pgxpool.Pool) error {
-		_, u, err := authserver.CreateLaunch(ctx, db, base, l)
+	}, func(ctx context.Context, st *store.Store) error {
+		_, u, err := authserver.CreateLaunch(ctx, st, base, l)
 		if err != nil {
 			return err
 		}
@@ -200,10 +199,10 @@ func launchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // errUsage: the usage was printed; exit 2.
 var errUsage = errors.New("usage")
 
-// withPool parses a command's flags (serve's database flags plus those
-// flags adds), opens and migrates the database and runs fn on a pool.
-func withPool(ctx context.Context, name string, args []string, stderr io.Writer, flags func(*flag.FlagSet),
-	fn func(context.Context, *pgxpool.Pool) error) error {
+// withStore parses a command's flags (serve's database flags plus those
+// flags adds), opens and migrates the database and runs fn on the store.
+func withStore(ctx context.Context, name string, args []string, stderr io.Writer, flags func(*flag.FlagSet),
+	fn func(context.Context, *store.Store) error) error {
 	fs := flag.NewFlagSet("ember "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var db dbFlags
@@ -225,12 +224,12 @@ func withPool(ctx context.Context, name string, args []string, stderr io.Writer,
 		return err
 	}
 	defer stop()
-	pool, err := pgxpool.New(ctx, url)
+	st, err := store.Open(ctx, url, store.Options{})
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	defer pool.Close()
-	return fn(ctx, pool)
+	defer st.Close()
+	return fn(ctx, st)
 }
 
 // stringList is a flag that may be repeated or comma-separated.

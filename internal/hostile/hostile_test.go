@@ -62,10 +62,10 @@ func newTarget(tb testing.TB) *target {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := authserver.AddUser(ctx, st.Pool(), authserver.User{Username: "alice", Password: "correct horse", Role: "doctor", FHIRUser: "Practitioner/pr1"}); err != nil {
+	if err := authserver.AddUser(ctx, st, authserver.User{Username: "alice", Password: "correct horse", Role: "doctor", FHIRUser: "Practitioner/pr1"}); err != nil {
 		tb.Fatal(err)
 	}
-	if err := authserver.AddClient(ctx, st.Pool(), authserver.Client{ID: "app", Type: authserver.Public, RedirectURIs: []string{"http://app.test/cb"}, Scopes: []string{"openid", "fhirUser", "launch/patient", "patient/*.rs"}}); err != nil {
+	if err := authserver.AddClient(ctx, st, authserver.Client{ID: "app", Type: authserver.Public, RedirectURIs: []string{"http://app.test/cb"}, Scopes: []string{"openid", "fhirUser", "launch/patient", "patient/*.rs"}}); err != nil {
 		tb.Fatal(err)
 	}
 	blobs, err := dicom.OpenBlobs(ctx, "file://"+tb.TempDir())

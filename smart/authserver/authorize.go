@@ -13,11 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/server/guard"
 	"github.com/emberfhir/ember/smart/scope"
+	"github.com/emberfhir/ember/store/authdb"
 )
 
 // authRequestTTL bounds how long a user may take from /authorize to the
@@ -32,6 +31,13 @@ type authReq struct {
 	loginAt                                                            *time.Time
 	patient, encounter                                                 string
 	granted                                                            []string
+}
+
+// fromDBRequest is the authorization server's view of a stored request.
+func fromDBRequest(r authdb.AuthRequest) *authReq {
+	return &authReq{id: r.ID, csrf: r.CSRF, clientID: r.ClientID, redirectURI: r.RedirectURI, state: r.State,
+		nonce: r.Nonce, challenge: r.CodeChallenge, launchID: r.LaunchID, scopes: r.Scopes, username: r.Username,
+		loginAt: r.LoginAt, patient: r.Patient, encounter: r.Encounter, granted: r.Granted}
 }
 
 var challengeRE = regexp.MustCompile(`^[A-Za-z0-9\-._~]{43,128}$`)
@@ -83,7 +89,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, p)
 		return
 	}
-	client, err := GetClient(r.Context(), s.db, f.Get("client_id"))
+	client, err := getClient(r.Context(), s.db, f.Get("client_id"))
 	if errors.Is(err, ErrNotFound) {
 		s.errorPage(w, http.StatusBadRequest, "unknown client_id")
 		return
@@ -155,10 +161,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 		req.launchID, req.patient, req.encounter = lc.ID, lc.Patient, lc.Encounter
 	}
-	_, err = s.db.Exec(r.Context(), `INSERT INTO smart_auth_requests (id, csrf, client_id, redirect_uri, scopes, state, nonce,
-		code_challenge, launch_id, patient, encounter, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		req.id, req.csrf, req.clientID, req.redirectURI, req.scopes, req.state, req.nonce, req.challenge, req.launchID,
-		req.patient, req.encounter, time.Now().Add(authRequestTTL))
+	err = s.db.AddAuthRequest(r.Context(), authdb.AuthRequest{ID: req.id, CSRF: req.csrf, ClientID: req.clientID,
+		RedirectURI: req.redirectURI, Scopes: req.scopes, State: req.state, Nonce: req.nonce, CodeChallenge: req.challenge,
+		LaunchID: req.launchID, Patient: req.patient, Encounter: req.encounter, ExpiresAt: time.Now().Add(authRequestTTL)})
 	if err != nil {
 		s.serverError(w, fmt.Errorf("store authorization request: %w", err))
 		return
@@ -171,11 +176,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 // pendingFull reports whether MaxPendingAuthRequests unfinished requests
 // are stored (counting at most that many rows).
 func (s *Server) pendingFull(ctx context.Context) (bool, error) {
-	var n int
-	err := s.db.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM smart_auth_requests
-		WHERE expires_at > now() AND code_hash IS NULL LIMIT $1) p`, s.cfg.MaxPendingAuthRequests).Scan(&n)
+	n, err := s.db.CountPendingAuthRequests(ctx, s.cfg.MaxPendingAuthRequests)
 	if err != nil {
-		return false, fmt.Errorf("count pending authorization requests: %w", err)
+		return false, err
 	}
 	return n >= s.cfg.MaxPendingAuthRequests, nil
 }
@@ -206,12 +209,8 @@ func (s *Server) loadReq(w http.ResponseWriter, r *http.Request) (*authReq, bool
 		return nil, false
 	}
 	id := r.Form.Get("req")
-	var q authReq
-	err := s.db.QueryRow(r.Context(), `SELECT id, csrf, client_id, redirect_uri, scopes, state, nonce, code_challenge,
-		launch_id, username, login_at, patient, encounter FROM smart_auth_requests
-		WHERE id = $1 AND expires_at > now() AND code_hash IS NULL`, id).Scan(&q.id, &q.csrf, &q.clientID, &q.redirectURI,
-		&q.scopes, &q.state, &q.nonce, &q.challenge, &q.launchID, &q.username, &q.loginAt, &q.patient, &q.encounter)
-	if errors.Is(err, pgx.ErrNoRows) {
+	rec, err := s.db.PendingAuthRequest(r.Context(), id)
+	if errors.Is(err, authdb.ErrNotFound) {
 		s.errorPage(w, http.StatusBadRequest, "this authorization request is unknown or has expired; start again from the app")
 		return nil, false
 	}
@@ -219,6 +218,7 @@ func (s *Server) loadReq(w http.ResponseWriter, r *http.Request) (*authReq, bool
 		s.serverError(w, err)
 		return nil, false
 	}
+	q := fromDBRequest(rec)
 	c, err := r.Cookie(cookieName(id))
 	ok := err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(q.csrf)) == 1
 	if r.Method == http.MethodPost {
@@ -228,7 +228,7 @@ func (s *Server) loadReq(w http.ResponseWriter, r *http.Request) (*authReq, bool
 		s.errorPage(w, http.StatusForbidden, "this form does not belong to this browser session; start again from the app")
 		return nil, false
 	}
-	return &q, true
+	return q, true
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -272,8 +272,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	if patient == "" && u.Role == "patient" && !slices.Contains(q.scopes, "launch/patient") {
 		patient = strings.TrimPrefix(u.FHIRUser, "Patient/") // a patient's patient/ scopes are their own
 	}
-	if _, err := s.db.Exec(ctx, `UPDATE smart_auth_requests SET username = $2, login_at = now(), patient = $3 WHERE id = $1`,
-		q.id, u.Username, patient); err != nil {
+	if err := s.db.SetLogin(ctx, q.id, u.Username, patient); err != nil {
 		s.serverError(w, err)
 		return
 	}
@@ -391,7 +390,7 @@ func (s *Server) pickerSubmit(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "no such patient")
 		return
 	}
-	if _, err := s.db.Exec(r.Context(), `UPDATE smart_auth_requests SET patient = $2 WHERE id = $1`, q.id, id); err != nil {
+	if err := s.db.SetPatient(r.Context(), q.id, id); err != nil {
 		s.serverError(w, err)
 		return
 	}
@@ -401,7 +400,7 @@ func (s *Server) pickerSubmit(w http.ResponseWriter, r *http.Request) {
 // offered is what the consent page offers: the requested scopes within the
 // client's registration and the user's role ceiling.
 func (s *Server) offered(ctx context.Context, q *authReq, u *User) ([]string, error) {
-	c, err := GetClient(ctx, s.db, q.clientID)
+	c, err := getClient(ctx, s.db, q.clientID)
 	if err != nil {
 		return nil, err
 	}
@@ -456,7 +455,7 @@ func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if r.PostForm.Get("deny") != "" {
-		_, _ = s.db.Exec(ctx, `DELETE FROM smart_auth_requests WHERE id = $1`, q.id)
+		_ = s.db.DeleteAuthRequest(ctx, q.id)
 		redirectError(w, r, q.redirectURI, q.state, "access_denied", "the user denied access")
 		return
 	}
@@ -477,13 +476,12 @@ func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	code := randomToken(32)
 	// The code lives authRequestTTL from now.
-	tag, err := s.db.Exec(ctx, `UPDATE smart_auth_requests SET granted = $2, code_hash = $3, expires_at = $4
-		WHERE id = $1 AND code_hash IS NULL`, q.id, nonNil(granted), tokenHash(code), time.Now().Add(authRequestTTL))
+	issued, err := s.db.IssueCode(ctx, q.id, granted, tokenHash(code), time.Now().Add(authRequestTTL))
 	if err != nil {
 		s.serverError(w, fmt.Errorf("issue code: %w", err))
 		return
 	}
-	if tag.RowsAffected() != 1 { // a concurrent submit got the code
+	if !issued { // a concurrent submit got the code
 		s.errorPage(w, http.StatusBadRequest, "this authorization request was already completed")
 		return
 	}

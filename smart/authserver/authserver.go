@@ -1,7 +1,8 @@
 // Package authserver is Ember's SMART App Launch 2.x and Backend Services
 // authorization server: discovery, authorize (login, patient picker,
 // consent), token, introspection, revocation and EHR launch, with clients,
-// users and tokens in PostgreSQL, and the Verifier for the tokens it issues.
+// users and tokens in PostgreSQL (queries in store/authdb; this package
+// hashes, decides and speaks HTTP), and the Verifier for the tokens it issues.
 //
 // It speaks the protocol itself (go-jose for JWTs) rather than through
 // zitadel/oidc's op: op's token response has no room for SMART's launch
@@ -36,10 +37,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/emberfhir/ember/store"
+	"github.com/emberfhir/ember/store/authdb"
 )
 
 // Config configures a Server.
@@ -112,7 +112,7 @@ type Server struct {
 	prefix   string // the issuer's path, where Handler serves
 	fhirBase string
 	st       *store.Store
-	db       *pgxpool.Pool
+	db       *authdb.DB
 	key      *rsa.PrivateKey
 	kid      string
 	jwks     jose.JSONWebKeySet
@@ -161,7 +161,7 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	}
 	limitDefaults(&cfg)
 	s := &Server{cfg: cfg, issuer: iss.String(), prefix: iss.Path, fhirBase: strings.TrimSuffix(cfg.FHIRBaseURL, "/"),
-		st: st, db: st.Pool(), log: cfg.Logger, keys: newRemoteKeys(cfg.HTTPClient), creds: newCredGuard(cfg),
+		st: st, db: authdb.New(st), log: cfg.Logger, keys: newRemoteKeys(cfg.HTTPClient), creds: newCredGuard(cfg),
 		starts: newStrikeTable(cfg.AuthorizePerAddress, cfg.LoginWindow, cfg.LoginWindow, cfg.LimiterEntries)}
 	if err := s.loadKey(ctx); err != nil {
 		return nil, err
@@ -176,45 +176,40 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	return s, nil
 }
 
-// loadKey reads the signing key, generating it under an advisory lock on the
-// first start so that replicas starting together agree on one.
+// loadKey reads the signing key, generating and storing it on the first
+// start (authdb serialises replicas starting together, so they agree on one).
 func (s *Server) loadKey(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('ember.smart_keys'))`); err != nil {
-			return fmt.Errorf("authserver: key lock: %w", err)
-		}
-		var der []byte
-		err := tx.QueryRow(ctx, `SELECT kid, private_der FROM smart_keys ORDER BY created_at DESC, kid LIMIT 1`).Scan(&s.kid, &der)
-		if errors.Is(err, pgx.ErrNoRows) {
-			key, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				return fmt.Errorf("authserver: generate key: %w", err)
-			}
-			der, err = x509.MarshalPKCS8PrivateKey(key)
-			if err != nil {
-				return fmt.Errorf("authserver: encode key: %w", err)
-			}
-			s.kid = randomToken(12)
-			if _, err := tx.Exec(ctx, `INSERT INTO smart_keys (kid, private_der) VALUES ($1, $2)`, s.kid, der); err != nil {
-				return fmt.Errorf("authserver: store key: %w", err)
-			}
-			s.key = key
-			return nil
-		}
+	var fresh *rsa.PrivateKey
+	kid, der, err := s.db.SigningKey(ctx, func() (string, []byte, error) {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
-			return fmt.Errorf("authserver: load key: %w", err)
+			return "", nil, fmt.Errorf("generate key: %w", err)
 		}
-		k, err := x509.ParsePKCS8PrivateKey(der)
+		der, err := x509.MarshalPKCS8PrivateKey(key)
 		if err != nil {
-			return fmt.Errorf("authserver: parse key %s: %w", s.kid, err)
+			return "", nil, fmt.Errorf("encode key: %w", err)
 		}
-		rk, ok := k.(*rsa.PrivateKey)
-		if !ok {
-			return fmt.Errorf("authserver: key %s is not RSA", s.kid)
-		}
-		s.key = rk
-		return nil
+		fresh = key
+		return randomToken(12), der, nil
 	})
+	if err != nil {
+		return fmt.Errorf("authserver: %w", err)
+	}
+	s.kid = kid
+	if fresh != nil {
+		s.key = fresh
+		return nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return fmt.Errorf("authserver: parse key %s: %w", s.kid, err)
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return fmt.Errorf("authserver: key %s is not RSA", s.kid)
+	}
+	s.key = rk
+	return nil
 }
 
 // Verifier returns the verifier for this server's access tokens.
@@ -320,16 +315,7 @@ func (s *Server) purge(ctx context.Context) {
 	if time.Since(time.Unix(0, last)) < time.Minute || !s.purged.CompareAndSwap(last, time.Now().UnixNano()) {
 		return
 	}
-	for _, q := range []string{
-		`DELETE FROM smart_auth_requests WHERE expires_at < now() - interval '1 hour'`,
-		`DELETE FROM smart_launches WHERE expires_at < now()`,
-		`DELETE FROM smart_refresh_tokens WHERE expires_at < now()`,
-		`DELETE FROM smart_revoked_jtis WHERE expires_at < now() - interval '1 minute'`,
-		`DELETE FROM smart_used_jtis WHERE expires_at < now() - interval '1 minute'`,
-	} {
-		if _, err := s.db.Exec(ctx, q); err != nil {
-			s.log.Warn("purging expired authorization data", "err", err)
-			return
-		}
+	if err := s.db.Purge(ctx); err != nil {
+		s.log.Warn("purging expired authorization data", "err", err)
 	}
 }

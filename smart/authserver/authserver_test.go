@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/emberfhir/ember/smart/access"
+	"github.com/emberfhir/ember/store/authdb/authdbtest"
 )
 
 // Inferno: SMART discovery (well-known fields, S256 only, capabilities),
@@ -333,10 +334,12 @@ func TestEHRLaunch(t *testing.T) {
 		t.Errorf("token response: %v", tok)
 	}
 	// online_access ends with the session.
-	var exp time.Time
-	if err := e.db.QueryRow(context.Background(), `SELECT expires_at FROM smart_refresh_tokens`).Scan(&exp); err != nil ||
-		exp.After(time.Now().Add(12*time.Hour+time.Minute)) {
-		t.Errorf("online refresh token expires %v (%v)", exp, err)
+	exps, err := authdbtest.RefreshTokenExpiries(context.Background(), e.st)
+	if err == nil && len(exps) == 0 {
+		err = errors.New("no refresh token stored")
+	}
+	if err != nil || exps[len(exps)-1].After(time.Now().Add(12*time.Hour+time.Minute)) {
+		t.Errorf("online refresh token expires %v (%v)", exps, err)
 	}
 	g, err := e.srv.Verifier().Verify(context.Background(), str(tok, "access_token"))
 	if err != nil || g.Patient != "p1" || g.Encounter != "e9" {
@@ -553,7 +556,7 @@ func TestLockout(t *testing.T) {
 	if pg, _ := e.post(c, e.ts.URL+"/auth/login", form); pg.status != 200 || !strings.Contains(pg.url, "/auth/consent") {
 		t.Fatalf("other user: %d %s", pg.status, pg.url)
 	}
-	if _, err := e.db.Exec(context.Background(), `UPDATE smart_users SET locked_until = now() - interval '1 second' WHERE username = 'doc'`); err != nil {
+	if err := authdbtest.LapseLock(context.Background(), e.st, "doc"); err != nil {
 		t.Fatal(err)
 	}
 	got := e.authorize(e.authParams("app", "openid", newPKCE()), flow{user: "doc"})

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/emberfhir/ember/store/authdb"
 )
 
 const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -54,7 +56,7 @@ func (s *Server) authClient(r *http.Request) (*Client, error) {
 		var c *Client
 		ok, err := s.creds.check(r, "client:"+id, false, func() (bool, error) {
 			var err error
-			c, err = GetClient(ctx, s.db, id)
+			c, err = getClient(ctx, s.db, id)
 			if errors.Is(err, ErrNotFound) {
 				verifyPassword(dummyHash, secret)
 				return false, nil
@@ -75,7 +77,7 @@ func (s *Server) authClient(r *http.Request) (*Client, error) {
 	if id == "" {
 		return nil, nil
 	}
-	c, err := GetClient(ctx, s.db, id)
+	c, err := getClient(ctx, s.db, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, invalidClient("unknown client")
 	} else if err != nil {
@@ -119,7 +121,7 @@ func (s *Server) verifyAssertion(ctx context.Context, a, clientID string) (*Clie
 	if clientID != "" && clientID != unverified.Issuer {
 		return nil, invalidClient("client_id does not match the assertion's iss")
 	}
-	c, err := GetClient(ctx, s.db, unverified.Issuer)
+	c, err := getClient(ctx, s.db, unverified.Issuer)
 	if errors.Is(err, ErrNotFound) {
 		return nil, invalidClient("unknown client")
 	} else if err != nil {
@@ -165,13 +167,12 @@ func (s *Server) verifyAssertion(ctx context.Context, a, clientID string) (*Clie
 	case cl.ID == "":
 		return nil, invalidClient("jti is required")
 	}
-	tag, err := s.db.Exec(ctx, `INSERT INTO smart_used_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3)
-		ON CONFLICT DO NOTHING`, c.ID, cl.ID, time.Unix(int64(*cl.Expiry), 0).Add(clockSkew))
+	err = s.db.UseAssertionID(ctx, c.ID, cl.ID, time.Unix(int64(*cl.Expiry), 0).Add(clockSkew))
+	if errors.Is(err, authdb.ErrExists) {
+		return nil, invalidClient("client_assertion jti was already used")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("record assertion jti: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return nil, invalidClient("client_assertion jti was already used")
 	}
 	s.purge(ctx)
 	return c, nil

@@ -10,10 +10,10 @@ import (
 	"unicode"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/store"
+	"github.com/emberfhir/ember/store/authdb"
 )
 
 // Client types: public apps (PKCE, no secret), confidential apps with a
@@ -39,8 +39,9 @@ type Client struct {
 	secretHash string
 }
 
-// ErrNotFound is returned for an unknown client or user.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned for an unknown client or user. It is
+// authdb.ErrNotFound, so errors.Is matches either.
+var ErrNotFound = authdb.ErrNotFound
 
 // validate checks a client before it is stored.
 func (c *Client) validate() error {
@@ -94,83 +95,66 @@ func (c *Client) validate() error {
 	return nil
 }
 
-// AddClient registers c (its Secret is stored hashed).
-func AddClient(ctx context.Context, db *pgxpool.Pool, c Client) error {
+// AddClient registers c in st (its Secret is stored hashed).
+func AddClient(ctx context.Context, st *store.Store, c Client) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	var hash *string
+	rec := authdb.Client{ID: c.ID, Type: c.Type, RedirectURIs: c.RedirectURIs, Scopes: c.Scopes, JWKS: c.JWKS,
+		JWKSURI: c.JWKSURI, LaunchURI: c.LaunchURI}
 	if c.Secret != "" {
-		h := hashPassword(c.Secret)
-		hash = &h
+		rec.SecretHash = hashPassword(c.Secret)
 	}
-	var jwks []byte
-	if len(c.JWKS) > 0 {
-		jwks = c.JWKS
+	err := authdb.New(st).AddClient(ctx, rec)
+	if errors.Is(err, authdb.ErrExists) {
+		return fmt.Errorf("client %s already exists", c.ID)
 	}
-	tag, err := db.Exec(ctx, `INSERT INTO smart_clients (id, type, secret_hash, redirect_uris, scopes, jwks, jwks_uri, launch_uri)
-		VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), nullif($8, '')) ON CONFLICT (id) DO NOTHING`,
-		c.ID, c.Type, hash, nonNil(c.RedirectURIs), nonNil(c.Scopes), jwks, c.JWKSURI, c.LaunchURI)
 	if err != nil {
 		return fmt.Errorf("add client %s: %w", c.ID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("client %s already exists", c.ID)
 	}
 	return nil
 }
 
-const clientCols = `id, type, coalesce(secret_hash, ''), redirect_uris, scopes, jwks, coalesce(jwks_uri, ''), coalesce(launch_uri, '')`
-
-func scanClient(row pgx.Row) (*Client, error) {
-	var c Client
-	var jwks []byte
-	if err := row.Scan(&c.ID, &c.Type, &c.secretHash, &c.RedirectURIs, &c.Scopes, &jwks, &c.JWKSURI, &c.LaunchURI); err != nil {
-		return nil, err
-	}
-	c.JWKS = jwks
-	return &c, nil
+func fromDBClient(r authdb.Client) Client {
+	return Client{ID: r.ID, Type: r.Type, RedirectURIs: r.RedirectURIs, Scopes: r.Scopes, JWKS: r.JWKS, JWKSURI: r.JWKSURI,
+		LaunchURI: r.LaunchURI, secretHash: r.SecretHash}
 }
 
 // GetClient returns the client id (ErrNotFound when none).
-func GetClient(ctx context.Context, db *pgxpool.Pool, id string) (*Client, error) {
-	c, err := scanClient(db.QueryRow(ctx, `SELECT `+clientCols+` FROM smart_clients WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("client %s: %w", id, ErrNotFound)
-	}
+func GetClient(ctx context.Context, st *store.Store, id string) (*Client, error) {
+	return getClient(ctx, authdb.New(st), id)
+}
+
+func getClient(ctx context.Context, db *authdb.DB, id string) (*Client, error) {
+	r, err := db.Client(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("client %s: %w", id, err)
 	}
-	return c, nil
+	c := fromDBClient(r)
+	return &c, nil
 }
 
 // ListClients returns every client, by id.
-func ListClients(ctx context.Context, db *pgxpool.Pool) ([]Client, error) {
-	rows, err := db.Query(ctx, `SELECT `+clientCols+` FROM smart_clients ORDER BY id`)
+func ListClients(ctx context.Context, st *store.Store) ([]Client, error) {
+	rs, err := authdb.New(st).Clients(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list clients: %w", err)
 	}
-	defer rows.Close()
 	var out []Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list clients: %w", err)
-		}
-		out = append(out, *c)
+	for _, r := range rs {
+		out = append(out, fromDBClient(r))
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RemoveClient deletes a client with its launches, requests and refresh
 // tokens (access tokens already issued run out on their own).
-func RemoveClient(ctx context.Context, db *pgxpool.Pool, id string) error {
-	tag, err := db.Exec(ctx, `DELETE FROM smart_clients WHERE id = $1`, id)
-	if err != nil {
+func RemoveClient(ctx context.Context, st *store.Store, id string) error {
+	if err := authdb.New(st).RemoveClient(ctx, id); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("client %s: %w", id, err)
+		}
 		return fmt.Errorf("remove client %s: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("client %s: %w", id, ErrNotFound)
 	}
 	return nil
 }
@@ -188,13 +172,6 @@ func (c *Client) allowsRedirect(uri string) bool {
 		}
 	}
 	return false
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // splitScopes splits a space-separated scope string.

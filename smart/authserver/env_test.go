@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/internal/pgtest"
@@ -44,7 +43,6 @@ type env struct {
 	ts     *httptest.Server
 	srv    *Server
 	st     *store.Store
-	db     *pgxpool.Pool
 	url    string // database URL
 	base   string // FHIR base
 	rsaKey *rsa.PrivateKey
@@ -61,7 +59,7 @@ func newEnv(t testing.TB, mod ...func(*Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	e := &env{t: t, st: st, db: st.Pool(), url: dbURL}
+	e := &env{t: t, st: st, url: dbURL}
 	var h http.Handler
 	e.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(e.ts.Close)
@@ -91,7 +89,7 @@ func newEnv(t testing.TB, mod ...func(*Config)) *env {
 		{Username: "ann", Password: password, Role: "patient", FHIRUser: "Patient/p1"},
 		{Username: "root", Password: password, Role: "admin", FHIRUser: "Practitioner/a1"},
 	} {
-		if err := AddUser(ctx, e.db, u); err != nil {
+		if err := AddUser(ctx, e.st, u); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,7 +113,7 @@ func newEnv(t testing.TB, mod ...func(*Config)) *env {
 		{ID: "backend", Type: Asymmetric, JWKS: pub, Scopes: []string{"system/*.rs", "system/Observation.cruds"}},
 		{ID: "remote", Type: Asymmetric, JWKSURI: e.jwks.URL + "/jwks.json", Scopes: []string{"system/Patient.rs"}},
 	} {
-		if err := AddClient(ctx, e.db, c); err != nil {
+		if err := AddClient(ctx, e.st, c); err != nil {
 			t.Fatal(err)
 		}
 	}

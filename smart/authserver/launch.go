@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/emberfhir/ember/store"
+	"github.com/emberfhir/ember/store/authdb"
 )
 
 // LaunchTTL is how long an EHR launch context can be used.
@@ -25,10 +25,15 @@ type Launch struct {
 	Username  string // when set, only this user may complete the launch
 }
 
-// CreateLaunch stores a launch context for l.ClientID and returns it with
-// the app launch URL: the client's launch URI with iss (fhirBase) and launch.
-func CreateLaunch(ctx context.Context, db *pgxpool.Pool, fhirBase string, l Launch) (*Launch, string, error) {
-	c, err := GetClient(ctx, db, l.ClientID)
+// CreateLaunch stores a launch context for l.ClientID in st and returns it
+// with the app launch URL: the client's launch URI with iss (fhirBase) and
+// launch.
+func CreateLaunch(ctx context.Context, st *store.Store, fhirBase string, l Launch) (*Launch, string, error) {
+	return createLaunch(ctx, authdb.New(st), fhirBase, l)
+}
+
+func createLaunch(ctx context.Context, db *authdb.DB, fhirBase string, l Launch) (*Launch, string, error) {
+	c, err := getClient(ctx, db, l.ClientID)
 	if err != nil {
 		return nil, "", err
 	}
@@ -46,24 +51,19 @@ func CreateLaunch(ctx context.Context, db *pgxpool.Pool, fhirBase string, l Laun
 		}
 	}
 	l.ID = randomToken(24)
-	if _, err := db.Exec(ctx, `INSERT INTO smart_launches (id, client_id, patient, encounter, username, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, l.ID, l.ClientID, l.Patient, l.Encounter, l.Username, time.Now().Add(LaunchTTL)); err != nil {
+	if err := db.AddLaunch(ctx, authdb.Launch{ID: l.ID, ClientID: l.ClientID, Patient: l.Patient, Encounter: l.Encounter,
+		Username: l.Username, ExpiresAt: time.Now().Add(LaunchTTL)}); err != nil {
 		return nil, "", fmt.Errorf("store launch: %w", err)
 	}
 	return &l, addQuery(c.LaunchURI, url.Values{"iss": {strings.TrimSuffix(fhirBase, "/")}, "launch": {l.ID}}), nil
 }
 
-func getLaunch(ctx context.Context, db *pgxpool.Pool, id string) (*Launch, error) {
-	var l Launch
-	err := db.QueryRow(ctx, `SELECT id, client_id, patient, encounter, username FROM smart_launches
-		WHERE id = $1 AND expires_at > now()`, id).Scan(&l.ID, &l.ClientID, &l.Patient, &l.Encounter, &l.Username)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("launch: %w", ErrNotFound)
-	}
+func getLaunch(ctx context.Context, db *authdb.DB, id string) (*Launch, error) {
+	r, err := db.Launch(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("launch: %w", err)
 	}
-	return &l, nil
+	return &Launch{ID: r.ID, ClientID: r.ClientID, Patient: r.Patient, Encounter: r.Encounter, Username: r.Username}, nil
 }
 
 // launch is POST /auth/launch: an admin user (HTTP Basic) creates a launch
@@ -97,7 +97,7 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "no such patient")
 		return
 	}
-	l, launchURL, err := CreateLaunch(r.Context(), s.db, s.fhirBase, Launch{ClientID: f.Get("client"), Patient: p,
+	l, launchURL, err := createLaunch(r.Context(), s.db, s.fhirBase, Launch{ClientID: f.Get("client"), Patient: p,
 		Encounter: f.Get("encounter"), Username: f.Get("user")})
 	if err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())

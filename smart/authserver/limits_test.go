@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/emberfhir/ember/store/authdb/authdbtest"
 )
 
 // send is a request with extra headers; basic is "id:secret" for HTTP Basic.
@@ -91,8 +93,7 @@ func TestLoginRateLimits(t *testing.T) {
 	}
 	checkPageHeaders(t, p)
 	// The refused attempt was not checked: the database saw 5 failures.
-	var fails int
-	if err := e.db.QueryRow(ctx, `SELECT failed_logins FROM smart_users WHERE username = 'doc'`).Scan(&fails); err != nil || fails != 5 {
+	if fails, err := authdbtest.FailedLogins(ctx, e.st, "doc"); err != nil || fails != 5 {
 		t.Errorf("failed_logins = %d (%v), want 5", fails, err)
 	}
 	c2, form2 := e.startLogin("198.51.100.2")
@@ -127,7 +128,7 @@ func TestLoginRateLimits(t *testing.T) {
 	}
 
 	// Client secrets: 5 failures lock the client out; another client is fine.
-	if err := AddClient(ctx, e.db, Client{ID: "conf2", Type: Symmetric, Secret: "another-long-secret", RedirectURIs: []string{redirect}}); err != nil {
+	if err := AddClient(ctx, e.st, Client{ID: "conf2", Type: Symmetric, Secret: "another-long-secret", RedirectURIs: []string{redirect}}); err != nil {
 		t.Fatal(err)
 	}
 	intro := func(basic string) (page, map[string]any) {
@@ -177,8 +178,7 @@ func TestLoginHashGate(t *testing.T) {
 		t.Errorf("client secret while the slot is taken: %d %v", s, b)
 	}
 	retryAfter(t, "busy token endpoint", h)
-	var fails int
-	if err := e.db.QueryRow(context.Background(), `SELECT failed_logins FROM smart_users WHERE username = 'doc'`).Scan(&fails); err != nil || fails != 0 {
+	if fails, err := authdbtest.FailedLogins(context.Background(), e.st, "doc"); err != nil || fails != 0 {
 		t.Errorf("failed_logins = %d (%v): a refused login was checked", fails, err)
 	}
 	release()
@@ -277,13 +277,13 @@ func TestAuthorizeLimits(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	longCB := "http://app.example/cb?pad=" + strings.Repeat("x", 1990)
-	if err := AddClient(ctx, e.db, Client{ID: "longcb", Type: Public, RedirectURIs: []string{longCB}, Scopes: []string{"openid"}}); err != nil {
+	if err := AddClient(ctx, e.st, Client{ID: "longcb", Type: Public, RedirectURIs: []string{longCB}, Scopes: []string{"openid"}}); err != nil {
 		t.Fatal(err)
 	}
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	stored := func() int {
-		var n int
-		if err := e.db.QueryRow(ctx, `SELECT count(*) FROM smart_auth_requests`).Scan(&n); err != nil {
+		n, err := authdbtest.AuthRequests(ctx, e.st)
+		if err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -361,7 +361,7 @@ func TestAuthorizeLimits(t *testing.T) {
 		t.Errorf("%d requests stored, want 1", n)
 	}
 	// A registered redirect URI longer than the cap is refused at registration.
-	if err := AddClient(ctx, e.db, Client{ID: "toolong", Type: Public, RedirectURIs: []string{longCB + strings.Repeat("y", 100)}}); err == nil {
+	if err := AddClient(ctx, e.st, Client{ID: "toolong", Type: Public, RedirectURIs: []string{longCB + strings.Repeat("y", 100)}}); err == nil {
 		t.Error("a 2 KiB+ redirect URI was registered")
 	}
 }
@@ -385,8 +385,7 @@ func TestAuthorizeFlood(t *testing.T) {
 	if resp.StatusCode != http.StatusFound || loc.Query().Get("error") != "temporarily_unavailable" {
 		t.Errorf("4th pending request: %d %s", resp.StatusCode, loc)
 	}
-	var n int
-	if err := e.db.QueryRow(context.Background(), `SELECT count(*) FROM smart_auth_requests`).Scan(&n); err != nil || n != 3 {
+	if n, err := authdbtest.AuthRequests(context.Background(), e.st); err != nil || n != 3 {
 		t.Errorf("%d requests stored (%v), want 3", n, err)
 	}
 	// Per address: the 6th within a minute is refused before anything else.
@@ -529,10 +528,10 @@ func TestNonTextInput(t *testing.T) {
 	// Usernames and client ids that could not be typed into the forms are
 	// refused at registration.
 	for _, name := range []string{"doc\x00", "\xff", "tab\tname", strings.Repeat("u", maxUsername+1)} {
-		if err := AddUser(context.Background(), e.db, User{Username: name, Password: password, Role: "doctor", FHIRUser: "Practitioner/x"}); err == nil {
+		if err := AddUser(context.Background(), e.st, User{Username: name, Password: password, Role: "doctor", FHIRUser: "Practitioner/x"}); err == nil {
 			t.Errorf("user %q registered", name)
 		}
-		if err := AddClient(context.Background(), e.db, Client{ID: name, Type: Public, RedirectURIs: []string{redirect}}); err == nil {
+		if err := AddClient(context.Background(), e.st, Client{ID: name, Type: Public, RedirectURIs: []string{redirect}}); err == nil {
 			t.Errorf("client %q registered", name)
 		}
 	}

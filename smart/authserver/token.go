@@ -12,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/emberfhir/ember/smart/access"
 	"github.com/emberfhir/ember/smart/scope"
+	"github.com/emberfhir/ember/store/authdb"
 )
 
 func badRequest(code, msg string) *oauthErr {
@@ -68,20 +67,16 @@ func (s *Server) codeGrant(r *http.Request, c *Client) (map[string]any, error) {
 	if code == "" {
 		return nil, badRequest("invalid_request", "code is required")
 	}
-	var q authReq
-	var used bool
-	err := s.db.QueryRow(ctx, `SELECT id, client_id, redirect_uri, code_challenge, nonce, username, login_at, patient,
-		encounter, granted, code_used FROM smart_auth_requests WHERE code_hash = $1 AND expires_at > now()`, tokenHash(code)).
-		Scan(&q.id, &q.clientID, &q.redirectURI, &q.challenge, &q.nonce, &q.username, &q.loginAt, &q.patient, &q.encounter,
-			&q.granted, &used)
-	if errors.Is(err, pgx.ErrNoRows) {
+	rec, err := s.db.AuthRequestByCode(ctx, tokenHash(code))
+	if errors.Is(err, authdb.ErrNotFound) {
 		return nil, badRequest("invalid_grant", "unknown or expired code")
 	}
 	if err != nil {
 		return nil, err
 	}
+	q := fromDBRequest(rec)
 	switch {
-	case used:
+	case rec.CodeUsed:
 		// A replayed code may have been stolen: what it bought is revoked
 		// (RFC 6749 4.1.2).
 		if err := s.revokeCodeGrant(ctx, q.id); err != nil {
@@ -108,11 +103,11 @@ func (s *Server) codeGrant(r *http.Request, c *Client) (map[string]any, error) {
 	} else if verifier != "" {
 		return nil, badRequest("invalid_grant", "no code_challenge was sent for this code")
 	}
-	tag, err := s.db.Exec(ctx, `UPDATE smart_auth_requests SET code_used = true WHERE id = $1 AND NOT code_used`, q.id)
+	first, err := s.db.UseCode(ctx, q.id)
 	if err != nil {
 		return nil, err
 	}
-	if tag.RowsAffected() != 1 {
+	if !first {
 		return nil, badRequest("invalid_grant", "code already used")
 	}
 	u, err := getUser(ctx, s.db, q.username)
@@ -136,8 +131,7 @@ func (s *Server) respond(ctx context.Context, t *tokenInfo, newRefresh bool) (ma
 		return nil, err
 	}
 	if t.authReq != "" {
-		if _, err := s.db.Exec(ctx, `UPDATE smart_auth_requests SET access_jti = $2, access_exp = $3 WHERE id = $1`,
-			t.authReq, claims.ID, time.Unix(claims.Expiry, 0)); err != nil {
+		if err := s.db.SetCodeAccessToken(ctx, t.authReq, claims.ID, time.Unix(claims.Expiry, 0)); err != nil {
 			return nil, err
 		}
 	}
@@ -174,9 +168,9 @@ func (s *Server) respond(ctx context.Context, t *tokenInfo, newRefresh bool) (ma
 			exp = login.Add(s.cfg.SessionLifetime)
 		}
 		rt := randomToken(32)
-		if _, err := s.db.Exec(ctx, `INSERT INTO smart_refresh_tokens (token_hash, client_id, username, role, fhir_user,
-			scopes, patient, encounter, expires_at, auth_request) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nullif($10, ''))`,
-			tokenHash(rt), t.clientID, t.username, t.role, t.fhirUser, t.scopes, t.patient, t.encounter, exp, t.authReq); err != nil {
+		if err := s.db.AddRefreshToken(ctx, authdb.RefreshToken{Hash: tokenHash(rt), ClientID: t.clientID, Username: t.username,
+			Role: t.role, FHIRUser: t.fhirUser, Scopes: t.scopes, Patient: t.patient, Encounter: t.encounter, ExpiresAt: exp,
+			AuthRequest: t.authReq}); err != nil {
 			return nil, err
 		}
 		resp["refresh_token"] = rt
@@ -190,16 +184,15 @@ func (s *Server) refreshGrant(r *http.Request, c *Client) (map[string]any, error
 	if rt == "" {
 		return nil, badRequest("invalid_request", "refresh_token is required")
 	}
-	t := tokenInfo{}
-	err := s.db.QueryRow(ctx, `SELECT client_id, username, role, fhir_user, scopes, patient, encounter
-		FROM smart_refresh_tokens WHERE token_hash = $1 AND NOT revoked AND expires_at > now()`, tokenHash(rt)).
-		Scan(&t.clientID, &t.username, &t.role, &t.fhirUser, &t.scopes, &t.patient, &t.encounter)
-	if errors.Is(err, pgx.ErrNoRows) {
+	rec, err := s.db.RefreshToken(ctx, tokenHash(rt))
+	if errors.Is(err, authdb.ErrNotFound) {
 		return nil, badRequest("invalid_grant", "unknown, expired or revoked refresh token")
 	}
 	if err != nil {
 		return nil, err
 	}
+	t := tokenInfo{clientID: rec.ClientID, username: rec.Username, role: rec.Role, fhirUser: rec.FHIRUser, scopes: rec.Scopes,
+		patient: rec.Patient, encounter: rec.Encounter}
 	if t.clientID != c.ID {
 		return nil, badRequest("invalid_grant", "refresh token was issued to another client")
 	}
@@ -282,8 +275,8 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	tok := r.PostForm.Get("token")
 	inactive := map[string]any{"active": false}
 	if cl, err := s.parseAccessToken(tok); err == nil {
-		var revoked bool
-		if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM smart_revoked_jtis WHERE jti = $1)`, cl.ID).Scan(&revoked); err != nil {
+		revoked, err := s.db.IsRevoked(ctx, cl.ID)
+		if err != nil {
 			s.writeErr(w, err)
 			return
 		}
@@ -297,21 +290,17 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, resp, true)
 		return
 	}
-	var t tokenInfo
-	var exp time.Time
-	err = s.db.QueryRow(ctx, `SELECT client_id, username, fhir_user, scopes, patient, encounter, expires_at
-		FROM smart_refresh_tokens WHERE token_hash = $1 AND NOT revoked AND expires_at > now()`, tokenHash(tok)).
-		Scan(&t.clientID, &t.username, &t.fhirUser, &t.scopes, &t.patient, &t.encounter, &exp)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !maySee(t.clientID)) {
+	t, err := s.db.RefreshToken(ctx, tokenHash(tok))
+	if errors.Is(err, authdb.ErrNotFound) || (err == nil && !maySee(t.ClientID)) {
 		writeJSON(w, http.StatusOK, inactive, true)
 		return
 	} else if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	resp := map[string]any{"active": true, "scope": strings.Join(t.scopes, " "), "client_id": t.clientID,
-		"exp": exp.Unix(), "sub": t.username, "iss": s.issuer, "token_type": "refresh_token"}
-	addContext(resp, s.fhirBase, t.patient, t.encounter, t.fhirUser)
+	resp := map[string]any{"active": true, "scope": strings.Join(t.Scopes, " "), "client_id": t.ClientID,
+		"exp": t.ExpiresAt.Unix(), "sub": t.Username, "iss": s.issuer, "token_type": "refresh_token"}
+	addContext(resp, s.fhirBase, t.Patient, t.Encounter, t.FHIRUser)
 	writeJSON(w, http.StatusOK, resp, true)
 }
 
@@ -352,15 +341,13 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	if cl, err := s.parseAccessToken(tok); err == nil {
 		if cl.ClientID == c.ID {
 			exp := time.Unix(cl.Expiry, 0)
-			if _, err := s.db.Exec(ctx, `INSERT INTO smart_revoked_jtis (jti, expires_at) VALUES ($1, $2)
-				ON CONFLICT DO NOTHING`, cl.ID, exp); err != nil {
+			if err := s.db.RevokeAccessToken(ctx, cl.ID, exp); err != nil {
 				s.writeErr(w, err)
 				return
 			}
 			s.verifier.markRevoked(cl.ID, exp)
 		}
-	} else if _, err := s.db.Exec(ctx, `UPDATE smart_refresh_tokens SET revoked = true WHERE token_hash = $1 AND client_id = $2`,
-		tokenHash(tok), c.ID); err != nil {
+	} else if err := s.db.RevokeRefreshToken(ctx, tokenHash(tok), c.ID); err != nil {
 		s.writeErr(w, err)
 		return
 	}
@@ -372,21 +359,13 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 // access token its code bought (not those refreshed since: they run out
 // within the access token lifetime, and no refresh can follow).
 func (s *Server) revokeCodeGrant(ctx context.Context, reqID string) error {
-	if _, err := s.db.Exec(ctx, `UPDATE smart_refresh_tokens SET revoked = true WHERE auth_request = $1`, reqID); err != nil {
+	jti, exp, err := s.db.RevokeCodeGrant(ctx, reqID)
+	if err != nil {
 		return fmt.Errorf("revoke code grant: %w", err)
 	}
-	var jti *string
-	var exp *time.Time
-	if err := s.db.QueryRow(ctx, `SELECT access_jti, access_exp FROM smart_auth_requests WHERE id = $1`, reqID).Scan(&jti, &exp); err != nil {
-		return fmt.Errorf("revoke code grant: %w", err)
+	if jti != "" {
+		s.verifier.markRevoked(jti, exp)
 	}
-	if jti == nil || exp == nil {
-		return nil
-	}
-	if _, err := s.db.Exec(ctx, `INSERT INTO smart_revoked_jtis (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, *jti, *exp); err != nil {
-		return fmt.Errorf("revoke code grant: %w", err)
-	}
-	s.verifier.markRevoked(*jti, *exp)
 	return nil
 }
 

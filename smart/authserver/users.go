@@ -14,11 +14,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/argon2"
 
 	"github.com/emberfhir/ember/smart/scope"
+	"github.com/emberfhir/ember/store"
+	"github.com/emberfhir/ember/store/authdb"
 )
 
 // User is an end user who logs in to authorize apps.
@@ -38,8 +38,8 @@ const (
 	lockoutFor  = 15 * time.Minute
 )
 
-// AddUser registers u.
-func AddUser(ctx context.Context, db *pgxpool.Pool, u User) error {
+// AddUser registers u in st.
+func AddUser(ctx context.Context, st *store.Store, u User) error {
 	if u.Username == "" || len(u.Username) > maxUsername || !utf8.ValidString(u.Username) ||
 		strings.IndexFunc(u.Username, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return fmt.Errorf("username is required: at most %d bytes of UTF-8 without spaces or control characters", maxUsername)
@@ -56,59 +56,47 @@ func AddUser(ctx context.Context, db *pgxpool.Pool, u User) error {
 	if u.Role == "patient" && !strings.HasPrefix(u.FHIRUser, "Patient/") {
 		return errors.New("a user with role patient must be a Patient")
 	}
-	tag, err := db.Exec(ctx, `INSERT INTO smart_users (username, password_hash, role, fhir_user) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (username) DO NOTHING`, u.Username, hashPassword(u.Password), u.Role, u.FHIRUser)
+	err := authdb.New(st).AddUser(ctx, authdb.User{Username: u.Username, Role: u.Role, FHIRUser: u.FHIRUser}, hashPassword(u.Password))
+	if errors.Is(err, authdb.ErrExists) {
+		return fmt.Errorf("user %s already exists", u.Username)
+	}
 	if err != nil {
 		return fmt.Errorf("add user %s: %w", u.Username, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("user %s already exists", u.Username)
 	}
 	return nil
 }
 
 // ListUsers returns every user (without passwords), by username.
-func ListUsers(ctx context.Context, db *pgxpool.Pool) ([]User, error) {
-	rows, err := db.Query(ctx, `SELECT username, role, fhir_user FROM smart_users ORDER BY username`)
+func ListUsers(ctx context.Context, st *store.Store) ([]User, error) {
+	rs, err := authdb.New(st).Users(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
-	defer rows.Close()
 	var out []User
-	for rows.Next() {
-		var u User
-		if err := rows.Scan(&u.Username, &u.Role, &u.FHIRUser); err != nil {
-			return nil, fmt.Errorf("list users: %w", err)
-		}
-		out = append(out, u)
+	for _, r := range rs {
+		out = append(out, User{Username: r.Username, Role: r.Role, FHIRUser: r.FHIRUser})
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RemoveUser deletes a user.
-func RemoveUser(ctx context.Context, db *pgxpool.Pool, username string) error {
-	tag, err := db.Exec(ctx, `DELETE FROM smart_users WHERE username = $1`, username)
-	if err != nil {
+func RemoveUser(ctx context.Context, st *store.Store, username string) error {
+	if err := authdb.New(st).RemoveUser(ctx, username); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("user %s: %w", username, err)
+		}
 		return fmt.Errorf("remove user %s: %w", username, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("user %s: %w", username, ErrNotFound)
 	}
 	return nil
 }
 
 // getUser returns a user without the password (ErrNotFound when none).
-func getUser(ctx context.Context, db *pgxpool.Pool, username string) (*User, error) {
-	var u User
-	err := db.QueryRow(ctx, `SELECT username, role, fhir_user FROM smart_users WHERE username = $1`, username).
-		Scan(&u.Username, &u.Role, &u.FHIRUser)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("user %s: %w", username, ErrNotFound)
-	}
+func getUser(ctx context.Context, db *authdb.DB, username string) (*User, error) {
+	r, err := db.User(ctx, username)
 	if err != nil {
 		return nil, fmt.Errorf("user %s: %w", username, err)
 	}
-	return &u, nil
+	return &User{Username: r.Username, Role: r.Role, FHIRUser: r.FHIRUser}, nil
 }
 
 var errLogin = errors.New("unknown user, wrong password or account locked")
@@ -136,38 +124,32 @@ func (s *Server) login(r *http.Request, username, password string) (*User, error
 
 // authenticate checks a password, counting failures and locking the account
 // after maxFailures in a row. Every failure looks the same to the caller.
-func authenticate(ctx context.Context, db *pgxpool.Pool, username, password string) (*User, error) {
+func authenticate(ctx context.Context, db *authdb.DB, username, password string) (*User, error) {
 	if len(username) > maxUsername {
 		return nil, errLogin // no user has such a name
 	}
-	var u User
-	var hash string
-	var locked *time.Time
-	err := db.QueryRow(ctx, `SELECT username, role, fhir_user, password_hash, locked_until FROM smart_users WHERE username = $1`,
-		username).Scan(&u.Username, &u.Role, &u.FHIRUser, &hash, &locked)
-	if errors.Is(err, pgx.ErrNoRows) {
+	c, err := db.Credentials(ctx, username)
+	if errors.Is(err, authdb.ErrNotFound) {
 		verifyPassword(dummyHash, password) // same work as for a real user
 		return nil, errLogin
 	}
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	ok := verifyPassword(hash, password)
-	if locked != nil && time.Now().Before(*locked) {
+	ok := verifyPassword(c.PasswordHash, password)
+	if c.LockedUntil != nil && time.Now().Before(*c.LockedUntil) {
 		return nil, errLogin
 	}
 	if !ok {
-		if _, err := db.Exec(ctx, `UPDATE smart_users SET failed_logins = failed_logins + 1,
-			locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + $3::interval ELSE locked_until END
-			WHERE username = $1`, username, maxFailures, lockoutFor.String()); err != nil {
+		if err := db.RecordLoginFailure(ctx, username, maxFailures, lockoutFor); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
 		return nil, errLogin
 	}
-	if _, err := db.Exec(ctx, `UPDATE smart_users SET failed_logins = 0, locked_until = NULL WHERE username = $1`, username); err != nil {
+	if err := db.ResetLoginFailures(ctx, username); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	return &u, nil
+	return &User{Username: c.Username, Role: c.Role, FHIRUser: c.FHIRUser}, nil
 }
 
 // argon2id parameters (OWASP's minimum: 19 MiB, 2 passes, 1 lane).

@@ -179,8 +179,7 @@ func (v *Verifier) poll(ctx context.Context) error {
 		return nil
 	}
 	// Rows committed late can carry an older revoked_at: look back a little.
-	rows, err := v.s.db.Query(ctx, `SELECT jti, expires_at, revoked_at FROM smart_revoked_jtis
-		WHERE revoked_at > $1 AND expires_at > now()`, v.since.Add(-5*time.Second))
+	got, err := v.s.db.RevokedSince(ctx, v.since.Add(-5*time.Second))
 	if err != nil {
 		if last == 0 {
 			return fmt.Errorf("load revoked tokens: %w", err)
@@ -188,22 +187,6 @@ func (v *Verifier) poll(ctx context.Context) error {
 		v.s.log.Error("reloading revoked tokens", "err", err)
 		v.lastPoll.Store(time.Now().UnixNano())
 		return nil
-	}
-	defer rows.Close()
-	type rev struct {
-		jti     string
-		exp, at time.Time
-	}
-	var got []rev
-	for rows.Next() {
-		var r rev
-		if err := rows.Scan(&r.jti, &r.exp, &r.at); err != nil {
-			return fmt.Errorf("load revoked tokens: %w", err)
-		}
-		got = append(got, r)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load revoked tokens: %w", err)
 	}
 	now := time.Now()
 	v.mu.Lock()
@@ -213,9 +196,9 @@ func (v *Verifier) poll(ctx context.Context) error {
 		}
 	}
 	for _, r := range got {
-		v.revoked[r.jti] = r.exp
-		if r.at.After(v.since) {
-			v.since = r.at
+		v.revoked[r.JTI] = r.ExpiresAt
+		if r.RevokedAt.After(v.since) {
+			v.since = r.RevokedAt
 		}
 	}
 	v.mu.Unlock()
