@@ -1,7 +1,6 @@
 package fhir_test
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 
@@ -23,7 +22,7 @@ func TestParseDecimalRange(t *testing.T) {
 	for _, v := range []string{"1e131072", "1e-16384", "1e1001", "-1e-1001", "0e-99999", "1E+99999999999999999999", "1e00000000000000000001001"} {
 		_, err := p.Parse(obs(v), "")
 		fe, ok := err.(*fhir.Error)
-		if !ok || fe.Status != http.StatusUnprocessableEntity {
+		if !ok || fe.Kind != fhir.Unprocessable {
 			t.Errorf("%s: want a 422, got %v", v, err)
 			continue
 		}

@@ -2,7 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
-	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -14,9 +14,52 @@ type Issue struct {
 	Expression  []string `json:"expression,omitempty"`
 }
 
-// Error is a failure that maps to an HTTP status and an OperationOutcome.
+// Kind is what a failure means for the request, independent of the protocol
+// that reports it: the HTTP layer maps each kind to one status (server's
+// table), a transaction entry reports it the same way.
+type Kind uint8
+
+// The kinds of failure. The zero Kind is Internal: an Error built without
+// one is a server fault, never mistaken for the client's.
+const (
+	// Internal: a fault of the server (500).
+	Internal Kind = iota
+	// BadRequest: the request is malformed, invalid or asks for what is
+	// not supported (400); the issue code says which.
+	BadRequest
+	// Forbidden: the grant does not permit it (403).
+	Forbidden
+	// NotFound: the resource, version or endpoint does not exist (404).
+	NotFound
+	// Conflict: the request clashes with what is stored, e.g. a duplicate
+	// id (409).
+	Conflict
+	// Gone: the resource was deleted (410).
+	Gone
+	// PreconditionFailed: an If-Match or a condition does not hold (412).
+	PreconditionFailed
+	// Unprocessable: well-formed, but its content is not a valid resource
+	// or its outcome would not be (422).
+	Unprocessable
+	// Unavailable: the server could not finish in time (503).
+	Unavailable
+	// UnsupportedFormat: the content is in a format Ember does not take,
+	// e.g. a patch of an unknown media type (415).
+	UnsupportedFormat
+)
+
+var kindNames = [...]string{"internal", "bad-request", "forbidden", "not-found", "conflict", "gone", "precondition-failed", "unprocessable", "unavailable", "unsupported-format"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Error is a failure with the OperationOutcome that describes it.
 type Error struct {
-	Status int
+	Kind   Kind
 	Issues []Issue
 }
 
@@ -39,19 +82,19 @@ func (e *Error) Error() string {
 
 // Errorf-style constructors for the common cases.
 
-// NewError returns an Error with one issue of severity error.
-func NewError(status int, code, diagnostics string, expression ...string) *Error {
-	return &Error{Status: status, Issues: []Issue{{Severity: "error", Code: code, Diagnostics: diagnostics, Expression: expression}}}
+// NewError returns an Error of kind with one issue of severity error.
+func NewError(kind Kind, code, diagnostics string, expression ...string) *Error {
+	return &Error{Kind: kind, Issues: []Issue{{Severity: "error", Code: code, Diagnostics: diagnostics, Expression: expression}}}
 }
 
-// NotFound is the error for a resource or version that does not exist.
-func NotFound(diagnostics string) *Error {
-	return NewError(http.StatusNotFound, "not-found", diagnostics)
+// Missing is the error for a resource or version that does not exist.
+func Missing(diagnostics string) *Error {
+	return NewError(NotFound, "not-found", diagnostics)
 }
 
-// Invalid is the error for a syntactically fine but invalid request (400).
+// Invalid is the error for a syntactically fine but invalid request.
 func Invalid(diagnostics string, expression ...string) *Error {
-	return NewError(http.StatusBadRequest, "invalid", diagnostics, expression...)
+	return NewError(BadRequest, "invalid", diagnostics, expression...)
 }
 
 type outcome struct {

@@ -5,7 +5,6 @@ package fhir
 import (
 	"bytes"
 	"fmt"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,40 +50,40 @@ func NewParser() (*Parser, error) {
 	return &Parser{}, nil
 }
 
-// Parse validates body as an R4 resource. Malformed JSON gives a 400 Error;
-// JSON that is not a valid resource gives 422 (or 400 for a resourceType
-// Ember does not know). wantType, when not empty, must equal resourceType.
+// Parse validates body as an R4 resource. Malformed JSON gives a BadRequest
+// Error; JSON that is not a valid resource gives Unprocessable (BadRequest
+// for a resourceType Ember does not know). wantType, when not empty, must equal resourceType.
 func (p *Parser) Parse(body []byte, wantType string) (*Resource, error) {
 	scan, serr := scanResource(body)
 	rt := scan.resourceType
 	if serr != nil {
-		status := http.StatusUnprocessableEntity
+		kind := Unprocessable
 		code := "invalid"
 		if serr.syntax {
-			status, code = http.StatusBadRequest, "structure"
+			kind, code = BadRequest, "structure"
 		}
 		var expr []string
 		if serr.path != "" {
 			expr = []string{serr.path}
 		}
-		return nil, NewError(status, code, "invalid JSON: "+serr.msg, expr...)
+		return nil, NewError(kind, code, "invalid JSON: "+serr.msg, expr...)
 	}
 	if rt == "" {
-		return nil, NewError(http.StatusBadRequest, "structure", `missing or invalid "resourceType": the body must be a FHIR resource`)
+		return nil, NewError(BadRequest, "structure", `missing or invalid "resourceType": the body must be a FHIR resource`)
 	}
 	if !spec.IsResourceType(rt) {
-		return nil, NewError(http.StatusBadRequest, "not-supported", "unknown resourceType "+strconv.Quote(rt), "resourceType")
+		return nil, NewError(BadRequest, "not-supported", "unknown resourceType "+strconv.Quote(rt), "resourceType")
 	}
 	if wantType != "" && rt != wantType {
-		return nil, NewError(http.StatusBadRequest, "invalid",
+		return nil, NewError(BadRequest, "invalid",
 			fmt.Sprintf("resourceType %q does not match the URL's type %q", rt, wantType), "resourceType")
 	}
 	id, err := topLevelString(body, "id")
 	if err != nil {
-		return nil, NewError(http.StatusUnprocessableEntity, "value", "id must be a string", rt+".id")
+		return nil, NewError(Unprocessable, "value", "id must be a string", rt+".id")
 	}
 	if id != "" && !ValidID(id) {
-		return nil, NewError(http.StatusUnprocessableEntity, "value",
+		return nil, NewError(Unprocessable, "value",
 			fmt.Sprintf("id %q does not match [A-Za-z0-9-.]{1,64}", id), rt+".id")
 	}
 	if vis := validate.Resource(body); len(vis) > 0 {
@@ -92,7 +91,7 @@ func (p *Parser) Parse(body []byte, wantType string) (*Resource, error) {
 		for i, vi := range vis {
 			issues[i] = Issue{Severity: "error", Code: vi.Code, Diagnostics: vi.Diagnostics, Expression: expression(vi.Expression)}
 		}
-		return nil, &Error{Status: http.StatusUnprocessableEntity, Issues: issues}
+		return nil, &Error{Kind: Unprocessable, Issues: issues}
 	}
 	return &Resource{typ: rt, id: id, body: body, inexactNumbers: scan.inexactNumbers}, nil
 }
@@ -183,11 +182,11 @@ func TrimmedType(s string) string {
 // envelopes such as a transaction Bundle whose entries are parsed one by one.
 func CheckJSON(body []byte) error {
 	if _, serr := scanResource(body); serr != nil {
-		status, code := http.StatusUnprocessableEntity, "invalid"
+		kind, code := Unprocessable, "invalid"
 		if serr.syntax {
-			status, code = http.StatusBadRequest, "structure"
+			kind, code = BadRequest, "structure"
 		}
-		return NewError(status, code, "invalid JSON: "+serr.msg, expression(serr.path)...)
+		return NewError(kind, code, "invalid JSON: "+serr.msg, expression(serr.path)...)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package fhir
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -62,8 +61,9 @@ func TestParseRejects(t *testing.T) {
 			t.Errorf("%.60s: want *Error, got %v", tc.body, err)
 			continue
 		}
-		if fe.Status != tc.status {
-			t.Errorf("%.60s: status %d, want %d (%v)", tc.body, fe.Status, tc.status, fe)
+		// 400 and 422 are what the HTTP layer answers for these kinds.
+		if want := map[int]Kind{400: BadRequest, 422: Unprocessable}[tc.status]; fe.Kind != want {
+			t.Errorf("%.60s: kind %v, want %v (%d) (%v)", tc.body, fe.Kind, want, tc.status, fe)
 		}
 		if !strings.Contains(fe.Error(), tc.msg) {
 			t.Errorf("%.60s: message %q lacks %q", tc.body, fe.Error(), tc.msg)
@@ -73,7 +73,7 @@ func TestParseRejects(t *testing.T) {
 		}
 	}
 	_, err := p.Parse([]byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"}}`), "Patient")
-	if fe, ok := err.(*Error); !ok || fe.Status != http.StatusBadRequest {
+	if fe, ok := err.(*Error); !ok || fe.Kind != BadRequest {
 		t.Fatalf("type mismatch: %v", err)
 	}
 }

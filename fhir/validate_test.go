@@ -88,7 +88,7 @@ func verdicts(o *oracle, p *fhir.Parser, body []byte) (ours *fhir.Error, theirs 
 		return nil, nil, true
 	}
 	_, err := p.Parse(body, "")
-	if fe, ok := err.(*fhir.Error); ok && fe.Status != 422 {
+	if fe, ok := err.(*fhir.Error); ok && fe.Kind != fhir.Unprocessable {
 		return nil, nil, true
 	}
 	if err != nil && strings.HasPrefix(err.(*fhir.Error).Issues[0].Diagnostics, "id ") {

@@ -14,8 +14,8 @@ import (
 )
 
 // authenticate requires a valid bearer token on every FHIR request except
-// the public ones (the CapabilityStatement, CORS preflights), and puts the
-// token's grant — with the policy enforcing it — into the request context.
+// the public ones (the CapabilityStatement, CORS preflights), and records
+// the token's engine.Caller, which enforces its grant, for the handlers.
 func (s *Server) authenticate(c *gin.Context) {
 	if s.cfg.Verifier == nil || public(c.Request) {
 		return
@@ -24,7 +24,10 @@ func (s *Server) authenticate(c *gin.Context) {
 	if !ok {
 		return
 	}
-	c.Request = c.Request.WithContext(s.withPolicy(c.Request.Context(), token, g))
+	// The grant in the request context is for the rate limiter (ClientKey)
+	// and bulk export's ownership; the engine gets the Caller explicitly.
+	c.Request = c.Request.WithContext(access.WithGrant(c.Request.Context(), g))
+	c.Set(callerKey, s.eng.Grant(token, g))
 }
 
 // bearer verifies the request's bearer token, or answers 401 (saying

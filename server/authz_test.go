@@ -331,3 +331,26 @@ func TestRequireScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestInstanceHistoryAnswersLikeRead: the history of a resource the grant
+// cannot see is a 404, as a read of it is; an empty 200 Bundle would tell a
+// patient-scoped token which ids exist.
+func TestInstanceHistoryAnswersLikeRead(t *testing.T) {
+	e := leakEnv(t)
+	for _, tok := range []string{"a", "a-v1"} {
+		auth := "Authorization: Bearer " + tok
+		get := func(path string) response { return e.do(http.MethodGet, path, nil, auth) }
+		for _, p := range []string{"/Observation/laboratoryB", "/Patient/B", "/Encounter/encB", "/Patient/nobody"} {
+			expectOutcome(t, get(p), http.StatusNotFound)
+			expectOutcome(t, get(p+"/_history"), http.StatusNotFound)
+		}
+		r := get("/Observation/laboratoryA/_history")
+		expect(t, r, http.StatusOK)
+		if got := ids(t, r); len(got) != 1 || got[0] != "Observation/laboratoryA" {
+			t.Errorf("%s: own instance history: %v", tok, got)
+		}
+		expect(t, get("/Medication/med/_history"), http.StatusOK) // no patient's data
+	}
+	// An unconfined grant sees every instance history.
+	expect(t, e.do(http.MethodGet, "/Observation/laboratoryB/_history", nil, "Authorization: Bearer admin"), http.StatusOK)
+}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/fhir/spec"
@@ -62,7 +63,7 @@ type exportParams struct {
 // ownedExport reads export id's record, hidden (404, as if absent) from
 // every OAuth client but the one that started it.
 func (s *Server) ownedExport(ctx context.Context, id string) (store.ExportJob, error) {
-	notFound := fhir.NotFound("no export " + id + " (unknown, or cancelled)")
+	notFound := fhir.Missing("no export " + id + " (unknown, or cancelled)")
 	job, err := s.store.ExportJob(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return job, notFound
@@ -180,7 +181,7 @@ func (s *Server) bulkPaths(c *gin.Context) {
 	}
 	c.Abort()
 	if s.jobs == nil {
-		s.fail(c, fhir.NotFound("bulk export is not enabled on this server"))
+		s.fail(c, fhir.Missing("bulk export is not enabled on this server"))
 		return
 	}
 	handler(c, rest)
@@ -195,11 +196,11 @@ var exportIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[
 func (s *Server) exportKickoff(c *gin.Context, typ, id string) {
 	ctx := c.Request.Context()
 	if (typ == "Patient" && id != "") || (typ == "Group" && id == "") {
-		s.fail(c, fhir.NotFound("$export is defined on the system, on Patient and on a Group instance"))
+		s.fail(c, fhir.Missing("$export is defined on the system, on Patient and on a Group instance"))
 		return
 	}
 	if !preferAsync(c.Request) {
-		s.fail(c, fhir.NewError(http.StatusBadRequest, "invalid", "$export runs asynchronously: send Prefer: respond-async"))
+		s.fail(c, fhir.NewError(fhir.BadRequest, "invalid", "$export runs asynchronously: send Prefer: respond-async"))
 		return
 	}
 	params := c.Request.URL.Query()
@@ -221,7 +222,7 @@ func (s *Server) exportKickoff(c *gin.Context, typ, id string) {
 	}
 	// The export runs later without the request's guard, so the grant
 	// must read everything it will write out.
-	if err := policyOf(ctx).requireUnrestricted(p.Types); err != nil {
+	if err := s.caller(c).RequireUnrestricted(p.Types); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -230,7 +231,7 @@ func (s *Server) exportKickoff(c *gin.Context, typ, id string) {
 	}
 	if typ == "Group" {
 		p.Level, p.Group = "group", id
-		if p.Patients, err = s.groupPatients(ctx, id); err != nil {
+		if p.Patients, err = s.groupPatients(ctx, s.caller(c), id); err != nil {
 			s.fail(c, err)
 			return
 		}
@@ -288,7 +289,7 @@ func addParameters(params url.Values, body []byte) error {
 		} `json:"parameter"`
 	}
 	if err := json.Unmarshal(body, &p); err != nil || p.ResourceType != "Parameters" {
-		return fhir.NewError(http.StatusBadRequest, "structure", "a POST $export needs a Parameters resource")
+		return fhir.NewError(fhir.BadRequest, "structure", "a POST $export needs a Parameters resource")
 	}
 	for _, prm := range p.Parameter {
 		var v string
@@ -302,7 +303,7 @@ func addParameters(params url.Values, body []byte) error {
 		case prm.Ref != nil:
 			v = prm.Ref.Reference
 		default:
-			return fhir.NewError(http.StatusBadRequest, "invalid", "parameter "+quote(prm.Name)+" needs a valueString, valueCode, valueInstant or valueReference")
+			return fhir.NewError(fhir.BadRequest, "invalid", "parameter "+quote(prm.Name)+" needs a valueString, valueCode, valueInstant or valueReference")
 		}
 		params.Add(prm.Name, v)
 	}
@@ -324,7 +325,7 @@ func (s *Server) parseExportParams(params url.Values, typ string, lenient bool) 
 				switch strings.ToLower(strings.ReplaceAll(strings.TrimSpace(v), " ", "+")) {
 				case "application/fhir+ndjson", "application/ndjson", "ndjson":
 				default:
-					return nil, fhir.NewError(http.StatusBadRequest, "not-supported",
+					return nil, fhir.NewError(fhir.BadRequest, "not-supported",
 						fmt.Sprintf("_outputFormat %q is not supported: Ember writes application/fhir+ndjson", v))
 				}
 			}
@@ -333,7 +334,7 @@ func (s *Server) parseExportParams(params url.Values, typ string, lenient bool) 
 				for _, t := range strings.Split(v, ",") {
 					t = strings.TrimSpace(t)
 					if !spec.IsResourceType(t) {
-						return nil, fhir.NewError(http.StatusBadRequest, "invalid", "unknown resource type "+quote(t)+" in _type")
+						return nil, fhir.NewError(fhir.BadRequest, "invalid", "unknown resource type "+quote(t)+" in _type")
 					}
 					if !slices.Contains(p.Types, t) {
 						p.Types = append(p.Types, t)
@@ -342,12 +343,12 @@ func (s *Server) parseExportParams(params url.Values, typ string, lenient bool) 
 			}
 		case "_since":
 			if len(vals) != 1 {
-				return nil, fhir.NewError(http.StatusBadRequest, "invalid", "_since may be given once")
+				return nil, fhir.NewError(fhir.BadRequest, "invalid", "_since may be given once")
 			}
 			// An unescaped "+" of a time zone arrives as a space.
 			t, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(strings.TrimSpace(vals[0]), " ", "+"))
 			if err != nil {
-				return nil, fhir.NewError(http.StatusBadRequest, "invalid",
+				return nil, fhir.NewError(fhir.BadRequest, "invalid",
 					fmt.Sprintf("_since %q is not a FHIR instant (YYYY-MM-DDThh:mm:ss[.fff]Z or ±hh:mm)", vals[0]))
 			}
 			t = t.UTC()
@@ -358,10 +359,10 @@ func (s *Server) parseExportParams(params url.Values, typ string, lenient bool) 
 			}
 		case "_format", "_pretty":
 		case "patient", "_elements", "includeAssociatedData", "organizeOutputBy", "allowPartialManifests", "_until":
-			return nil, fhir.NewError(http.StatusBadRequest, "not-supported", "$export parameter "+name+" is not supported")
+			return nil, fhir.NewError(fhir.BadRequest, "not-supported", "$export parameter "+name+" is not supported")
 		default:
 			if !lenient {
-				return nil, fhir.NewError(http.StatusBadRequest, "not-supported",
+				return nil, fhir.NewError(fhir.BadRequest, "not-supported",
 					"unknown $export parameter "+quote(name)+" (send Prefer: handling=lenient to ignore unknown parameters)")
 			}
 		}
@@ -370,7 +371,7 @@ func (s *Server) parseExportParams(params url.Values, typ string, lenient bool) 
 	if p.Level != "system" {
 		for _, t := range p.Types {
 			if spec.CompartmentParams("Patient", t) == nil {
-				return nil, fhir.NewError(http.StatusBadRequest, "invalid",
+				return nil, fhir.NewError(fhir.BadRequest, "invalid",
 					"_type "+t+" is not in the Patient compartment, which a Patient or Group export is limited to")
 			}
 		}
@@ -411,16 +412,16 @@ func (s *Server) typeFilters(p *exportParams) (map[string][]*search.Query, error
 	for _, f := range p.TypeFilters {
 		typ, query, ok := strings.Cut(strings.TrimSpace(f), "?")
 		if !ok || !spec.IsResourceType(typ) {
-			return nil, fhir.NewError(http.StatusBadRequest, "invalid", "_typeFilter "+quote(f)+" must be [ResourceType]?[search parameters]")
+			return nil, fhir.NewError(fhir.BadRequest, "invalid", "_typeFilter "+quote(f)+" must be [ResourceType]?[search parameters]")
 		}
 		vals, err := url.ParseQuery(query)
 		if err != nil {
-			return nil, fhir.NewError(http.StatusBadRequest, "invalid", "_typeFilter "+quote(f)+": "+err.Error())
+			return nil, fhir.NewError(fhir.BadRequest, "invalid", "_typeFilter "+quote(f)+": "+err.Error())
 		}
 		for name := range vals {
 			base, _, _ := strings.Cut(name, ":")
 			if slices.Contains(typeFilterResultParams, base) {
-				return nil, fhir.NewError(http.StatusBadRequest, "not-supported", "_typeFilter "+quote(f)+": "+name+" selects no resources and is not supported")
+				return nil, fhir.NewError(fhir.BadRequest, "not-supported", "_typeFilter "+quote(f)+": "+name+" selects no resources and is not supported")
 			}
 		}
 		q, err := search.Parse(typ, vals, search.Options{Strict: true, Base: s.base})
@@ -462,11 +463,11 @@ func (s *Server) selection(p *exportParams) (store.ExportSelection, error) {
 }
 
 // groupPatients returns the ids of a Group's active Patient members.
-func (s *Server) groupPatients(ctx context.Context, id string) ([]string, error) {
-	v, err := s.store.Read(ctx, "Group", id)
+func (s *Server) groupPatients(ctx context.Context, caller *engine.Caller, id string) ([]string, error) {
+	v, err := s.eng.Read(ctx, caller, "Group", id)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
-			return nil, fhir.NotFound("Group/" + id + " does not exist")
+		if fe := (*fhir.Error)(nil); errors.As(err, &fe) && (fe.Kind == fhir.NotFound || fe.Kind == fhir.Gone) {
+			return nil, fhir.Missing("Group/" + id + " does not exist")
 		}
 		return nil, err
 	}
@@ -514,14 +515,14 @@ type exportManifestFile struct {
 func (s *Server) exportStatus(c *gin.Context, id string) {
 	ctx := c.Request.Context()
 	if !exportIDPattern.MatchString(id) {
-		s.fail(c, fhir.NotFound("no export "+quote(id)))
+		s.fail(c, fhir.Missing("no export "+quote(id)))
 		return
 	}
 	switch c.Request.Method {
 	case http.MethodDelete, http.MethodGet, http.MethodHead:
 	default:
 		c.Header("Allow", "GET, DELETE")
-		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed on an export status URL"))
+		s.fail(c, httpError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed on an export status URL"))
 		return
 	}
 	job, err := s.ownedExport(ctx, id)
@@ -532,7 +533,7 @@ func (s *Server) exportStatus(c *gin.Context, id string) {
 	if c.Request.Method == http.MethodDelete {
 		if _, err := s.jobs.CancelExport(ctx, id); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				err = fhir.NotFound("no export " + id)
+				err = fhir.Missing("no export " + id)
 			}
 			s.fail(c, err)
 			return
@@ -588,12 +589,12 @@ const exportRetention = 24 * time.Hour
 func (s *Server) exportFile(c *gin.Context, rest string) {
 	if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
 		c.Header("Allow", "GET")
-		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed on an export file"))
+		s.fail(c, httpError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed on an export file"))
 		return
 	}
 	id, name, _ := strings.Cut(rest, "/")
 	if !exportIDPattern.MatchString(id) {
-		s.fail(c, fhir.NotFound("no export "+quote(id)))
+		s.fail(c, fhir.Missing("no export "+quote(id)))
 		return
 	}
 	job, err := s.ownedExport(c.Request.Context(), id)
@@ -603,19 +604,19 @@ func (s *Server) exportFile(c *gin.Context, rest string) {
 	}
 	var cp exportCheckpoint
 	if job.Status != store.ExportCompleted || json.Unmarshal(job.Checkpoint, &cp) != nil {
-		s.fail(c, fhir.NotFound("export "+id+" has no files yet"))
+		s.fail(c, fhir.Missing("export "+id+" has no files yet"))
 		return
 	}
 	// Only names the manifest lists are served: no path ever comes from
 	// the request.
 	i := slices.IndexFunc(cp.Files, func(f exportFile) bool { return f.Name == name })
 	if i < 0 {
-		s.fail(c, fhir.NotFound("export "+id+" has no file "+quote(name)))
+		s.fail(c, fhir.Missing("export "+id+" has no file "+quote(name)))
 		return
 	}
 	f := cp.Files[i]
 	if f.Parts == 0 && f.Size > 0 {
-		s.fail(c, fhir.NewError(http.StatusGone, "not-found", "the files of export "+id+" were written by an earlier version of Ember and are gone: start the export again"))
+		s.fail(c, fhir.NewError(fhir.Gone, "not-found", "the files of export "+id+" were written by an earlier version of Ember and are gone: start the export again"))
 		return
 	}
 	// One byte range (RFC 9110 §14) lets a client resume a download; other
@@ -626,7 +627,7 @@ func (s *Server) exportFile(c *gin.Context, rest string) {
 		switch {
 		case ok && !satisfiable:
 			c.Header("Content-Range", "bytes */"+strconv.FormatInt(f.Size, 10))
-			s.fail(c, fhir.NewError(http.StatusRequestedRangeNotSatisfiable, "invalid", "the range "+quote(rh)+" is outside the file's "+strconv.FormatInt(f.Size, 10)+" bytes"))
+			s.fail(c, httpError(http.StatusRequestedRangeNotSatisfiable, "invalid", "the range "+quote(rh)+" is outside the file's "+strconv.FormatInt(f.Size, 10)+" bytes"))
 			return
 		case ok:
 			offset, length, status = start, end-start+1, http.StatusPartialContent

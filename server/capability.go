@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/index"
 	"github.com/emberfhir/ember/fhir/spec"
@@ -109,9 +110,9 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		Implementation: capImpl{Description: "Ember FHIR R4 server", URL: s.base},
 		FHIRVersion:    "4.0.1",
 		Format:         []string{"json"},
-		PatchFormat:    []string{jsonPatchType, "application/fhir+json"},
+		PatchFormat:    []string{engine.JSONPatchType, "application/fhir+json"},
 	}
-	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions), Operation: s.capOperations(opSystem, ""), Security: s.capSecurity()}
+	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions), Operation: s.capOperations(engine.SystemLevel, ""), Security: s.capSecurity()}
 	revIncludes := map[string][]string{}
 	for _, t := range spec.ResourceTypes() {
 		for _, sp := range spec.SearchParams(t) {
@@ -134,7 +135,7 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 			ConditionalUpdate: true,
 			ConditionalDelete: "multiple",
 			SearchRevInclude:  revIncludes[t],
-			Operation:         s.capOperations(opType|opInstance, t),
+			Operation:         s.capOperations(engine.TypeLevel|engine.InstanceLevel, t),
 		}
 		sort.Strings(res.SearchRevInclude)
 		params := spec.SearchParams(t)
@@ -166,10 +167,10 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 // capOperations lists the registered operations invocable at any of levels
 // (on resource type typ, "" for the system level), sorted by name: the
 // statement is derived from the registry, so it cannot claim more.
-func (s *Server) capOperations(levels opLevel, typ string) []capOperation {
+func (s *Server) capOperations(levels engine.Level, typ string) []capOperation {
 	var out []capOperation
-	for name, op := range s.ops {
-		if op.levels&levels == 0 || (typ != "" && op.types != nil && !contains(op.types, typ)) {
+	for name, op := range s.eng.Operations() {
+		if s.ops[name] == nil || op.Levels&levels == 0 || (typ != "" && op.Types != nil && !contains(op.Types, typ)) {
 			continue
 		}
 		out = append(out, capOperation{Name: name, Definition: operationDefinition(name, typ)})

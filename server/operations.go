@@ -1,38 +1,31 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/store"
 )
 
-// opLevel says where an operation may be invoked.
-type opLevel uint8
+// opHandler serves one operation over HTTP; typ and id are "" where the
+// level has none. The operation itself (its levels, types and methods, and
+// its core) is the engine's.
+type opHandler func(c *gin.Context, typ, id string)
 
-const (
-	opSystem   opLevel = 1 << iota // /fhir/$op
-	opType                         // /fhir/Type/$op
-	opInstance                     // /fhir/Type/id/$op
-)
-
-// operationDef is one FHIR operation Ember implements.
-type operationDef struct {
-	levels  opLevel
-	types   []string // resource types it applies to at type/instance level; nil = all
-	methods []string // HTTP methods accepted
-	// handle serves the operation; typ and id are "" where the level has none.
-	handle func(c *gin.Context, typ, id string)
-}
-
-// operations lists every operation by name (without "$"). Each feature
-// adds its own in its own file (operations_*.go), so the registry is the
-// only shared line.
-func (s *Server) operations() map[string]operationDef {
-	ops := map[string]operationDef{}
-	s.addCoreOperations(ops)
+// operations binds each of the engine's operations to its HTTP adapter.
+func (s *Server) operations() map[string]opHandler {
+	ops := map[string]opHandler{
+		"validate":    s.validateOp,
+		"meta":        s.metaOp,
+		"meta-add":    s.metaChangeOp(s.eng.MetaAdd),
+		"meta-delete": s.metaChangeOp(s.eng.MetaDelete),
+		"everything":  s.everythingOp,
+	}
 	s.addBulkOperations(ops)
 	return ops
 }
@@ -40,35 +33,96 @@ func (s *Server) operations() map[string]operationDef {
 // operation dispatches /$op, /Type/$op and /Type/id/$op.
 func (s *Server) operation(c *gin.Context, seg []string) {
 	var typ, id, name string
-	level := opSystem
+	level := engine.SystemLevel
 	switch len(seg) {
 	case 1:
 		name = seg[0]
 	case 2:
-		typ, name, level = seg[0], seg[1], opType
+		typ, name, level = seg[0], seg[1], engine.TypeLevel
 	case 3:
-		typ, id, name, level = seg[0], seg[1], seg[2], opInstance
+		typ, id, name, level = seg[0], seg[1], seg[2], engine.InstanceLevel
 		if !fhir.ValidID(id) {
 			s.fail(c, fhir.Invalid("invalid resource id "+quote(id)))
 			return
 		}
 	}
 	name = strings.TrimPrefix(name, "$")
-	op, ok := s.ops[name]
-	if !ok || op.levels&level == 0 {
-		s.fail(c, fhir.NotFound("operation $"+name+" is not supported at "+c.Request.URL.Path))
+	op, ok := s.eng.Operation(name)
+	handle := s.ops[name]
+	if !ok || handle == nil || op.Levels&level == 0 {
+		s.fail(c, fhir.Missing("operation $"+name+" is not supported at "+c.Request.URL.Path))
 		return
 	}
-	if typ != "" && op.types != nil && !contains(op.types, typ) {
-		s.fail(c, fhir.NotFound("operation $"+name+" is not defined for "+typ))
+	if typ != "" && op.Types != nil && !contains(op.Types, typ) {
+		s.fail(c, fhir.Missing("operation $"+name+" is not defined for "+typ))
 		return
 	}
-	if !contains(op.methods, c.Request.Method) {
-		c.Header("Allow", strings.Join(op.methods, ", "))
-		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed for $"+name))
+	if !contains(op.Methods, c.Request.Method) {
+		c.Header("Allow", strings.Join(op.Methods, ", "))
+		s.fail(c, httpError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed for $"+name))
 		return
 	}
-	op.handle(c, typ, id)
+	handle(c, typ, id)
+}
+
+// validateOp serves POST [type]/$validate and POST [type]/[id]/$validate.
+func (s *Server) validateOp(c *gin.Context, typ, id string) {
+	query := c.Request.URL.Query()
+	req := engine.ValidateRequest{Type: typ, ID: id, Mode: query.Get("mode"), Profiles: query["profile"]}
+	// mode=delete needs no resource, so a body-less request is fine then.
+	if !(req.Mode == "delete" && c.Request.ContentLength == 0) {
+		body, err := s.readBody(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		req.Body = body
+	}
+	out, err := s.eng.Validate(c.Request.Context(), s.caller(c), req)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, out)
+}
+
+// metaOp serves $meta at system, type and instance level.
+func (s *Server) metaOp(c *gin.Context, typ, id string) {
+	out, err := s.eng.Meta(c.Request.Context(), s.caller(c), typ, id)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, out)
+}
+
+// metaChangeOp returns the handler of $meta-add or $meta-delete.
+func (s *Server) metaChangeOp(change func(context.Context, *engine.Caller, string, string, []byte) (store.Version, []byte, error)) opHandler {
+	return func(c *gin.Context, typ, id string) {
+		body, err := s.readBody(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		v, out, err := change(c.Request.Context(), s.caller(c), typ, id, body)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		versionHeaders(c, v)
+		s.writeJSON(c, http.StatusOK, out)
+	}
+}
+
+// everythingOp serves GET Patient/[id]/$everything.
+func (s *Server) everythingOp(c *gin.Context, _, id string) {
+	req := engine.EverythingRequest{ID: id, Params: c.Request.URL.Query(), Strict: prefer(c.Request, "handling") == "strict"}
+	out, err := s.eng.Everything(c.Request.Context(), s.caller(c), req)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, out)
 }
 
 func contains(list []string, s string) bool {

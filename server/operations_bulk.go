@@ -1,17 +1,23 @@
 package server
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/emberfhir/ember/engine"
+)
 
 // addBulkOperations registers the Bulk Data $export operations, when the
-// server runs them (Config.BulkExport).
-func (s *Server) addBulkOperations(ops map[string]operationDef) {
+// server runs them (Config.BulkExport): with the engine, so the
+// CapabilityStatement lists them, and their HTTP kick-off here.
+func (s *Server) addBulkOperations(ops map[string]opHandler) {
 	if s.jobs == nil {
 		return
 	}
-	ops["export"] = operationDef{
-		levels:  opSystem | opType | opInstance,
-		types:   []string{"Patient", "Group"},
-		methods: []string{http.MethodGet, http.MethodPost},
-		handle:  s.exportKickoff,
-	}
+	s.eng.Register(engine.Operation{
+		Name:    "export",
+		Levels:  engine.SystemLevel | engine.TypeLevel | engine.InstanceLevel,
+		Types:   []string{"Patient", "Group"},
+		Methods: []string{http.MethodGet, http.MethodPost},
+	})
+	ops["export"] = s.exportKickoff
 }

@@ -7,13 +7,27 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/store"
 )
 
+// callerKey is the gin context key under which authenticate records the
+// request's engine.Caller.
+const callerKey = "ember.caller"
+
+// caller is on whose authority the request runs: its token's Caller, or
+// engine.System when the server runs without authorisation (auth mode none).
+func (s *Server) caller(c *gin.Context) *engine.Caller {
+	if v, ok := c.Get(callerKey); ok {
+		return v.(*engine.Caller)
+	}
+	return engine.System
+}
+
 // read serves GET [type]/[id]: the stored bytes, never re-serialised.
 func (s *Server) read(c *gin.Context, seg []string) {
-	v, err := s.store.Read(c.Request.Context(), seg[0], seg[1])
+	v, err := s.eng.Read(c.Request.Context(), s.caller(c), seg[0], seg[1])
 	s.serveVersion(c, v, err)
 }
 
@@ -24,20 +38,16 @@ func (s *Server) vread(c *gin.Context, seg []string) {
 		s.fail(c, fhir.Invalid("invalid version id "+quote(seg[3])+": must be a positive integer"))
 		return
 	}
-	v, err := s.store.VRead(c.Request.Context(), seg[0], seg[1], vid)
+	v, err := s.eng.VRead(c.Request.Context(), s.caller(c), seg[0], seg[1], vid)
 	s.serveVersion(c, v, err)
 }
 
 func (s *Server) serveVersion(c *gin.Context, v store.Version, err error) {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.fail(c, fhir.NotFound(notFoundText(v)))
-		return
-	case errors.Is(err, store.ErrDeleted):
-		versionHeaders(c, v)
-		s.fail(c, fhir.NewError(http.StatusGone, "deleted", v.Type+"/"+v.ID+" was deleted (version "+strconv.FormatInt(v.VersionID, 10)+")"))
-		return
-	case err != nil:
+	if err != nil {
+		var fe *fhir.Error
+		if errors.As(err, &fe) && fe.Kind == fhir.Gone {
+			versionHeaders(c, v) // the tombstone's version
+		}
 		s.fail(c, err)
 		return
 	}
@@ -47,11 +57,4 @@ func (s *Server) serveVersion(c *gin.Context, v store.Version, err error) {
 		return
 	}
 	s.writeJSON(c, http.StatusOK, v.Content)
-}
-
-func notFoundText(v store.Version) string {
-	if v.VersionID > 0 {
-		return "version " + strconv.FormatInt(v.VersionID, 10) + " of " + v.Type + "/" + v.ID + " is not known"
-	}
-	return v.Type + "/" + v.ID + " is not known"
 }

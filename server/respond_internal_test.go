@@ -24,8 +24,8 @@ func TestStatementTimeoutIsA503(t *testing.T) {
 	if !store.IsCanceled(err) {
 		t.Fatalf("pg_sleep(5) under a 100 ms timeout: %v", err)
 	}
-	if fe, ok := asFHIRError(err); !ok || fe.Status != http.StatusServiceUnavailable {
-		t.Fatalf("maps to %+v", fe)
+	if status, fe, ok := asHTTPError(err); !ok || status != http.StatusServiceUnavailable {
+		t.Fatalf("maps to %d %+v", status, fe)
 	}
 	// A cancelled request cancels its statement on the server too.
 	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)

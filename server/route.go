@@ -53,7 +53,7 @@ func (s *Server) dispatch(c *gin.Context) {
 		rt = route{"operation", "", s.operation}
 	case !spec.IsResourceType(seg[0]):
 		c.Set(interactionKey, "unknown")
-		s.fail(c, fhir.NotFound("unknown resource type "+quote(seg[0])+": not an R4 resource type"))
+		s.fail(c, fhir.Missing("unknown resource type "+quote(seg[0])+": not an R4 resource type"))
 		return
 	case len(seg) == 1:
 		switch method {
@@ -99,7 +99,7 @@ func (s *Server) dispatch(c *gin.Context) {
 		rt = route{"vread", "GET", s.vread}
 	default:
 		c.Set(interactionKey, "unknown")
-		s.fail(c, fhir.NotFound("no FHIR interaction at "+c.Request.URL.Path))
+		s.fail(c, fhir.Missing("no FHIR interaction at "+c.Request.URL.Path))
 		return
 	}
 	c.Set(interactionKey, rt.name)
@@ -116,7 +116,7 @@ func (s *Server) dispatch(c *gin.Context) {
 			c.Header("Allow", allowed)
 			msg += " (allowed: " + allowed + ")"
 		}
-		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", msg))
+		s.fail(c, httpError(http.StatusMethodNotAllowed, "not-supported", msg))
 		return
 	}
 	if len(seg) >= 2 && seg[1] != "_history" && seg[1] != "_search" && !strings.HasPrefix(seg[1], "$") && !fhir.ValidID(seg[1]) {
@@ -131,7 +131,7 @@ func (s *Server) dispatch(c *gin.Context) {
 func (s *Server) requireQuery(h func(*gin.Context, []string)) func(*gin.Context, []string) {
 	return func(c *gin.Context, seg []string) {
 		if c.Request.URL.RawQuery == "" {
-			s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported",
+			s.fail(c, httpError(http.StatusMethodNotAllowed, "not-supported",
 				c.Request.Method+" "+c.Request.URL.Path+" needs search parameters (a conditional "+map[string]string{"PUT": "update", "DELETE": "delete", "PATCH": "patch"}[c.Request.Method]+")"))
 			return
 		}

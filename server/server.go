@@ -1,5 +1,9 @@
-// Package server speaks HTTP: FHIR REST interactions under /fhir, probes and
-// metrics. It reaches the database only through the store package.
+// Package server speaks HTTP: the FHIR REST API under /fhir (routing,
+// content negotiation, headers, authentication), probes and metrics. The
+// interactions themselves are the engine's: each handler reads the HTTP
+// request into an engine request, calls the engine with the token's Caller,
+// and writes the result; status.go maps the engine's error kinds and
+// outcomes to HTTP statuses, in one table.
 package server
 
 import (
@@ -16,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/server/guard"
 	"github.com/emberfhir/ember/smart/access"
@@ -89,19 +94,19 @@ type Mount struct {
 // DefaultMaxBody is the request body limit when Config.MaxBody is 0.
 const DefaultMaxBody = 16 << 20
 
-// Server serves the FHIR API over a Store.
+// Server serves the FHIR API over an engine.
 type Server struct {
 	cfg        Config
 	base       string // BaseURL without a trailing slash
-	store      *store.Store
+	eng        *engine.Engine
+	store      *store.Store // probes and bulk export's jobs and files
 	parser     *fhir.Parser
 	log        *slog.Logger
 	capability []byte
-	ops        map[string]operationDef
+	ops        map[string]opHandler // the HTTP side of the engine's operations
 	metrics    *metrics
 	registry   *prometheus.Registry
 	jobs       *store.Jobs // background jobs (bulk export); nil without BulkExport
-	policies   policyCache
 }
 
 // New builds a Server.
@@ -109,13 +114,6 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
-	if cfg.DefaultPageSize <= 0 {
-		cfg.DefaultPageSize = defaultPageSize
-	}
-	if cfg.MaxPageSize <= 0 {
-		cfg.MaxPageSize = maxPageSize
-	}
-	cfg.DefaultPageSize = min(cfg.DefaultPageSize, cfg.MaxPageSize)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -129,17 +127,18 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("server: Metrics %q: use private, public or off", cfg.Metrics)
 	}
-	parser, err := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: cfg.BaseURL, DefaultPageSize: cfg.DefaultPageSize, MaxPageSize: cfg.MaxPageSize, Logger: cfg.Logger}, st)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Server{
 		cfg:      cfg,
 		base:     strings.TrimRight(cfg.BaseURL, "/"),
+		eng:      eng,
 		store:    st,
-		parser:   parser,
+		parser:   eng.Parser(),
 		log:      cfg.Logger,
 		metrics:  newMetrics(reg),
 		registry: reg,
@@ -154,6 +153,10 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Engine is the engine the server answers with, for producers in the same
+// process (DICOM, inference) that must share its locks and rules.
+func (s *Server) Engine() *engine.Engine { return s.eng }
 
 // Handler returns the HTTP handler for the whole server. Text that no
 // handler could store (NUL bytes, invalid UTF-8) is refused here, at the
@@ -182,7 +185,7 @@ func (s *Server) routes() http.Handler {
 	r.Any("/fhir", s.authenticate, s.limit, s.dispatch)
 	r.Any("/fhir/*path", s.authenticate, s.limit, s.bulkPaths, s.dispatch)
 	r.NoRoute(func(c *gin.Context) {
-		s.fail(c, fhir.NotFound("no endpoint at "+c.Request.URL.Path+"; the FHIR API is under /fhir"))
+		s.fail(c, fhir.Missing("no endpoint at "+c.Request.URL.Path+"; the FHIR API is under /fhir"))
 	})
 	if len(s.cfg.Mounts) == 0 {
 		return r

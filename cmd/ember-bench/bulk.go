@@ -15,7 +15,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/internal/importer"
 	"github.com/emberfhir/ember/store"
 )
@@ -62,7 +62,7 @@ func import33k(ctx context.Context, e *env) ([]figure, error) {
 		return nil, err
 	}
 	defer st.Close()
-	p, err := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: "http://localhost/fhir"}, st)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func import33k(ctx context.Context, e *env) ([]figure, error) {
 		defer pprof.StopCPUProfile()
 	}
 	pgBefore, selfBefore := postgresCPU(), processCPU()
-	res, err := importer.Import(ctx, st, p, []string{dir}, importer.Options{})
+	res, err := importer.Import(ctx, eng, []string{dir}, importer.Options{})
 	pgAfter, selfAfter := postgresCPU(), processCPU()
 	figs := []figure{
 		{"import_rate", res.Rate(), "resources/s"},

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/emberfhir/ember/store"
 )
 
 // The bench reads a few figures straight from the server's embedded
@@ -39,58 +39,42 @@ func (e *env) databaseURL() (string, error) {
 	return u.String(), nil
 }
 
-func (e *env) connectDB(ctx context.Context) (*pgx.Conn, error) {
+// openStore opens the server's database for the few figures the bench reads.
+func (e *env) openStore(ctx context.Context) (*store.Store, error) {
 	u, err := e.databaseURL()
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, u)
+	st, err := store.Open(ctx, u, store.Options{MaxConns: 1})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", u, err)
 	}
-	return conn, nil
+	return st, nil
 }
 
-// storage is what the database holds after a load.
-type storage struct {
-	resources     int64 // rows of resources (current versions, all types)
-	indexBytes    int64 // idx_* tables with their indexes and TOAST
-	resourceBytes int64 // resources + resource_history, likewise
-}
-
-func (e *env) storage(ctx context.Context) (storage, error) {
-	conn, err := e.connectDB(ctx)
+func (e *env) storage(ctx context.Context) (store.Sizes, error) {
+	st, err := e.openStore(ctx)
 	if err != nil {
-		return storage{}, err
+		return store.Sizes{}, err
 	}
-	defer conn.Close(context.Background())
-	var s storage
-	err = conn.QueryRow(ctx, `
-		SELECT (SELECT count(*) FROM resources),
-		       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname LIKE 'idx\_%'), 0)::bigint,
-		       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname IN ('resources', 'resource_history')), 0)::bigint
-		FROM pg_class c
-		WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace`).Scan(&s.resources, &s.indexBytes, &s.resourceBytes)
-	if err != nil {
-		return storage{}, fmt.Errorf("table sizes: %w", err)
-	}
-	return s, nil
+	defer st.Close()
+	return st.Sizes(ctx)
 }
 
 // vacuumAnalyze brings the tables to the state autovacuum reaches shortly
 // after a bulk load (planner statistics, visibility map), so the searches
 // that follow measure the steady state rather than the minute after the load.
 func (e *env) vacuumAnalyze(ctx context.Context) (time.Duration, error) {
-	conn, err := e.connectDB(ctx)
+	st, err := e.openStore(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer conn.Close(context.Background())
+	defer st.Close()
 	t := time.Now()
-	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE)"); err != nil {
-		return 0, fmt.Errorf("VACUUM (ANALYZE): %w", err)
+	if err := st.VacuumAnalyze(ctx); err != nil {
+		return 0, err
 	}
 	return time.Since(t), nil
 }
@@ -98,19 +82,13 @@ func (e *env) vacuumAnalyze(ctx context.Context) (time.Duration, error) {
 // logSlowStatements makes PostgreSQL log every statement slower than d,
 // with its parameters, to <data-dir>/postgres/postgres.log (-slowlog).
 func (e *env) logSlowStatements(ctx context.Context, d time.Duration) error {
-	conn, err := e.connectDB(ctx)
+	st, err := e.openStore(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
-	msec := max(d.Milliseconds(), 0)
-	for _, sql := range []string{
-		fmt.Sprintf("ALTER SYSTEM SET log_min_duration_statement = %d", msec),
-		"SELECT pg_reload_conf()",
-	} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("-slowlog: %s: %w", sql, err)
-		}
+	defer st.Close()
+	if err := st.LogSlowStatements(ctx, d); err != nil {
+		return fmt.Errorf("-slowlog: %w", err)
 	}
 	return nil
 }

@@ -120,14 +120,14 @@ func storageFigures(ctx context.Context, e *env, sfx string) ([]figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.resources == 0 {
+	if st.Resources == 0 {
 		return nil, errors.New("no resources in the database after the load")
 	}
-	n := float64(st.resources)
+	n := float64(st.Resources)
 	return []figure{
 		{"db_resources" + sfx, n, "resources"},
-		{"index_bytes_per_resource" + sfx, float64(st.indexBytes) / n, "bytes"},
-		{"resource_bytes_per_resource" + sfx, float64(st.resourceBytes) / n, "bytes"},
+		{"index_bytes_per_resource" + sfx, float64(st.IndexBytes) / n, "bytes"},
+		{"resource_bytes_per_resource" + sfx, float64(st.ResourceBytes) / n, "bytes"},
 	}, nil
 }
 

@@ -15,9 +15,8 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/internal/importer"
-	"github.com/emberfhir/ember/server"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -72,12 +71,9 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.Close()
-	parser, err := fhir.NewParser()
-	if err != nil {
-		return err
-	}
-	// The server is only the transaction engine for Bundles: nothing listens.
-	srv, err := server.New(server.Config{BaseURL: *baseURL, Version: version, Logger: log}, st)
+	// The engine executes everything, Bundles as the REST API would:
+	// nothing listens.
+	eng, err := engine.New(engine.Config{BaseURL: *baseURL, Logger: log}, st)
 	if err != nil {
 		return err
 	}
@@ -87,14 +83,14 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
-	opts := importer.Options{BatchSize: *batch, Workers: *workers, Writers: *writers, Bundles: srv}
+	opts := importer.Options{BatchSize: *batch, Workers: *workers, Writers: *writers}
 	live := isTerminal(stderr)
 	if live {
 		opts.Progress = func(s importer.Stats) {
 			fmt.Fprintf(stderr, "\r%d resources, %.0f/s, %d errors, %d files done  ", s.Resources, s.Rate(), s.Failed, s.Files)
 		}
 	}
-	res, err := importer.Import(ctx, st, parser, paths, opts)
+	res, err := importer.Import(ctx, eng, paths, opts)
 	if live {
 		fmt.Fprint(stderr, "\r"+strings.Repeat(" ", 72)+"\r")
 	}

@@ -17,7 +17,7 @@ type node struct {
 }
 
 func rootNode(o *object) node {
-	return node{index: -1, val: o, typ: typeOfValue(nil, o)}
+	return node{index: -1, val: o, typ: typeOfValue(elemType{}, o)}
 }
 
 // evalPath evaluates p with ctx as the context item.
@@ -86,8 +86,8 @@ func children(n node, name string) []node {
 			if t, ok := f.choices[suffix]; ok {
 				out = append(out, expand(n, o, k, o.vals[k], t)...)
 			}
-		case n.typ == nil && suffix[0] >= 'A' && suffix[0] <= 'Z':
-			out = append(out, expand(n, o, k, o.vals[k], nil)...) // untyped: guess a choice
+		case n.typ.IsZero() && suffix[0] >= 'A' && suffix[0] <= 'Z':
+			out = append(out, expand(n, o, k, o.vals[k], elemType{})...) // untyped: guess a choice
 		}
 	}
 	return out
@@ -102,7 +102,7 @@ func memberType(t elemType, key string) elemType {
 		f, _ := fieldOf(t, name)
 		return f.choices[suffix]
 	}
-	return nil
+	return elemType{}
 }
 
 // expand turns a member into nodes: one per item of an array.
@@ -119,13 +119,17 @@ func expand(n node, o *object, key string, v any, t elemType) []node {
 }
 
 // isOfType matches a choice member's type suffix (valueQuantity is a
-// Quantity) or a resource's type; FHIRPath writes primitive types in
-// lower case (string), FHIR JSON suffixes in upper case (valueString).
+// Quantity) or an element's type (a resource's, a datatype's, a
+// primitive's); FHIRPath writes primitive types in lower case (string),
+// FHIR JSON suffixes in upper case (valueString), so either is accepted.
 func isOfType(n node, typ string) bool {
 	if _, suffix, ok := choiceKey(n.ownerT, n.key); ok && strings.EqualFold(suffix, typ) {
 		return true
 	}
-	return n.typ != nil && string(n.typ.Name()) == typ
+	if n.typ.Primitive() {
+		return strings.EqualFold(n.typ.Name(), typ)
+	}
+	return n.typ.Name() == typ
 }
 
 // truth is FHIRPath's three-valued logic: an empty result is neither true

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -33,7 +32,7 @@ func FHIRPath(doc, params []byte) ([]byte, error) {
 	}
 	for i, op := range ops {
 		if err := op.apply(root, rt); err != nil {
-			return nil, fhir.NewError(http.StatusUnprocessableEntity, processingCode(err),
+			return nil, fhir.NewError(fhir.Unprocessable, processingCode(err),
 				fmt.Sprintf("FHIRPath Patch operation %d (%s %s): %v", i, op.typ, strconv.Quote(op.path), err),
 				"Parameters.parameter["+strconv.Itoa(i)+"]")
 		}
@@ -93,7 +92,7 @@ func fhirPathOps(params []byte) ([]fhirPathOp, error) {
 	for i, p := range list.items {
 		op, err := fhirPathOpOf(p)
 		if err != nil {
-			return nil, fhir.NewError(http.StatusBadRequest, "invalid",
+			return nil, fhir.NewError(fhir.BadRequest, "invalid",
 				fmt.Sprintf("FHIRPath Patch operation %d: %v", i, err), "Parameters.parameter["+strconv.Itoa(i)+"]")
 		}
 		ops[i] = op
@@ -102,7 +101,7 @@ func fhirPathOps(params []byte) ([]fhirPathOp, error) {
 }
 
 func badParams(msg string) error {
-	return fhir.NewError(http.StatusBadRequest, "invalid", "FHIRPath Patch: "+msg)
+	return fhir.NewError(fhir.BadRequest, "invalid", "FHIRPath Patch: "+msg)
 }
 
 // fhirPathOpOf reads one "operation" parameter and its parts.
@@ -369,20 +368,20 @@ func addPart(o *object, t elemType, item any) error {
 // one owner element and the list's name.
 func list(root *object, p path) (*object, elemType, string, error) {
 	if len(p.steps) == 0 || p.steps[len(p.steps)-1].kind != stepChild {
-		return nil, nil, "", errors.New("the path must name a list element (end in an element name)")
+		return nil, elemType{}, "", errors.New("the path must name a list element (end in an element name)")
 	}
 	name := p.steps[len(p.steps)-1].name
 	owner, err := single(root, path{steps: p.steps[:len(p.steps)-1]})
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("the element that holds %s: %w", name, err)
+		return nil, elemType{}, "", fmt.Errorf("the element that holds %s: %w", name, err)
 	}
 	o, ok := owner.val.(*object)
 	if !ok {
-		return nil, nil, "", fmt.Errorf("%s belongs to a primitive element", name)
+		return nil, elemType{}, "", fmt.Errorf("%s belongs to a primitive element", name)
 	}
 	if cur, has := o.get(name); has {
 		if _, isList := cur.(*array); !isList {
-			return nil, nil, "", fmt.Errorf("%s is not a list", name)
+			return nil, elemType{}, "", fmt.Errorf("%s is not a list", name)
 		}
 	}
 	return o, owner.typ, name, nil

@@ -1,11 +1,10 @@
 // Package patch applies JSON Patch (RFC 6902) and FHIRPath Patch documents to resource JSON, in memory.
-// It depends on encoding/json, package fhir (errors) and google/fhir's R4 proto descriptors (element types).
+// It depends on encoding/json, package fhir (errors) and fhir/validate's generated R4 tables (element types).
 package patch
 
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -39,7 +38,7 @@ func JSON(doc, patch []byte) ([]byte, error) {
 	}
 	root, ok := holder.get("")
 	if !ok {
-		return nil, fhir.NewError(http.StatusUnprocessableEntity, "processing", "JSON Patch: the patch removes the whole document")
+		return nil, fhir.NewError(fhir.Unprocessable, "processing", "JSON Patch: the patch removes the whole document")
 	}
 	return encode(root), nil
 }
@@ -58,17 +57,17 @@ type jsonOp struct {
 func jsonPatchOps(patch []byte) ([]jsonOp, error) {
 	v, err := decode(patch)
 	if err != nil {
-		return nil, fhir.NewError(http.StatusBadRequest, "structure", "JSON Patch: malformed JSON: "+err.Error())
+		return nil, fhir.NewError(fhir.BadRequest, "structure", "JSON Patch: malformed JSON: "+err.Error())
 	}
 	list, ok := v.(*array)
 	if !ok {
-		return nil, fhir.NewError(http.StatusBadRequest, "structure", "JSON Patch: the document must be a JSON array of operations")
+		return nil, fhir.NewError(fhir.BadRequest, "structure", "JSON Patch: the document must be a JSON array of operations")
 	}
 	ops := make([]jsonOp, len(list.items))
 	for i, item := range list.items {
 		op, err := jsonPatchOp(item)
 		if err != nil {
-			return nil, fhir.NewError(http.StatusBadRequest, "invalid", fmt.Sprintf("JSON Patch operation %d: %v", i, err))
+			return nil, fhir.NewError(fhir.BadRequest, "invalid", fmt.Sprintf("JSON Patch operation %d: %v", i, err))
 		}
 		ops[i] = op
 	}
@@ -165,7 +164,7 @@ func opError(i int, op jsonOp, err error) error {
 	if errors.Is(err, errTooCostly) {
 		code = "too-costly"
 	}
-	return fhir.NewError(http.StatusUnprocessableEntity, code,
+	return fhir.NewError(fhir.Unprocessable, code,
 		fmt.Sprintf("JSON Patch operation %d (%s %s): %v", i, op.op, strconv.Quote(op.rawPath), err))
 }
 

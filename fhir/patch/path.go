@@ -207,7 +207,7 @@ func parsePath(src, resourceType string) (path, error) {
 	return out, nil
 }
 
-func resourceTypeName(s string) bool { return resourceType(s) != nil }
+func resourceTypeName(s string) bool { return !resourceType(s).IsZero() }
 
 func (p *parser) peek() token {
 	if p.pos < len(p.toks) {

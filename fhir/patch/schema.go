@@ -1,57 +1,44 @@
 package patch
 
 import (
-	"strings"
 	"sync"
 
-	apb "github.com/google/fhir/go/proto/google/fhir/proto/annotations_go_proto"
-	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
+	"github.com/emberfhir/ember/fhir/validate"
 )
 
 // FHIRPath Patch names elements, not JSON shapes: "add given" must create
 // a JSON array because HumanName.given repeats, and "add value" on an
-// Observation must write valueQuantity. Element definitions are read from
-// google/fhir's R4 proto descriptors, which carry every element's
-// cardinality and type, so no table of our own has to be kept.
+// Observation must write valueQuantity. Element definitions come from the
+// validator's tables, generated from the R4 StructureDefinitions with
+// backbone elements and contentReference resolved, so patching and
+// validation agree on every element and no table of our own is kept.
 
-// elemType is the type of a complex element: its proto message. nil means
-// unknown (a primitive, or a position the descriptors do not describe), and
-// the JSON shape then decides.
-type elemType = protoreflect.MessageDescriptor
+// elemType is the type of an element. The zero value means unknown (a
+// position the tables do not describe), and the JSON shape then decides.
+type elemType = validate.Type
 
 // field describes one element of a complex type.
 type field struct {
 	list bool
-	typ  elemType // nil for a choice
+	typ  elemType // zero for a choice
 	// choices maps a choice element's type suffix (Quantity, String) to its type.
 	choices map[string]elemType
 }
 
-var (
-	resourcesOnce sync.Once
-	resources     map[string]elemType
-	fieldsCache   sync.Map // elemType → map[string]field
-)
+// fieldsCache holds each complex type's elements by name, built on first
+// use: a patch touches a handful of types, the tables hold hundreds.
+var fieldsCache sync.Map // elemType → map[string]field
 
-// resourceType returns the message of an R4 resource type, or nil.
+// resourceType returns the type of an R4 resource type, or the zero type.
 func resourceType(name string) elemType {
-	resourcesOnce.Do(func() {
-		resources = map[string]elemType{}
-		fs := (&rpb.ContainedResource{}).ProtoReflect().Descriptor().Fields()
-		for i := 0; i < fs.Len(); i++ {
-			m := fs.Get(i).Message()
-			resources[string(m.Name())] = m
-		}
-	})
-	return resources[name]
+	t, _ := validate.ResourceType(name)
+	return t
 }
 
 // fieldOf looks an element up by its FHIR name (a choice by its prefix,
 // "value").
 func fieldOf(t elemType, name string) (field, bool) {
-	if t == nil {
+	if t.IsZero() || t.Primitive() {
 		return field{}, false
 	}
 	f, ok := fieldsOf(t)[name]
@@ -62,38 +49,26 @@ func fieldsOf(t elemType) map[string]field {
 	if m, ok := fieldsCache.Load(t); ok {
 		return m.(map[string]field)
 	}
-	m := map[string]field{}
-	fs := t.Fields()
-	for i := 0; i < fs.Len(); i++ {
-		fd := fs.Get(i)
-		f := field{list: fd.IsList(), typ: fd.Message()}
-		if isChoice(fd.Message()) {
-			f.typ, f.choices = nil, map[string]elemType{}
-			cs := fd.Message().Fields()
-			for j := 0; j < cs.Len(); j++ {
-				c := cs.Get(j)
-				f.choices[upperFirst(c.JSONName())] = c.Message()
+	els := t.Elements()
+	m := make(map[string]field, len(els))
+	for _, e := range els {
+		f := field{list: e.Repeats, typ: e.Type}
+		if e.Choices != nil {
+			f.choices = make(map[string]elemType, len(e.Choices))
+			for _, c := range e.Choices {
+				f.choices[c.Suffix] = c.Type
 			}
 		}
-		m[fd.JSONName()] = f
+		m[e.Name] = f
 	}
 	fieldsCache.Store(t, m)
 	return m
 }
 
-func isChoice(m protoreflect.MessageDescriptor) bool {
-	return m != nil && proto.HasExtension(m.Options(), apb.E_IsChoiceType)
-}
-
-func upperFirst(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
 // choiceKey splits a JSON key such as valueQuantity into the choice
-// element's name and type suffix, when t has such a choice element.
+// element's name and type suffix, when t has such a choice element. The
+// element name may itself hold upper-case letters (multipleBirthBoolean,
+// defaultValueString), so every split is tried.
 func choiceKey(t elemType, key string) (name, suffix string, ok bool) {
 	for i := 1; i < len(key); i++ {
 		if key[i] < 'A' || key[i] > 'Z' {
@@ -104,14 +79,13 @@ func choiceKey(t elemType, key string) (name, suffix string, ok bool) {
 				return key[:i], key[i:], true
 			}
 		}
-		return "", "", false // the first upper-case letter ends the element name
 	}
 	return "", "", false
 }
 
 // typeOfValue returns the type of a value at an element of type declared:
-// a contained resource's type comes from its resourceType, which the
-// descriptors (google.protobuf.Any) do not know.
+// a nested resource's type (contained, Bundle.entry.resource) comes from
+// its resourceType.
 func typeOfValue(declared elemType, v any) elemType {
 	if o, ok := v.(*object); ok {
 		if rt, ok := o.vals["resourceType"].(string); ok {

@@ -3,7 +3,6 @@ package search
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -61,7 +60,7 @@ func (l Limits) withDefaults() Limits {
 }
 
 func tooCostly(format string, args ...any) *fhir.Error {
-	return fhir.NewError(http.StatusBadRequest, "too-costly", fmt.Sprintf(format, args...))
+	return fhir.NewError(fhir.BadRequest, "too-costly", fmt.Sprintf(format, args...))
 }
 
 // checkLimits rejects a request that asks for more work than l allows,

@@ -9,10 +9,16 @@ import (
 	"github.com/emberfhir/ember/fhir"
 )
 
+// httpStatus is the status the HTTP layer answers for the kinds these
+// functions return.
+func httpStatus(k fhir.Kind) int {
+	return map[fhir.Kind]int{fhir.BadRequest: 400, fhir.Unprocessable: 422}[k]
+}
+
 func status(err error) int {
 	var fe *fhir.Error
 	if errors.As(err, &fe) {
-		return fe.Status
+		return httpStatus(fe.Kind)
 	}
 	return 0
 }

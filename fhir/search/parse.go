@@ -3,7 +3,6 @@ package search
 import (
 	"fmt"
 	"math/big"
-	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
@@ -85,7 +84,7 @@ type parser struct {
 }
 
 func badRequest(format string, args ...any) *fhir.Error {
-	return fhir.NewError(http.StatusBadRequest, "invalid", fmt.Sprintf(format, args...))
+	return fhir.NewError(fhir.BadRequest, "invalid", fmt.Sprintf(format, args...))
 }
 
 // ignore records a parameter Ember cannot answer; under strict handling it
@@ -93,7 +92,7 @@ func badRequest(format string, args ...any) *fhir.Error {
 func (p *parser) ignore(format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
 	if p.opts.Strict {
-		return fhir.NewError(http.StatusBadRequest, "not-supported", msg)
+		return fhir.NewError(fhir.BadRequest, "not-supported", msg)
 	}
 	p.q.Ignored = append(p.q.Ignored, msg)
 	p.q.Dropped = append(p.q.Dropped, p.current)
@@ -229,7 +228,7 @@ func (p *parser) parse(typ, name, raw string, depth int) (*Param, error) {
 	if err := checkModifier(sp, modifier); err != nil {
 		// Never ignored: without its modifier the parameter means something
 		// else (name:bogus=x would become name=x, a wider match).
-		return nil, fhir.NewError(http.StatusBadRequest, "not-supported", err.Error())
+		return nil, fhir.NewError(fhir.BadRequest, "not-supported", err.Error())
 	}
 	if modifier == "missing" {
 		switch raw {
@@ -296,7 +295,7 @@ func (p *parser) chain(prm *Param, chain, raw string, depth int) (*Param, error)
 // chain at the end of a forward chain, and ignoring it would widen the
 // result.
 func chainEndsInHas(name string) error {
-	return fhir.NewError(http.StatusBadRequest, "not-supported", fmt.Sprintf("%q chains into _has, which is not supported: search the referring type with _has instead", name))
+	return fhir.NewError(fhir.BadRequest, "not-supported", fmt.Sprintf("%q chains into _has, which is not supported: search the referring type with _has instead", name))
 }
 
 // has parses _has:Type:refParam:param=value (nested _has allowed).

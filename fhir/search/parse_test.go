@@ -86,11 +86,11 @@ func TestParseLenientAndStrict(t *testing.T) {
 	}
 	_, err = parse(t, "Patient", "nonsense=1", true)
 	var fe *fhir.Error
-	if !errors.As(err, &fe) || fe.Status != 400 {
+	if !errors.As(err, &fe) || fe.Kind != fhir.BadRequest {
 		t.Fatalf("strict: %v", err)
 	}
 	for _, bad := range []string{"birthdate=yesterday", "_count=-1", "_total=maybe", "_sort=nonsense", "identifier:missing=perhaps", "_summary=all"} {
-		if _, err := parse(t, "Patient", bad, false); !errors.As(err, &fe) || fe.Status != 400 {
+		if _, err := parse(t, "Patient", bad, false); !errors.As(err, &fe) || fe.Kind != fhir.BadRequest {
 			t.Errorf("%s: want 400, got %v", bad, err)
 		}
 	}

@@ -2,16 +2,17 @@
 // path: ndjson (one resource per line, as Bulk Data $export writes it) and
 // Bundles. Every resource is validated by fhir.Parser and written under
 // its own id, as an update when it is stored already (so importing twice
-// does not duplicate), or created when it has none. Transaction and batch Bundles are
-// executed as the REST API would (ProcessBundle); other Bundles contribute
-// their entries' resources.
+// does not duplicate), or created when it has none. Everything goes through
+// the engine as engine.System: transaction and batch Bundles are executed as
+// the REST API would (Engine.Transaction); other Bundles contribute their
+// entries' resources.
 //
 // Validation runs on every core while writers commit batches and Bundles,
 // a few transactions at once; those whose footprints conflict (order.go)
 // are written in file order, so the outcome is that of sequential writes
 // (the last copy of a resource that appears twice is the one kept).
-// Batches are written with store.Tx's batch forms (CopyCreate for new
-// resources, UpdateMany for stored ones) and commit without waiting for the
+// Batches are written with engine.Tx.PutMany (COPY for new resources, one
+// statement per table for stored ones) and commit without waiting for the
 // WAL flush; the import waits for durability once, at the end.
 package importer
 
@@ -34,15 +35,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
-	"github.com/emberfhir/ember/store"
 )
-
-// BundleProcessor executes a transaction or batch Bundle and returns the
-// response Bundle; server.Server.ProcessBundle is one.
-type BundleProcessor interface {
-	ProcessBundle(ctx context.Context, body []byte, returnPref string) ([]byte, error)
-}
 
 // Options tune Import.
 type Options struct {
@@ -57,9 +52,6 @@ type Options struct {
 	// the other in file order, so the outcome is that of writing
 	// everything in file order.
 	Writers int
-	// Bundles executes transaction and batch Bundles; without it they are
-	// reported as errors.
-	Bundles BundleProcessor
 	// MaxErrors bounds the errors kept in Result.Errors (all are counted);
 	// 0 means 20.
 	MaxErrors int
@@ -130,9 +122,9 @@ func (a errorAt) before(b errorAt) bool {
 
 // Import reads paths (files, or directories searched recursively for
 // *.ndjson, *.jsonl, *.json and their .gz forms) and writes their resources
-// to st. Per-resource problems are collected in Result; the error is for
-// what stops the import (unreadable file, database gone, ctx done).
-func Import(ctx context.Context, st *store.Store, p *fhir.Parser, paths []string, opts Options) (Result, error) {
+// through eng. Per-resource problems are collected in Result; the error is
+// for what stops the import (unreadable file, database gone, ctx done).
+func Import(ctx context.Context, eng *engine.Engine, paths []string, opts Options) (Result, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 200
 	}
@@ -152,7 +144,7 @@ func Import(ctx context.Context, st *store.Store, p *fhir.Parser, paths []string
 	if err != nil {
 		return Result{}, err
 	}
-	im := &importer{st: st, p: p, opts: opts, start: time.Now()}
+	im := &importer{eng: eng, p: eng.Parser(), opts: opts, start: time.Now()}
 	return im.run(ctx, files)
 }
 
@@ -200,7 +192,7 @@ func isNDJSON(path string) bool {
 }
 
 type importer struct {
-	st    *store.Store
+	eng   *engine.Engine
 	p     *fhir.Parser
 	opts  Options
 	start time.Time
@@ -222,7 +214,7 @@ type item struct {
 
 // chunk is a batch of one file's items, validated together and written in
 // one transaction; or a transaction/batch Bundle (bundle != nil), which
-// ProcessBundle validates and writes itself.
+// the engine validates and writes itself.
 type chunk struct {
 	seq    int
 	file   string
@@ -502,7 +494,7 @@ func (im *importer) write(ctx context.Context, order <-chan *chunk) error {
 	}
 	// Batches commit without waiting for their WAL flush (InBulkTx); the
 	// import is only reported done once all of it is durable.
-	return im.st.WaitDurable(ctx)
+	return im.eng.WaitDurable(ctx)
 }
 
 func (im *importer) writeChunk(ctx context.Context, c *chunk) error {
@@ -534,7 +526,11 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 	if len(valid) == 0 {
 		return nil
 	}
-	err := im.st.InBulkTx(ctx, func(tx *store.Tx) error { return putBatch(ctx, tx, valid) })
+	resources := make([]*fhir.Resource, len(valid))
+	for i, it := range valid {
+		resources[i] = it.res
+	}
+	err := im.eng.InBulkTx(ctx, engine.System, func(tx *engine.Tx) error { return tx.PutMany(resources) })
 	if err == nil {
 		im.resources.Add(int64(len(valid)))
 		return nil
@@ -543,7 +539,7 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 		return context.Cause(ctx)
 	}
 	for _, it := range valid {
-		err := im.st.InBulkTx(ctx, func(tx *store.Tx) error { return put(ctx, tx, it.res) })
+		err := im.eng.InBulkTx(ctx, engine.System, func(tx *engine.Tx) error { return tx.Put(it.res) })
 		switch {
 		case err == nil:
 			im.resources.Add(1)
@@ -556,73 +552,9 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 	return nil
 }
 
-// putBatch writes items with the effect of writing them in order.
-// Resources whose id is not in the database yet (the bulk of a first
-// import) are loaded with COPY (CopyCreate); those stored already (a
-// re-import) are updated together (UpdateMany); the rest (ids repeated
-// within the batch, resources without an id) go through put one by one,
-// after the first copy of their id. A concurrent writer creating one of
-// the ids in between makes CopyCreate fail, and the caller's
-// per-resource retry then updates it.
-func putBatch(ctx context.Context, tx *store.Tx, items []*item) error {
-	keys := make([]store.ResourceKey, 0, len(items))
-	for _, it := range items {
-		if id := it.res.ID(); id != "" {
-			keys = append(keys, store.ResourceKey{Type: it.res.Type(), ID: id})
-		}
-	}
-	exists, err := tx.Existing(ctx, keys)
-	if err != nil {
-		return err
-	}
-	var fresh, stored []store.NewResource
-	var rest []*item
-	seen := make(map[store.ResourceKey]bool, len(items))
-	for _, it := range items {
-		k := store.ResourceKey{Type: it.res.Type(), ID: it.res.ID()}
-		if k.ID == "" || seen[k] {
-			rest = append(rest, it)
-			continue
-		}
-		seen[k] = true
-		if exists[k] {
-			stored = append(stored, store.NewResource{Res: it.res, ID: k.ID})
-		} else {
-			fresh = append(fresh, store.NewResource{Res: it.res, ID: k.ID})
-		}
-	}
-	if _, err := tx.CopyCreate(ctx, fresh); err != nil {
-		return err
-	}
-	if _, _, err := tx.UpdateMany(ctx, stored); err != nil {
-		return err
-	}
-	for _, it := range rest {
-		if err := put(ctx, tx, it.res); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// put writes one resource: under its id when it has one, so a re-import
-// updates instead of duplicating.
-func put(ctx context.Context, tx *store.Tx, r *fhir.Resource) error {
-	if id := r.ID(); id != "" {
-		_, _, err := tx.Update(ctx, r, id, 0)
-		return err
-	}
-	_, err := tx.Create(ctx, r)
-	return err
-}
-
 // writeBundle executes a transaction or batch Bundle.
 func (im *importer) writeBundle(ctx context.Context, c *chunk) error {
-	if im.opts.Bundles == nil {
-		im.fail(c, ItemError{File: c.file, Entry: -1, Err: errors.New("transaction and batch Bundles need a bundle processor")})
-		return nil
-	}
-	resp, err := im.opts.Bundles.ProcessBundle(ctx, c.bundle, "minimal")
+	resp, err := im.eng.Transaction(ctx, engine.System, c.bundle)
 	if err != nil {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
@@ -630,30 +562,12 @@ func (im *importer) writeBundle(ctx context.Context, c *chunk) error {
 		im.fail(c, ItemError{File: c.file, Entry: -1, Err: err})
 		return nil
 	}
-	var out struct {
-		Entry []struct {
-			Response struct {
-				Status  string          `json:"status"`
-				Outcome json.RawMessage `json:"outcome"`
-			} `json:"response"`
-		} `json:"entry"`
-	}
-	if err := json.Unmarshal(resp, &out); err != nil {
-		return fmt.Errorf("import: %s: response Bundle: %w", c.file, err)
-	}
-	for i, e := range out.Entry {
-		if strings.HasPrefix(e.Response.Status, "2") {
+	for i, e := range resp.Entries {
+		if e.Err == nil {
 			im.resources.Add(1)
 			continue
 		}
-		msg := e.Response.Status
-		var oo struct {
-			Issue []fhir.Issue `json:"issue"`
-		}
-		if json.Unmarshal(e.Response.Outcome, &oo) == nil && len(oo.Issue) > 0 {
-			msg += ": " + (&fhir.Error{Issues: oo.Issue}).Error()
-		}
-		im.fail(c, ItemError{File: c.file, Entry: i, Err: errors.New(msg)})
+		im.fail(c, ItemError{File: c.file, Entry: i, Err: e.Err})
 	}
 	return nil
 }

@@ -10,18 +10,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/internal/importer"
 	"github.com/emberfhir/ember/internal/pgtest"
-	"github.com/emberfhir/ember/server"
 	"github.com/emberfhir/ember/store"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// newImportEnv opens a fresh database's store, a parser, and a server to
-// execute Bundles with.
-func newImportEnv(t *testing.T) (string, *store.Store, *fhir.Parser, *server.Server) {
+// newImportEnv opens a fresh database's store, a parser, and the engine to
+// import with.
+func newImportEnv(t *testing.T) (string, *store.Store, *fhir.Parser, *engine.Engine) {
 	t.Helper()
 	dbURL := pgtest.NewDatabase(t)
 	st, err := store.Open(t.Context(), dbURL, store.Options{})
@@ -33,11 +33,11 @@ func newImportEnv(t *testing.T) (string, *store.Store, *fhir.Parser, *server.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{BaseURL: "http://localhost/fhir"}, st)
+	eng, err := engine.New(engine.Config{BaseURL: "http://localhost/fhir"}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dbURL, st, p, srv
+	return dbURL, st, p, eng
 }
 
 // TestConcurrentWritersKeepFileOrder imports files whose resources repeat
@@ -75,8 +75,8 @@ func TestConcurrentWritersKeepFileOrder(t *testing.T) {
 		{"resource":{"resourceType":"Patient","id":"p1","name":[{"family":"bundle"}]},"request":{"method":"PUT","url":"Patient/p1"}}]}`)
 	write("3-after.ndjson", `{"resourceType":"Patient","id":"p1","name":[{"family":"last"}]}`+"\n")
 
-	dbURL, st, p, srv := newImportEnv(t)
-	res, err := importer.Import(ctx, st, p, []string{dir}, importer.Options{BatchSize: 3, Writers: 4, Bundles: srv, MaxErrors: 5})
+	dbURL, _, _, eng := newImportEnv(t)
+	res, err := importer.Import(ctx, eng, []string{dir}, importer.Options{BatchSize: 3, Writers: 4, MaxErrors: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +156,8 @@ func TestConcurrentWritersSerialiseSharedIDs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "px.ndjson"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dbURL, st, p, _ := newImportEnv(t)
-	res, err := importer.Import(ctx, st, p, []string{dir}, importer.Options{BatchSize: batch, Writers: 4})
+	dbURL, _, _, eng := newImportEnv(t)
+	res, err := importer.Import(ctx, eng, []string{dir}, importer.Options{BatchSize: batch, Writers: 4})
 	if err != nil || res.Failed != 0 {
 		t.Fatalf("import: %v, %d failed: %v", err, res.Failed, res.Errors)
 	}
@@ -214,8 +214,8 @@ func TestBundlesWaitForWhatTheySearch(t *testing.T) {
 		write(fmt.Sprintf("2-tx%d.json", i), fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[
 			{"resource":{"resourceType":"Patient","managingOrganization":{"reference":"Organization?identifier=http://example.org/org|%d"}},"request":{"method":"POST","url":"Patient"}}]}`, orgs-1-i))
 	}
-	dbURL, st, p, srv := newImportEnv(t)
-	res, err := importer.Import(ctx, st, p, []string{dir}, importer.Options{BatchSize: orgs, Writers: 4, Bundles: srv})
+	dbURL, _, _, eng := newImportEnv(t)
+	res, err := importer.Import(ctx, eng, []string{dir}, importer.Options{BatchSize: orgs, Writers: 4})
 	if err != nil || res.Failed != 0 {
 		t.Fatalf("import: %v; %d failed: %v", err, res.Failed, res.Errors)
 	}

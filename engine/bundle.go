@@ -1,9 +1,10 @@
-package server
+package engine
 
 import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emberfhir/ember/fhir"
@@ -114,4 +115,17 @@ func (b *bundleWriter) bytes() []byte {
 	}
 	b.buf.WriteByte('}')
 	return b.buf.Bytes()
+}
+
+// ETag is the weak entity tag of a version, as ETag headers and Bundle
+// entries carry it.
+func ETag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
+
+// ParseETag reads a version from an ETag-like value: W/"3", "3" or 3.
+func ParseETag(h string) (int64, bool) {
+	h = strings.TrimSpace(h)
+	h = strings.TrimPrefix(h, "W/")
+	h = strings.Trim(h, `"`)
+	v, err := strconv.ParseInt(h, 10, 64)
+	return v, err == nil && v > 0
 }

@@ -1,47 +1,73 @@
-package server
+package engine
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/emberfhir/ember/fhir"
 )
 
-// addCoreOperations registers $validate, $meta, $meta-add, $meta-delete and
-// $everything. Their handlers live in operations_validate.go,
-// operations_meta.go and operations_everything.go.
-func (s *Server) addCoreOperations(ops map[string]operationDef) {
-	ops["validate"] = operationDef{
-		levels:  opType | opInstance,
-		methods: []string{http.MethodPost},
-		handle:  s.validateOp,
+// Level is where an operation may be invoked.
+type Level uint8
+
+// The invocation levels.
+const (
+	SystemLevel   Level = 1 << iota // [base]/$op
+	TypeLevel                       // [base]/Type/$op
+	InstanceLevel                   // [base]/Type/id/$op
+)
+
+// Operation describes one FHIR operation Ember implements. The registry is
+// what the CapabilityStatement advertises and the HTTP layer dispatches.
+type Operation struct {
+	Name   string // without "$"
+	Levels Level
+	Types  []string // resource types it applies to at type/instance level; nil = all
+	// Methods are the HTTP methods the operation accepts: GET too only for
+	// operations that change nothing.
+	Methods []string
+}
+
+// AppliesTo reports whether the operation may be invoked at level on typ
+// ("" at system level).
+func (op Operation) AppliesTo(level Level, typ string) bool {
+	return op.Levels&level != 0 && (typ == "" || op.Types == nil || contains(op.Types, typ))
+}
+
+// Operations lists the operations the engine implements, by name. The
+// registry is the only shared line: each operation's core lives in its own
+// file (op_*.go).
+func (en *Engine) Operations() map[string]Operation { return en.ops }
+
+// Operation returns the operation name, and whether it is registered.
+func (en *Engine) Operation(name string) (Operation, bool) {
+	op, ok := en.ops[name]
+	return op, ok
+}
+
+// Register adds an operation implemented outside the engine's core (bulk
+// export's kick-off is served by the HTTP layer with the engine's
+// ExportKickoff). Call it before serving.
+func (en *Engine) Register(op Operation) { en.ops[op.Name] = op }
+
+// coreOperations registers $validate, $meta, $meta-add, $meta-delete and
+// $everything: op_validate.go, op_meta.go and op_everything.go.
+func coreOperations() map[string]Operation {
+	ops := map[string]Operation{}
+	for _, op := range []Operation{
+		{Name: "validate", Levels: TypeLevel | InstanceLevel, Methods: []string{"POST"}},
+		{Name: "meta", Levels: SystemLevel | TypeLevel | InstanceLevel, Methods: []string{"GET", "POST"}},
+		{Name: "meta-add", Levels: InstanceLevel, Methods: []string{"POST"}},
+		{Name: "meta-delete", Levels: InstanceLevel, Methods: []string{"POST"}},
+		// Patient/$everything (all patients) is not implemented: the
+		// type level is not registered.
+		{Name: "everything", Levels: InstanceLevel, Types: []string{"Patient"}, Methods: []string{"GET"}},
+	} {
+		ops[op.Name] = op
 	}
-	ops["meta"] = operationDef{
-		levels:  opSystem | opType | opInstance,
-		methods: []string{http.MethodGet, http.MethodPost},
-		handle:  s.metaOp,
-	}
-	ops["meta-add"] = operationDef{
-		levels:  opInstance,
-		methods: []string{http.MethodPost},
-		handle:  s.metaChangeOp(addMeta),
-	}
-	ops["meta-delete"] = operationDef{
-		levels:  opInstance,
-		methods: []string{http.MethodPost},
-		handle:  s.metaChangeOp(deleteMeta),
-	}
-	// Patient/$everything (all patients) is not implemented: the type
-	// level answers 404 through the registry.
-	ops["everything"] = operationDef{
-		levels:  opInstance,
-		types:   []string{"Patient"},
-		methods: []string{http.MethodGet},
-		handle:  s.everythingOp,
-	}
+	return ops
 }
 
 // opParameters is the part of a FHIR Parameters resource the core operations
@@ -70,7 +96,7 @@ type opParameter struct {
 func decodeParameters(body []byte) (*opParameters, *fhir.Error) {
 	var p opParameters
 	if err := json.Unmarshal(body, &p); err != nil {
-		return nil, fhir.NewError(http.StatusBadRequest, "structure", "the body is not a valid Parameters resource: "+err.Error())
+		return nil, fhir.NewError(fhir.BadRequest, "structure", "the body is not a valid Parameters resource: "+err.Error())
 	}
 	if p.ResourceType != "Parameters" {
 		return nil, fhir.Invalid("expected a Parameters resource, got resourceType "+quote(p.ResourceType), "resourceType")

@@ -1,4 +1,4 @@
-package server
+package engine
 
 import (
 	"bytes"
@@ -6,10 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
-
-	"github.com/gin-gonic/gin"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/store"
@@ -53,48 +50,48 @@ type codingItem struct {
 	raw          json.RawMessage
 }
 
-// metaOp serves $meta at system, type and instance level.
-func (s *Server) metaOp(c *gin.Context, typ, id string) {
-	ctx := c.Request.Context()
+// Meta runs $meta on the system (typ ""), a type (id "") or one resource
+// and returns its Parameters answer.
+func (en *Engine) Meta(ctx context.Context, caller *Caller, typ, id string) ([]byte, error) {
+	ctx, err := caller.bind(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if id != "" {
-		v, err := s.currentVersion(ctx, s.store.Read, typ, id)
+		v, err := en.currentVersion(ctx, en.store.Read, typ, id)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return nil, err
 		}
 		labels, err := resourceLabels(v.Content)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return nil, err
 		}
-		s.writeJSON(c, http.StatusOK, returnMeta(labels.encode()))
-		return
+		return returnMeta(labels.encode()), nil
 	}
 	var types []string
 	if typ != "" {
 		types = []string{typ}
 	}
-	if err := policyOf(ctx).requireUnrestricted(types); err != nil {
-		s.fail(c, err)
-		return
+	// The aggregate reads the index, past the store's guarded paths.
+	if err := caller.policy().requireUnrestricted(types); err != nil {
+		return nil, err
 	}
-	profiles, tags, security, err := s.store.DistinctMeta(ctx, typ)
+	profiles, tags, security, err := en.store.DistinctMeta(ctx, typ)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return nil, err
 	}
-	s.writeJSON(c, http.StatusOK, returnMeta(distinctMetaJSON(profiles, tags, security)))
+	return returnMeta(distinctMetaJSON(profiles, tags, security)), nil
 }
 
 // currentVersion reads typ/id with read (the store's or a transaction's),
-// mapping absence to 404 and deletion to 410.
-func (s *Server) currentVersion(ctx context.Context, read func(context.Context, string, string) (store.Version, error), typ, id string) (store.Version, error) {
+// mapping absence to NotFound and deletion to Gone.
+func (en *Engine) currentVersion(ctx context.Context, read func(context.Context, string, string) (store.Version, error), typ, id string) (store.Version, error) {
 	v, err := read(ctx, typ, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return v, fhir.NotFound(typ + "/" + id + " is not known")
+		return v, fhir.Missing(typ + "/" + id + " is not known")
 	case errors.Is(err, store.ErrDeleted):
-		return v, fhir.NewError(http.StatusGone, "deleted", typ+"/"+id+" was deleted (version "+strconv.FormatInt(v.VersionID, 10)+")")
+		return v, fhir.NewError(fhir.Gone, "deleted", typ+"/"+id+" was deleted (version "+strconv.FormatInt(v.VersionID, 10)+")")
 	}
 	return v, err
 }
@@ -126,7 +123,7 @@ func distinctMetaJSON(profiles []string, tags, security []store.MetaCoding) []by
 func metaOf(content []byte) (json.RawMessage, error) {
 	members, err := jsonMembers(content)
 	if err != nil {
-		return nil, fmt.Errorf("server: stored resource: %w", err)
+		return nil, fmt.Errorf("engine: stored resource: %w", err)
 	}
 	if meta := memberValue(members, "meta"); meta != nil {
 		return meta, nil
@@ -142,7 +139,7 @@ func resourceLabels(content []byte) (metaLabels, error) {
 	}
 	mm, err := jsonMembers(meta)
 	if err != nil {
-		return metaLabels{}, fmt.Errorf("server: stored meta: %w", err)
+		return metaLabels{}, fmt.Errorf("engine: stored meta: %w", err)
 	}
 	return parseLabels(mm)
 }
@@ -310,42 +307,46 @@ func hasCoding(items []codingItem, c codingItem) bool {
 	return false
 }
 
-// metaChangeOp returns the handler of $meta-add or $meta-delete.
-func (s *Server) metaChangeOp(change metaChange) func(c *gin.Context, typ, id string) {
-	return func(c *gin.Context, typ, id string) {
-		req, ferr := s.readMetaParameter(c)
-		if ferr != nil {
-			s.fail(c, ferr)
-			return
-		}
-		ctx := c.Request.Context()
-		var v store.Version
-		err := s.store.InTx(ctx, func(tx *store.Tx) (err error) {
-			v, err = s.changeMeta(ctx, tx, typ, id, req, change)
-			return err
-		})
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		// The whole resulting meta, so the client learns the new versionId.
-		meta, err := metaOf(v.Content)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		versionHeaders(c, v)
-		s.writeJSON(c, http.StatusOK, returnMeta(meta))
+// MetaAdd runs $meta-add on typ/id with its Parameters body: the labels
+// not there yet are added, as a new version when anything changes. It
+// returns the version now current and the Parameters answer (the whole
+// resulting meta, so the client learns the new versionId).
+func (en *Engine) MetaAdd(ctx context.Context, caller *Caller, typ, id string, body []byte) (store.Version, []byte, error) {
+	return en.metaChange(ctx, caller, typ, id, body, addMeta)
+}
+
+// MetaDelete runs $meta-delete on typ/id: as MetaAdd, removing labels.
+func (en *Engine) MetaDelete(ctx context.Context, caller *Caller, typ, id string, body []byte) (store.Version, []byte, error) {
+	return en.metaChange(ctx, caller, typ, id, body, deleteMeta)
+}
+
+func (en *Engine) metaChange(ctx context.Context, caller *Caller, typ, id string, body []byte, change metaChange) (store.Version, []byte, error) {
+	ctx, err := caller.bind(ctx)
+	if err != nil {
+		return store.Version{}, nil, err
 	}
+	req, ferr := readMetaParameter(body)
+	if ferr != nil {
+		return store.Version{}, nil, ferr
+	}
+	var v store.Version
+	err = en.store.InTx(ctx, func(tx *store.Tx) (err error) {
+		v, err = en.changeMeta(ctx, tx, typ, id, req, change)
+		return err
+	})
+	if err != nil {
+		return v, nil, err
+	}
+	meta, err := metaOf(v.Content)
+	if err != nil {
+		return v, nil, err
+	}
+	return v, returnMeta(meta), nil
 }
 
 // readMetaParameter reads the Parameters body of $meta-add/$meta-delete: one
 // "meta" parameter whose valueMeta's codings all have a code.
-func (s *Server) readMetaParameter(c *gin.Context) (metaLabels, *fhir.Error) {
-	body, ferr := s.readBody(c)
-	if ferr != nil {
-		return metaLabels{}, ferr
-	}
+func readMetaParameter(body []byte) (metaLabels, *fhir.Error) {
 	p, ferr := decodeParameters(body)
 	if ferr != nil {
 		return metaLabels{}, ferr
@@ -391,13 +392,13 @@ func parseMetaParameter(meta json.RawMessage) (metaLabels, *fhir.Error) {
 
 // changeMeta applies change to typ/id's current version and, when that
 // changes anything, stores the result as a new version.
-func (s *Server) changeMeta(ctx context.Context, tx *store.Tx, typ, id string, req metaLabels, change metaChange) (store.Version, error) {
+func (en *Engine) changeMeta(ctx context.Context, tx *store.Tx, typ, id string, req metaLabels, change metaChange) (store.Version, error) {
 	// Tx.Update row-locks the resource, and with If-Match on the version
 	// read here a concurrent writer makes it fail instead of being
 	// overwritten. The lock is then held, so a second read sees the
 	// latest version and the retry cannot conflict again.
 	for attempt := 0; ; attempt++ {
-		v, err := s.currentVersion(ctx, tx.Read, typ, id)
+		v, err := en.currentVersion(ctx, tx.Read, typ, id)
 		if err != nil {
 			return v, err
 		}
@@ -405,7 +406,7 @@ func (s *Server) changeMeta(ctx context.Context, tx *store.Tx, typ, id string, r
 		if err != nil || !changed {
 			return v, err
 		}
-		res, err := s.parser.Parse(body, typ)
+		res, err := en.parser.Parse(body, typ)
 		if err != nil {
 			return v, err
 		}
@@ -421,17 +422,17 @@ func (s *Server) changeMeta(ctx context.Context, tx *store.Tx, typ, id string, r
 func applyMetaChange(content []byte, req metaLabels, change metaChange) ([]byte, bool, error) {
 	members, err := jsonMembers(content)
 	if err != nil {
-		return nil, false, fmt.Errorf("server: stored resource: %w", err)
+		return nil, false, fmt.Errorf("engine: stored resource: %w", err)
 	}
 	var meta []jsonMember
 	if raw := memberValue(members, "meta"); raw != nil {
 		if meta, err = jsonMembers(raw); err != nil {
-			return nil, false, fmt.Errorf("server: stored meta: %w", err)
+			return nil, false, fmt.Errorf("engine: stored meta: %w", err)
 		}
 	}
 	labels, err := parseLabels(meta)
 	if err != nil {
-		return nil, false, fmt.Errorf("server: stored meta: %w", err)
+		return nil, false, fmt.Errorf("engine: stored meta: %w", err)
 	}
 	if !change(&labels, req) {
 		return content, false, nil

@@ -1,12 +1,10 @@
-package server
+package engine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strconv"
-
-	"github.com/gin-gonic/gin"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/store"
@@ -23,6 +21,16 @@ import (
 // is a 400; a resource that does not exist for mode=delete is a 404 (410
 // when deleted). Nothing is ever stored.
 
+// ValidateRequest is a $validate on Type (or Type/ID). Mode and Profiles
+// come from the URL; Body is the resource, or a Parameters with resource,
+// mode and profile (nil: none was sent, which only mode=delete allows).
+type ValidateRequest struct {
+	Type, ID string
+	Mode     string
+	Profiles []string
+	Body     []byte
+}
+
 // validateRequest is a decoded $validate request.
 type validateRequest struct {
 	resource json.RawMessage // nil only for mode=delete
@@ -30,22 +38,40 @@ type validateRequest struct {
 	profiles []string
 }
 
-// validateOp serves POST [type]/$validate and POST [type]/[id]/$validate.
-func (s *Server) validateOp(c *gin.Context, typ, id string) {
-	req, ferr := s.readValidateRequest(c, typ, id)
-	if ferr != nil {
-		s.fail(c, ferr)
-		return
+// Validate runs $validate and returns its OperationOutcome. Nothing is
+// ever stored.
+func (en *Engine) Validate(ctx context.Context, caller *Caller, r ValidateRequest) ([]byte, error) {
+	ctx, err := caller.bind(ctx)
+	if err != nil {
+		return nil, err
+	}
+	typ, id := r.Type, r.ID
+	req := validateRequest{mode: r.Mode, profiles: r.Profiles}
+	if r.Body != nil {
+		if ferr := req.readBody(r.Body, typ); ferr != nil {
+			return nil, ferr
+		}
+	}
+	switch req.mode {
+	case "", "create", "update":
+		if req.resource == nil {
+			return nil, fhir.Invalid("$validate needs a resource (the body, or the Parameters' \"resource\") unless mode is delete")
+		}
+	case "delete":
+		if id == "" {
+			return nil, fhir.Invalid("mode=delete validates deleting one resource: invoke $validate on [type]/[id]")
+		}
+	default:
+		return nil, fhir.Invalid("unknown $validate mode "+quote(req.mode)+": expected create, update or delete", "mode")
 	}
 	var issues []fhir.Issue
 	if req.mode == "delete" {
 		var err error
-		if issues, err = s.validateDelete(c, typ, id); err != nil {
-			s.fail(c, err)
-			return
+		if issues, err = en.validateDelete(ctx, typ, id); err != nil {
+			return nil, err
 		}
 	} else {
-		issues = s.validateContent(req, typ, id)
+		issues = en.validateContent(req, typ, id)
 	}
 	for _, p := range req.profiles {
 		issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported",
@@ -54,36 +80,7 @@ func (s *Server) validateOp(c *gin.Context, typ, id string) {
 	if !outcomeHasErrors(issues) {
 		issues = append([]fhir.Issue{{Severity: "information", Code: "informational", Diagnostics: "validation successful"}}, issues...)
 	}
-	s.writeJSON(c, http.StatusOK, fhir.Outcome(issues...))
-}
-
-// readValidateRequest reads the body and URL parameters and checks the mode.
-func (s *Server) readValidateRequest(c *gin.Context, typ, id string) (validateRequest, *fhir.Error) {
-	query := c.Request.URL.Query()
-	req := validateRequest{mode: query.Get("mode"), profiles: query["profile"]}
-	// mode=delete needs no resource, so a body-less request is fine then.
-	if !(req.mode == "delete" && c.Request.ContentLength == 0) {
-		body, ferr := s.readBody(c)
-		if ferr != nil {
-			return req, ferr
-		}
-		if ferr := req.readBody(body, typ); ferr != nil {
-			return req, ferr
-		}
-	}
-	switch req.mode {
-	case "", "create", "update":
-		if req.resource == nil {
-			return req, fhir.Invalid("$validate needs a resource (the body, or the Parameters' \"resource\") unless mode is delete")
-		}
-	case "delete":
-		if id == "" {
-			return req, fhir.Invalid("mode=delete validates deleting one resource: invoke $validate on [type]/[id]")
-		}
-	default:
-		return req, fhir.Invalid("unknown $validate mode "+quote(req.mode)+": expected create, update or delete", "mode")
-	}
-	return req, nil
+	return fhir.Outcome(issues...), nil
 }
 
 // readBody takes the resource, or a Parameters wrapping it, from body. A
@@ -97,7 +94,7 @@ func (req *validateRequest) readBody(body []byte, typ string) *fhir.Error {
 		if errors.As(fhir.CheckJSON(body), &fe) {
 			return fe
 		}
-		return fhir.NewError(http.StatusBadRequest, "structure", "the body is not a JSON object: a resource or a Parameters is required")
+		return fhir.NewError(fhir.BadRequest, "structure", "the body is not a JSON object: a resource or a Parameters is required")
 	}
 	if string(memberValue(members, "resourceType")) != `"Parameters"` {
 		req.resource = body
@@ -157,9 +154,9 @@ func hasParameter(p *opParameters, name string) bool {
 
 // validateContent validates the resource as the URL's type and applies the
 // mode's rules on its id.
-func (s *Server) validateContent(req validateRequest, typ, id string) []fhir.Issue {
+func (en *Engine) validateContent(req validateRequest, typ, id string) []fhir.Issue {
 	var issues []fhir.Issue
-	if _, err := s.parser.Parse(req.resource, typ); err != nil {
+	if _, err := en.parser.Parse(req.resource, typ); err != nil {
 		issues = append(issues, validationIssues(err)...)
 	}
 	var head struct {
@@ -199,13 +196,13 @@ func validationIssues(err error) []fhir.Issue {
 
 // validateDelete checks typ/id exists. Deleting is otherwise always allowed:
 // Ember does not enforce referential integrity, which the outcome says.
-func (s *Server) validateDelete(c *gin.Context, typ, id string) ([]fhir.Issue, error) {
-	v, err := s.store.Read(c.Request.Context(), typ, id)
+func (en *Engine) validateDelete(ctx context.Context, typ, id string) ([]fhir.Issue, error) {
+	v, err := en.store.Read(ctx, typ, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, fhir.NotFound(typ + "/" + id + " is not known: there is nothing to delete")
+		return nil, fhir.Missing(typ + "/" + id + " is not known: there is nothing to delete")
 	case errors.Is(err, store.ErrDeleted):
-		return nil, fhir.NewError(http.StatusGone, "deleted", typ+"/"+id+" was deleted (version "+strconv.FormatInt(v.VersionID, 10)+")")
+		return nil, fhir.NewError(fhir.Gone, "deleted", typ+"/"+id+" was deleted (version "+strconv.FormatInt(v.VersionID, 10)+")")
 	case err != nil:
 		return nil, err
 	}

@@ -1,15 +1,12 @@
-package server
+package engine
 
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/gin-gonic/gin"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/search"
@@ -59,15 +56,27 @@ type everythingPage struct {
 	next    string // our cursor for the next page, "" for the last page
 }
 
-// everythingOp serves GET Patient/[id]/$everything.
-func (s *Server) everythingOp(c *gin.Context, _, id string) {
-	req, ferr := s.parseEverything(c, id)
-	if ferr != nil {
-		s.fail(c, ferr)
-		return
+// EverythingRequest is a Patient/[ID]/$everything with its URL parameters
+// (_since, _type, _count, _cursor). Strict refuses unsupported parameters
+// instead of ignoring them with a warning.
+type EverythingRequest struct {
+	ID     string
+	Params url.Values
+	Strict bool
+}
+
+// Everything returns one page of Patient/[id]/$everything as a searchset
+// Bundle.
+func (en *Engine) Everything(ctx context.Context, caller *Caller, r EverythingRequest) ([]byte, error) {
+	ctx, err := caller.bind(ctx)
+	if err != nil {
+		return nil, err
 	}
-	ctx := c.Request.Context()
-	if p := policyOf(ctx); p != nil {
+	req, ferr := en.parseEverything(r)
+	if ferr != nil {
+		return nil, ferr
+	}
+	if p := caller.policy(); p != nil {
 		// Types the grant cannot search are left out, not refused.
 		kept := req.types[:0:0]
 		for _, t := range req.types {
@@ -77,26 +86,24 @@ func (s *Server) everythingOp(c *gin.Context, _, id string) {
 		}
 		req.types = kept
 	}
-	if _, err := s.currentVersion(ctx, s.store.Read, "Patient", id); err != nil {
-		s.fail(c, err)
-		return
+	if _, err := en.currentVersion(ctx, en.store.Read, "Patient", r.ID); err != nil {
+		return nil, err
 	}
-	page, err := s.everything(ctx, req)
+	page, err := en.everything(ctx, req)
 	if errors.Is(err, store.ErrBadCursor) {
 		err = fhir.Invalid("the paging link is invalid or has expired: repeat the request", "_cursor")
 	}
 	if err != nil {
-		s.fail(c, err)
-		return
+		return nil, err
 	}
-	s.writeJSON(c, http.StatusOK, s.everythingBundle(req, page))
+	return en.everythingBundle(req, page), nil
 }
 
 // parseEverything reads and checks the request's parameters.
-func (s *Server) parseEverything(c *gin.Context, id string) (everythingRequest, *fhir.Error) {
-	query := c.Request.URL.Query()
-	req := everythingRequest{patient: id, count: s.cfg.DefaultPageSize, self: url.Values{}}
-	strict := prefer(c.Request, "handling") == "strict"
+func (en *Engine) parseEverything(r EverythingRequest) (everythingRequest, *fhir.Error) {
+	query := r.Params
+	req := everythingRequest{patient: r.ID, count: en.cfg.DefaultPageSize, self: url.Values{}}
+	strict := r.Strict
 	names := make([]string, 0, len(query))
 	for name := range query {
 		names = append(names, name)
@@ -108,7 +115,7 @@ func (s *Server) parseEverything(c *gin.Context, id string) (everythingRequest, 
 		default:
 			msg := "parameter " + quote(name) + " is not supported by $everything"
 			if strict {
-				return req, fhir.NewError(http.StatusBadRequest, "not-supported", msg)
+				return req, fhir.NewError(fhir.BadRequest, "not-supported", msg)
 			}
 			req.ignored = append(req.ignored, msg)
 		}
@@ -118,7 +125,7 @@ func (s *Server) parseEverything(c *gin.Context, id string) (everythingRequest, 
 		if err != nil || n < 0 {
 			return req, fhir.Invalid("invalid _count "+quote(v)+": expected a non-negative integer", "_count")
 		}
-		req.count = min(max(n, 1), s.cfg.MaxPageSize)
+		req.count = min(max(n, 1), en.cfg.MaxPageSize)
 		req.self.Set("_count", strconv.Itoa(req.count))
 	}
 	if v := query.Get("_since"); v != "" {
@@ -194,12 +201,12 @@ func positionOf(list []string, s string) int {
 
 // everything reads one page: it runs the types' searches in order from the
 // cursor until the page is full.
-func (s *Server) everything(ctx context.Context, req everythingRequest) (everythingPage, error) {
+func (en *Engine) everything(ctx context.Context, req everythingRequest) (everythingPage, error) {
 	var page everythingPage
 	cursor := req.cursor
 	for i := req.start; i < len(req.types); i++ {
 		need := req.count - len(page.matches)
-		res, err := s.compartmentSearch(ctx, req, req.types[i], need, cursor)
+		res, err := en.compartmentSearch(ctx, req, req.types[i], need, cursor)
 		if err != nil {
 			return page, err
 		}
@@ -213,7 +220,7 @@ func (s *Server) everything(ctx context.Context, req everythingRequest) (everyth
 			// This type is done and the page is full: the next page starts
 			// at the next type with any match, so the last page is never
 			// an empty one.
-			next, err := s.nextNonEmpty(ctx, req, i+1)
+			next, err := en.nextNonEmpty(ctx, req, i+1)
 			if err != nil {
 				return page, err
 			}
@@ -228,9 +235,9 @@ func (s *Server) everything(ctx context.Context, req everythingRequest) (everyth
 
 // nextNonEmpty returns the index of the first type from `from` on that has
 // a resource in the compartment, or -1.
-func (s *Server) nextNonEmpty(ctx context.Context, req everythingRequest, from int) (int, error) {
+func (en *Engine) nextNonEmpty(ctx context.Context, req everythingRequest, from int) (int, error) {
 	for i := from; i < len(req.types); i++ {
-		res, err := s.compartmentSearch(ctx, req, req.types[i], 1, "")
+		res, err := en.compartmentSearch(ctx, req, req.types[i], 1, "")
 		if err != nil {
 			return -1, err
 		}
@@ -243,12 +250,12 @@ func (s *Server) nextNonEmpty(ctx context.Context, req everythingRequest, from i
 
 // compartmentSearch searches one type within the patient's compartment,
 // with the type's own compartment parameters.
-func (s *Server) compartmentSearch(ctx context.Context, req everythingRequest, typ string, count int, cursor string) (*store.SearchResult, error) {
+func (en *Engine) compartmentSearch(ctx context.Context, req everythingRequest, typ string, count int, cursor string) (*store.SearchResult, error) {
 	params := url.Values{}
 	if req.since != "" {
 		params.Set("_lastUpdated", "ge"+req.since)
 	}
-	q, err := s.parseSearch(nil, typ, params)
+	q, err := en.parseSearch(false, typ, params)
 	if err != nil {
 		return nil, err
 	}
@@ -256,23 +263,23 @@ func (s *Server) compartmentSearch(ctx context.Context, req everythingRequest, t
 	q.Total = "none"
 	q.Cursor = cursor
 	q.Compartment = &search.Compartment{Type: "Patient", ID: req.patient, Params: spec.CompartmentParams("Patient", typ)}
-	return s.store.Search(ctx, q)
+	return en.store.Search(ctx, q)
 }
 
 // everythingBundle renders a page as a searchset Bundle. The total is given
 // when the whole result fits on the first page, as for search.
-func (s *Server) everythingBundle(req everythingRequest, page everythingPage) []byte {
+func (en *Engine) everythingBundle(req everythingRequest, page everythingPage) []byte {
 	path := "Patient/" + req.patient + "/$everything"
 	self := req.self
 	if req.start > 0 || req.cursor != "" {
 		self = cloneValues(req.self)
 		self.Set("_cursor", req.types[req.start]+":"+req.cursor)
 	}
-	links := []bundleLink{{Relation: "self", URL: s.link(path, self)}}
+	links := []bundleLink{{Relation: "self", URL: en.link(path, self)}}
 	if page.next != "" {
 		next := cloneValues(req.self)
 		next.Set("_cursor", page.next)
-		links = append(links, bundleLink{Relation: "next", URL: s.link(path, next)})
+		links = append(links, bundleLink{Relation: "next", URL: en.link(path, next)})
 	}
 	total := -1
 	if self.Get("_cursor") == "" && page.next == "" {
@@ -280,7 +287,7 @@ func (s *Server) everythingBundle(req everythingRequest, page everythingPage) []
 	}
 	b := newBundle("searchset", total, links)
 	for _, m := range page.matches {
-		b.add(bundleEntryMeta{FullURL: s.base + "/" + m.Type + "/" + m.ID, Search: &entrySearch{Mode: "match"}}, m.Content)
+		b.add(bundleEntryMeta{FullURL: en.base + "/" + m.Type + "/" + m.ID, Search: &entrySearch{Mode: "match"}}, m.Content)
 	}
 	if len(req.ignored) > 0 {
 		var issues []fhir.Issue

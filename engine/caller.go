@@ -1,9 +1,9 @@
-package server
+package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -18,9 +18,53 @@ import (
 	"github.com/emberfhir/ember/store"
 )
 
-// policy enforces one request's SMART grant. It is the store.Guard the
-// request context carries, so the store applies it on every read, search,
-// include, history entry and write, whichever path reached them.
+// Caller is on whose authority an interaction runs. Every engine call
+// takes one explicitly, so a producer cannot forget to say who it acts for:
+// a nil Caller is refused.
+//
+// A token's Caller (Engine.Grant) enforces its SMART grant: the caller's
+// policy is the store.Guard the store applies on every read, search,
+// include, history entry and write, whichever path reached them. System
+// is unrestricted: producers that act for the server itself (ember import,
+// DICOM ingest, inference, auth mode none).
+type Caller struct {
+	p *policy // nil: System
+}
+
+// System is the unrestricted caller of producers that act for the server
+// itself, not for a token's holder.
+var System = &Caller{}
+
+var errNoCaller = errors.New("engine: no caller: pass engine.System or a token's Caller")
+
+// bind returns ctx carrying the caller's guard for the store.
+func (c *Caller) bind(ctx context.Context) (context.Context, error) {
+	if c == nil {
+		return ctx, errNoCaller
+	}
+	if c.p == nil {
+		return ctx, nil
+	}
+	return store.WithGuard(ctx, c.p), nil
+}
+
+// Grant is the caller's grant, nil for System.
+func (c *Caller) Grant() *access.Grant {
+	if c == nil || c.p == nil {
+		return nil
+	}
+	return c.p.grant
+}
+
+// policy returns the caller's policy, nil when unrestricted.
+func (c *Caller) policy() *policy {
+	if c == nil {
+		return nil
+	}
+	return c.p
+}
+
+// policy enforces one token's SMART grant.
 //
 // Semantics:
 //   - A scope must grant the action on the type (v1 read = rs, write = cud).
@@ -31,37 +75,26 @@ import (
 //   - Granular scopes (patient/Observation.rs?category=…) add their search
 //     constraint; several on one type are ORed when they constrain the same
 //     parameter, else the first applies (never more than granted).
-//   - Reads of hidden resources answer 404, as if absent; a missing scope
-//     answers 403.
+//   - Reads of hidden resources answer not found, as if absent; a missing
+//     scope is Forbidden.
 type policy struct {
-	s      *Server
+	en     *Engine
 	grant  *access.Grant
 	scopes scope.Set
 }
 
 var _ store.Guard = (*policy)(nil)
 
-type policyKey struct{}
-
-// policyOf returns the request's policy, nil when unauthenticated (auth
-// mode none).
-func policyOf(ctx context.Context) *policy {
-	p, _ := ctx.Value(policyKey{}).(*policy)
-	return p
-}
-
-// withPolicy returns ctx carrying the grant, its policy and the store guard.
-// The token has been verified (and checked for revocation) already; its
-// parsed policy is reused across its requests.
-func (s *Server) withPolicy(ctx context.Context, token string, g *access.Grant) context.Context {
-	p := s.policies.get(token)
-	if p == nil {
-		p = &policy{s: s, grant: g, scopes: scope.ParseSet(g.Scopes)}
-		s.policies.put(token, p)
+// Grant returns the Caller for a verified token's grant. The token has been
+// verified (and checked for revocation) already; its parsed policy is
+// reused across its requests.
+func (en *Engine) Grant(token string, g *access.Grant) *Caller {
+	if c := en.policies.get(token); c != nil {
+		return c
 	}
-	ctx = access.WithGrant(ctx, p.grant)
-	ctx = context.WithValue(ctx, policyKey{}, p)
-	return store.WithGuard(ctx, p)
+	c := &Caller{p: &policy{en: en, grant: g, scopes: scope.ParseSet(g.Scopes)}}
+	en.policies.put(token, c)
+	return c
 }
 
 // policyCache maps verified tokens to their parsed policies. A token's
@@ -69,20 +102,20 @@ func (s *Server) withPolicy(ctx context.Context, token string, g *access.Grant) 
 // emptied when it grows past maxPolicies (expired tokens never get here:
 // the verifier refuses them first).
 type policyCache struct {
-	m sync.Map // token → *policy
+	m sync.Map // token → *Caller
 	n atomic.Int64
 }
 
 const maxPolicies = 10000
 
-func (c *policyCache) get(token string) *policy {
+func (c *policyCache) get(token string) *Caller {
 	if v, ok := c.m.Load(token); ok {
-		return v.(*policy)
+		return v.(*Caller)
 	}
 	return nil
 }
 
-func (c *policyCache) put(token string, p *policy) {
+func (c *policyCache) put(token string, p *Caller) {
 	if c.n.Add(1) > maxPolicies {
 		c.m.Clear()
 		c.n.Store(0)
@@ -91,7 +124,7 @@ func (c *policyCache) put(token string, p *policy) {
 }
 
 func forbidden(msg string) *fhir.Error {
-	return fhir.NewError(http.StatusForbidden, "forbidden", msg)
+	return fhir.NewError(fhir.Forbidden, "forbidden", msg)
 }
 
 var permWords = map[scope.Perm]string{
@@ -99,7 +132,7 @@ var permWords = map[scope.Perm]string{
 	scope.Delete: "delete", scope.Search: "search",
 }
 
-// decide is the grant's decision for perm on typ, or a 403.
+// decide is the grant's decision for perm on typ, or Forbidden.
 func (p *policy) decide(typ string, perm scope.Perm) (scope.Decision, error) {
 	d := p.scopes.Check(typ, perm)
 	if !d.Allowed {
@@ -159,7 +192,7 @@ func (p *policy) confineType(q *search.Query, typ string, d scope.Decision) erro
 	if len(d.Filters) == 0 {
 		return nil
 	}
-	fq, err := search.Parse(typ, mergeFilters(d.Filters), search.Options{Strict: true, Base: p.s.base, DefaultCount: 1, MaxCount: 1})
+	fq, err := search.Parse(typ, mergeFilters(d.Filters), search.Options{Strict: true, Base: p.en.base, DefaultCount: 1, MaxCount: 1})
 	if err != nil {
 		return forbidden("the access token's search constraint on " + typ + " is not understood: " + err.Error())
 	}
@@ -261,11 +294,11 @@ func (p *policy) Visible(ctx context.Context, typ, id string, content []byte) (b
 		for k, vs := range f {
 			params[k] = vs
 		}
-		q, err := search.Parse(typ, params, search.Options{Strict: true, Base: p.s.base, DefaultCount: 1, MaxCount: 1})
+		q, err := search.Parse(typ, params, search.Options{Strict: true, Base: p.en.base, DefaultCount: 1, MaxCount: 1})
 		if err != nil {
 			return false, nil
 		}
-		res, err := p.s.store.Search(store.WithoutGuard(ctx), q)
+		res, err := p.en.store.Search(store.WithoutGuard(ctx), q)
 		if err != nil {
 			return false, err
 		}
@@ -346,4 +379,12 @@ func (p *policy) requireUnrestricted(types []string) error {
 		}
 	}
 	return nil
+}
+
+// RequireUnrestricted refuses, for callers whose grant is confined, work
+// that reads across patients past the store's guarded paths ($export, $meta
+// at type or system level): the grant must read every type in types (all
+// types when empty) without confinement.
+func (c *Caller) RequireUnrestricted(types []string) error {
+	return c.policy().requireUnrestricted(types)
 }
