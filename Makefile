@@ -5,7 +5,7 @@ BIN     := bin/ember
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test test-short bench fhir-package generate fuzz vet clean
+.PHONY: build run test test-short bench fhir-package onnxruntime generate fuzz vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ember
@@ -38,6 +38,12 @@ bench: build
 # The official FHIR R4 definitions and examples (npm pack, cached).
 fhir-package:
 	@$(GO) run ./internal/fhirpkg/fetch >/dev/null
+
+# The ONNX Runtime shared library inference loads, next to bin/ember as
+# bin/libonnxruntime.so: `npm pack onnxruntime-node@1.30.0` (cached, checked
+# against its integrity; never `npm install`), Linux .so only. Idempotent.
+onnxruntime:
+	@$(GO) run ./internal/onnxlib/install -out bin/libonnxruntime.so >/dev/null
 
 generate: fhir-package
 	$(GO) generate ./...
