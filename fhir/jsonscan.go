@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/emberfhir/ember/fhir/internal/jsonread"
 )
 
 // maxDepth bounds JSON nesting. R4 resources nest far less than this even
@@ -37,6 +39,7 @@ type scanner struct {
 	// last, for the duplicate check: a linear search over the few members
 	// of a FHIR object costs less than a map per object.
 	keys [][]byte
+	buf  []byte // scratch for the decoded value of a string with escapes
 	// inexactNumbers is set when a number's written form would not survive
 	// PostgreSQL's JSONB (numeric) storage: an exponent or a negative zero.
 	inexactNumbers bool
@@ -82,10 +85,14 @@ func topLevelResourceType(data []byte) string {
 	for _, m := range members {
 		if m.key == "resourceType" {
 			v := data[m.start:m.end]
-			if len(v) >= 2 && v[0] == '"' {
-				if s, err := strconv.Unquote(string(v)); err == nil {
-					return s
-				}
+			if len(v) < 2 || v[0] != '"' {
+				continue
+			}
+			if v = v[1 : len(v)-1]; bytes.IndexByte(v, '\\') >= 0 {
+				v = jsonread.Unescape(nil, v)
+			}
+			if utf8.Valid(v) { // else the scan that follows rejects it
+				return string(v)
 			}
 		}
 	}
@@ -98,15 +105,14 @@ func (s *scanner) fail(syntax bool, msg string) {
 	}
 }
 
-func (s *scanner) skipSpace() {
-	for s.pos < len(s.data) {
-		switch s.data[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
-			return
-		}
+func (s *scanner) skipSpace() { s.pos = jsonread.SkipSpace(s.data, s.pos) }
+
+// mode is how strictly strings are checked: lenient skips the UTF-8 check.
+func (s *scanner) mode() jsonread.Mode {
+	if s.lenient {
+		return jsonread.Surrogates
 	}
+	return jsonread.Strict
 }
 
 // value scans one JSON value at s.pos. inArray allows null (FHIR uses null to
@@ -123,12 +129,25 @@ func (s *scanner) value(inArray bool) {
 	case c == '[':
 		s.array()
 	case c == '"':
-		str, ok := s.str()
-		if ok && len(str) == 0 {
-			s.fail(false, "empty string: FHIR does not allow empty values")
+		start := s.pos + 1
+		end, plain := jsonread.PlainString(s.data, s.pos)
+		var f jsonread.Flags
+		var err error
+		if !plain {
+			end, f, err = jsonread.ScanString(s.data, s.pos, s.mode())
 		}
-		if ok && bytes.IndexByte(str, 0) >= 0 {
-			s.fail(false, "string contains a NUL character")
+		s.pos = end
+		switch {
+		case err != nil:
+			s.fail(true, err.Error())
+		case end-start == 1:
+			s.fail(false, "empty string: FHIR does not allow empty values")
+		case f&jsonread.Escaped != 0:
+			// Raw JSON holds no NUL byte; only an escape can make one.
+			s.buf = jsonread.Unescape(s.buf[:0], s.data[start:end-1])
+			if bytes.IndexByte(s.buf, 0) >= 0 {
+				s.fail(false, "string contains a NUL character")
+			}
 		}
 	case c == 't':
 		s.literal("true")
@@ -147,57 +166,32 @@ func (s *scanner) value(inArray bool) {
 }
 
 func (s *scanner) literal(lit string) {
-	if bytes.HasPrefix(s.data[s.pos:], []byte(lit)) {
-		s.pos += len(lit)
-		return
+	end, ok := jsonread.Literal(s.data, s.pos, lit)
+	s.pos = end
+	if !ok {
+		s.fail(true, "invalid literal, expected "+lit)
 	}
-	s.fail(true, "invalid literal, expected "+lit)
 }
 
 func (s *scanner) number() {
 	start := s.pos
-	if s.data[s.pos] == '-' {
-		s.pos++
-	}
-	digits := func() int {
-		n := 0
-		for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
-			s.pos++
-			n++
-		}
-		return n
-	}
-	intStart := s.pos
-	if digits() == 0 {
-		s.fail(true, "invalid number")
+	n, err := jsonread.ScanNumber(s.data, s.pos)
+	s.pos = n.End
+	if err != nil {
+		s.fail(true, err.Error())
 		return
 	}
-	if s.data[intStart] == '0' && s.pos-intStart > 1 {
+	if s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
+		// The grammar's number ended after a 0 that digits follow.
 		s.fail(true, "invalid number: leading zero")
 		return
 	}
-	if s.pos < len(s.data) && s.data[s.pos] == '.' {
-		s.pos++
-		if digits() == 0 {
-			s.fail(true, "invalid number: no digits after the decimal point")
-			return
-		}
-	}
-	if s.data[start] == '-' && isZero(s.data[intStart:s.pos]) {
+	if n.NegZero {
 		s.inexactNumbers = true // numeric has no negative zero: -0.0 would read back as 0.0
 	}
-	if s.pos < len(s.data) && (s.data[s.pos] == 'e' || s.data[s.pos] == 'E') {
+	if n.Exp > 0 {
 		s.inexactNumbers = true
-		s.pos++
-		if s.pos < len(s.data) && (s.data[s.pos] == '+' || s.data[s.pos] == '-') {
-			s.pos++
-		}
-		expStart := s.pos
-		if digits() == 0 {
-			s.fail(true, "invalid number: empty exponent")
-			return
-		}
-		if !exponentInRange(s.data[expStart:s.pos]) {
+		if !exponentInRange(s.data[n.Exp:n.End]) {
 			s.fail(false, "number out of range: the exponent's magnitude may be at most "+strconv.Itoa(MaxDecimalExponent))
 			return
 		}
@@ -239,128 +233,26 @@ func exponentInRange(digits []byte) bool {
 	return v <= MaxDecimalExponent
 }
 
-// isZero reports whether a mantissa (digits and a point) is all zeros.
-func isZero(mantissa []byte) bool {
-	for _, c := range mantissa {
-		if c != '0' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
-
-// str scans a string at s.pos and returns its decoded bytes.
+// str scans a string at s.pos and returns its decoded bytes: a slice of
+// s.data, or a new slice when it has escapes.
 func (s *scanner) str() ([]byte, bool) {
-	s.pos++ // opening quote
-	start := s.pos
-	// Fast path: no escapes.
-	for s.pos < len(s.data) {
-		c := s.data[s.pos]
-		if c == '"' {
-			raw := s.data[start:s.pos]
-			s.pos++
-			if !s.lenient && !utf8.Valid(raw) {
-				s.fail(true, "invalid UTF-8 in string")
-				return nil, false
-			}
-			return raw, true
-		}
-		if c == '\\' {
-			break
-		}
-		if c < 0x20 {
-			s.fail(true, "control character in string")
-			return nil, false
-		}
-		s.pos++
+	start := s.pos + 1
+	end, plain := jsonread.PlainString(s.data, s.pos)
+	if plain {
+		s.pos = end
+		return s.data[start : end-1], true
 	}
-	var out []byte
-	out = append(out, s.data[start:s.pos]...)
-	for s.pos < len(s.data) {
-		c := s.data[s.pos]
-		switch {
-		case c == '"':
-			s.pos++
-			if !s.lenient && !utf8.Valid(out) {
-				s.fail(true, "invalid UTF-8 in string")
-				return nil, false
-			}
-			return out, true
-		case c < 0x20:
-			s.fail(true, "control character in string")
-			return nil, false
-		case c == '\\':
-			s.pos++
-			if s.pos >= len(s.data) {
-				break
-			}
-			e := s.data[s.pos]
-			s.pos++
-			switch e {
-			case '"', '\\', '/':
-				out = append(out, e)
-			case 'b':
-				out = append(out, '\b')
-			case 'f':
-				out = append(out, '\f')
-			case 'n':
-				out = append(out, '\n')
-			case 'r':
-				out = append(out, '\r')
-			case 't':
-				out = append(out, '\t')
-			case 'u':
-				r, ok := s.hex4()
-				if !ok {
-					return nil, false
-				}
-				if r >= 0xD800 && r < 0xDC00 {
-					// High surrogate: must be followed by \uDC00-\uDFFF.
-					if s.pos+1 < len(s.data) && s.data[s.pos] == '\\' && s.data[s.pos+1] == 'u' {
-						s.pos += 2
-						r2, ok := s.hex4()
-						if !ok {
-							return nil, false
-						}
-						if r2 < 0xDC00 || r2 > 0xDFFF {
-							s.fail(true, "invalid UTF-16 surrogate pair in string")
-							return nil, false
-						}
-						r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
-					} else {
-						s.fail(true, "lone UTF-16 surrogate in string")
-						return nil, false
-					}
-				} else if r >= 0xDC00 && r <= 0xDFFF {
-					s.fail(true, "lone UTF-16 surrogate in string")
-					return nil, false
-				}
-				out = utf8.AppendRune(out, r)
-			default:
-				s.fail(true, "invalid escape in string")
-				return nil, false
-			}
-		default:
-			out = append(out, c)
-			s.pos++
-		}
-	}
-	s.fail(true, "unterminated string")
-	return nil, false
-}
-
-func (s *scanner) hex4() (rune, bool) {
-	if s.pos+4 > len(s.data) {
-		s.fail(true, "invalid \\u escape in string")
-		return 0, false
-	}
-	v, err := strconv.ParseUint(string(s.data[s.pos:s.pos+4]), 16, 32)
+	end, f, err := jsonread.ScanString(s.data, s.pos, s.mode())
+	s.pos = end
 	if err != nil {
-		s.fail(true, "invalid \\u escape in string")
-		return 0, false
+		s.fail(true, err.Error())
+		return nil, false
 	}
-	s.pos += 4
-	return rune(v), true
+	raw := s.data[start : end-1]
+	if f&jsonread.Escaped == 0 {
+		return raw, true
+	}
+	return jsonread.Unescape(nil, raw), true
 }
 
 func (s *scanner) enter() bool {
@@ -578,44 +470,9 @@ func membersOf(s *scanner) ([]member, error) {
 
 // skipValue advances over one value without checking FHIR rules.
 func (s *scanner) skipValue() bool {
-	if s.pos >= len(s.data) {
-		return false
-	}
-	switch c := s.data[s.pos]; c {
-	case '"':
-		_, ok := s.str()
-		return ok
-	case '{', '[':
-		depth := 0
-		for s.pos < len(s.data) {
-			switch s.data[s.pos] {
-			case '"':
-				if _, ok := s.str(); !ok {
-					return false
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.pos++
-					return true
-				}
-			}
-			s.pos++
-		}
-		return false
-	default:
-		for s.pos < len(s.data) {
-			switch s.data[s.pos] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return true
-			}
-			s.pos++
-		}
-		return true
-	}
+	end, err := jsonread.SkipValue(s.data, s.pos, s.mode())
+	s.pos = end
+	return err == nil
 }
 
 var errNotObject = errors.New("not a JSON object")

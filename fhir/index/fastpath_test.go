@@ -55,7 +55,7 @@ func checkDecode(t *testing.T, doc []byte) {
 	var want any
 	werr := d.Decode(&want)
 
-	p := parser{s: string(doc)}
+	p := newParser(doc)
 	p.space()
 	ok := p.value("")
 	if ok != (werr == nil) {

@@ -150,7 +150,7 @@ var extractors = sync.Pool{New: func() any { return new(extractor) }}
 
 // release returns x to the pool unless a huge document grew it.
 func (x *extractor) release() {
-	if cap(x.t.nodes) > 1<<16 {
+	if cap(x.t.nodes) > 1<<16 || cap(x.t.buf) > 1<<16 {
 		return
 	}
 	extractors.Put(x)

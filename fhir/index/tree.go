@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"sort"
-	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/emberfhir/ember/fhir/internal/jsonread"
 )
 
 // tree is a JSON document decoded once into a flat pre-order list of nodes:
@@ -16,6 +16,7 @@ import (
 // little and every parameter walks the same nodes.
 type tree struct {
 	nodes []node
+	buf   []byte // the parser's scratch, kept for the next document
 }
 
 type node struct {
@@ -47,10 +48,11 @@ const maxDepth = 10000
 // (UseNumber, last duplicate key wins, invalid UTF-8 replaced, anything after
 // the first value ignored), returning its error where it fails.
 func (t *tree) decode(doc []byte) error {
-	p := parser{s: string(doc), nodes: t.nodes[:0]}
+	p := newParser(doc)
+	p.nodes, p.buf = t.nodes[:0], t.buf
 	p.space()
 	ok := p.value("")
-	t.nodes = p.nodes
+	t.nodes, t.buf = p.nodes, p.buf
 	if ok {
 		return nil
 	}
@@ -107,24 +109,20 @@ func (t *tree) fromAny(key string, v any) {
 }
 
 // parser is a JSON parser accepting exactly what encoding/json's scanner
-// accepts.
+// accepts. It reads data and takes the nodes' strings from s, a copy of it,
+// so they stay valid whatever the caller does with data later.
 type parser struct {
+	data  []byte
 	s     string
 	i     int
 	depth int
 	nodes []node
+	buf   []byte // scratch for decoding strings with escapes
 }
 
-func (p *parser) space() {
-	for p.i < len(p.s) {
-		switch p.s[p.i] {
-		case ' ', '\t', '\r', '\n':
-			p.i++
-		default:
-			return
-		}
-	}
-}
+func newParser(doc []byte) parser { return parser{data: doc, s: string(doc)} }
+
+func (p *parser) space() { p.i = jsonread.SkipSpace(p.data, p.i) }
 
 func (p *parser) value(key string) bool {
 	if p.i >= len(p.s) {
@@ -171,11 +169,9 @@ func (p *parser) value(key string) bool {
 }
 
 func (p *parser) literal(lit string) bool {
-	if !strings.HasPrefix(p.s[p.i:], lit) {
-		return false
-	}
-	p.i += len(lit)
-	return true
+	end, ok := jsonread.Literal(p.data, p.i, lit)
+	p.i = end
+	return ok
 }
 
 func (p *parser) object(key string) bool {
@@ -261,177 +257,43 @@ func (p *parser) array(key string) bool {
 	return true
 }
 
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
 // number reads a number's text as json.Number keeps it.
 func (p *parser) number() (string, bool) {
-	s, i := p.s, p.i
-	if s[i] == '-' {
-		i++
-	}
-	switch {
-	case i >= len(s):
-		return "", false
-	case s[i] == '0':
-		i++
-	case isDigit(s[i]):
-		for i < len(s) && isDigit(s[i]) {
-			i++
-		}
-	default:
+	n, err := jsonread.ScanNumber(p.data, p.i)
+	if err != nil {
 		return "", false
 	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		if i >= len(s) || !isDigit(s[i]) {
-			return "", false
-		}
-		for i < len(s) && isDigit(s[i]) {
-			i++
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		if i >= len(s) || !isDigit(s[i]) {
-			return "", false
-		}
-		for i < len(s) && isDigit(s[i]) {
-			i++
-		}
-	}
-	v := s[p.i:i]
-	p.i = i
+	v := p.s[p.i:n.End]
+	p.i = n.End
 	return v, true
 }
 
-// str reads a string at p.i (an opening quote) and returns its value.
+// str reads a string at p.i (an opening quote) and returns its value as
+// encoding/json decodes it: lone surrogates and invalid UTF-8 become U+FFFD.
 func (p *parser) str() (string, bool) {
-	s := p.s
 	start := p.i + 1
-	i := start
-	for i < len(s) {
-		c := s[i]
-		if c == '"' {
-			p.i = i + 1
-			return s[start:i], true
-		}
-		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
-			break
-		}
-		i++
+	end, plain := jsonread.PlainString(p.data, p.i)
+	if plain {
+		p.i = end
+		return p.s[start : end-1], true
 	}
-	// Escapes, control characters or non-ASCII: validate as the scanner
-	// does, then unquote as encoding/json does.
-	escaped := false
-	for {
-		if i >= len(s) {
-			return "", false
-		}
-		c := s[i]
-		switch {
-		case c == '"':
-			raw := s[start:i]
-			p.i = i + 1
-			if !escaped && utf8.ValidString(raw) {
-				return raw, true
-			}
-			return unquote(raw), true
-		case c < 0x20:
-			return "", false
-		case c == '\\':
-			escaped = true
-			if i+1 >= len(s) {
-				return "", false
-			}
-			switch s[i+1] {
-			case 'b', 'f', 'n', 'r', 't', '\\', '/', '"':
-				i += 2
-			case 'u':
-				if getu4(s[i:]) < 0 {
-					return "", false
-				}
-				i += 6
-			default:
-				return "", false
-			}
-		default:
-			i++
-		}
+	end, f, err := jsonread.ScanString(p.data, p.i, 0)
+	if err != nil {
+		return "", false
 	}
-}
-
-// unquote decodes a validated string body like encoding/json's unquote:
-// invalid UTF-8 and unpaired surrogates become U+FFFD.
-func unquote(s string) string {
-	b := make([]byte, 0, len(s)+2*utf8.UTFMax)
-	for r := 0; r < len(s); {
-		c := s[r]
-		switch {
-		case c == '\\':
-			switch s[r+1] {
-			case 'b':
-				b = append(b, '\b')
-			case 'f':
-				b = append(b, '\f')
-			case 'n':
-				b = append(b, '\n')
-			case 'r':
-				b = append(b, '\r')
-			case 't':
-				b = append(b, '\t')
-			case 'u':
-				rr := getu4(s[r:])
-				r += 6
-				if utf16.IsSurrogate(rr) {
-					if dec := utf16.DecodeRune(rr, getu4(s[r:])); dec != utf8.RuneError {
-						r += 6
-						b = utf8.AppendRune(b, dec)
-						continue
-					}
-					rr = utf8.RuneError
-				}
-				b = utf8.AppendRune(b, rr)
-				continue
-			default: // '"', '\\', '/'
-				b = append(b, s[r+1])
-			}
-			r += 2
-		case c < utf8.RuneSelf:
-			b = append(b, c)
-			r++
-		default:
-			rr, size := utf8.DecodeRuneInString(s[r:])
-			r += size
-			b = utf8.AppendRune(b, rr)
-		}
+	p.i = end
+	raw := p.data[start : end-1]
+	if f&jsonread.Escaped == 0 && (f&jsonread.NonASCII == 0 || utf8.Valid(raw)) {
+		return p.s[start : end-1], true
 	}
-	return string(b)
-}
-
-// getu4 decodes \uXXXX at the start of s, or returns -1.
-func getu4(s string) rune {
-	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
-		return -1
+	if f&jsonread.Escaped != 0 {
+		p.buf = jsonread.Unescape(p.buf[:0], raw)
+		raw = p.buf
 	}
-	var r rune
-	for i := 2; i < 6; i++ {
-		c := s[i]
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r*16 + rune(c)
+	if f&jsonread.NonASCII != 0 && !utf8.Valid(raw) {
+		raw = jsonread.ValidUTF8(nil, raw)
 	}
-	return r
+	return string(raw), true
 }
 
 // get returns an object's member key (the last, as encoding/json keeps the

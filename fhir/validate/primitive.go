@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // The rules below are R4's datatype rules as google/fhir v0.7.4 applies them
@@ -356,14 +355,6 @@ func (w *walker) base64(s []byte) string {
 		return "not padded standard base64"
 	}
 	return ""
-}
-
-// appendRune is utf8.AppendRune, replacing lone surrogates as encoding/json does.
-func appendRune(b []byte, r rune) []byte {
-	if !utf8.ValidRune(r) {
-		r = utf8.RuneError
-	}
-	return utf8.AppendRune(b, r)
 }
 
 func digits(s []byte, n int) bool {

@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"strconv"
 	"sync"
+
+	"github.com/emberfhir/ember/fhir/internal/jsonread"
 )
 
 // Issue is one validation error. Expression locates it FHIRPath-style
@@ -62,37 +64,21 @@ func (w *walker) fail(code, msg string) {
 	w.issues = append(w.issues, Issue{Expression: string(w.path), Diagnostics: msg, Code: code})
 }
 
-func (w *walker) skipSpace() {
-	for w.pos < len(w.data) {
-		switch w.data[w.pos] {
-		case ' ', '\t', '\n', '\r':
-			w.pos++
-		default:
-			return
-		}
-	}
-}
+func (w *walker) skipSpace() { w.pos = jsonread.SkipSpace(w.data, w.pos) }
 
 // rawString returns the bytes between the quotes of the string at w.pos
 // (escapes undecoded) and whether it has escapes, and moves past it.
 func (w *walker) rawString() ([]byte, bool) {
-	w.pos++
-	start := w.pos
+	start := w.pos + 1
+	end, plain := jsonread.PlainString(w.data, w.pos)
 	esc := false
-	for w.pos < len(w.data) {
-		switch w.data[w.pos] {
-		case '\\':
-			esc = true
-			w.pos += 2
-			continue
-		case '"':
-			s := w.data[start:w.pos]
-			w.pos++
-			return s, esc
-		}
-		w.pos++
+	if !plain {
+		var f jsonread.Flags
+		end, f, _ = jsonread.ScanString(w.data, w.pos, 0) // checked by fhir's scan
+		esc = f&jsonread.Escaped != 0
 	}
-	return w.data[start:], esc
+	w.pos = end
+	return w.data[start:max(end-1, start)], esc
 }
 
 // str reads the string at w.pos, decoding escapes into w.buf when present;
@@ -102,100 +88,13 @@ func (w *walker) str() []byte {
 	if !esc {
 		return raw
 	}
-	w.buf = unescape(w.buf[:0], raw)
+	w.buf = jsonread.Unescape(w.buf[:0], raw)
 	return w.buf
-}
-
-func unescape(out, raw []byte) []byte {
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if c != '\\' || i+1 >= len(raw) {
-			out = append(out, c)
-			continue
-		}
-		i++
-		switch raw[i] {
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			if i+4 >= len(raw) {
-				return out
-			}
-			r := hex4(raw[i+1 : i+5])
-			i += 4
-			if r >= 0xD800 && r < 0xDC00 && i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
-				r2 := hex4(raw[i+3 : i+7])
-				r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
-				i += 6
-			}
-			out = appendRune(out, r)
-		default: // " \ /
-			out = append(out, raw[i])
-		}
-	}
-	return out
-}
-
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
 }
 
 // skipValue moves past the value at w.pos.
 func (w *walker) skipValue() {
-	w.skipSpace()
-	if w.pos >= len(w.data) {
-		return
-	}
-	switch w.data[w.pos] {
-	case '"':
-		w.rawString()
-	case '{', '[':
-		depth := 0
-		for w.pos < len(w.data) {
-			switch w.data[w.pos] {
-			case '"':
-				w.rawString()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					w.pos++
-					return
-				}
-			}
-			w.pos++
-		}
-	default:
-		for w.pos < len(w.data) {
-			switch w.data[w.pos] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return
-			}
-			w.pos++
-		}
-	}
+	w.pos, _ = jsonread.SkipValue(w.data, jsonread.SkipSpace(w.data, w.pos), 0)
 }
 
 // token returns the literal or number at w.pos and moves past it.
@@ -207,36 +106,17 @@ func (w *walker) token() []byte {
 
 // nextMember reads the key of the next member of the object being walked
 // (w.pos after '{' or after the previous value) and leaves w.pos at its
-// value; ok is false at the closing brace, which it consumes.
-func (w *walker) nextMember(first bool) (key []byte, ok bool) {
-	w.skipSpace()
-	if !first && w.pos < len(w.data) && w.data[w.pos] == ',' {
-		w.pos++
-		w.skipSpace()
-	}
-	if w.pos >= len(w.data) || w.data[w.pos] != '"' {
-		w.pos++ // '}'
-		return nil, false
-	}
-	key, _ = w.rawString() // scanned keys that matter have no escapes
-	w.skipSpace()
-	w.pos++ // ':'
-	w.skipSpace()
-	return key, true
+// value; ok is false at the closing brace, which it consumes. Scanned keys
+// that matter have no escapes, so the key is left undecoded.
+func (w *walker) nextMember() (key []byte, ok bool) {
+	key, w.pos, ok = jsonread.NextMember(w.data, w.pos)
+	return key, ok
 }
 
 // nextElement is nextMember for arrays.
-func (w *walker) nextElement(first bool) bool {
-	w.skipSpace()
-	if !first && w.pos < len(w.data) && w.data[w.pos] == ',' {
-		w.pos++
-		w.skipSpace()
-	}
-	if w.pos >= len(w.data) || w.data[w.pos] == ']' {
-		w.pos++
-		return false
-	}
-	return true
+func (w *walker) nextElement() (ok bool) {
+	w.pos, ok = jsonread.NextElement(w.data, w.pos)
+	return ok
 }
 
 func (w *walker) pushField(name []byte) int {
@@ -298,8 +178,8 @@ func (w *walker) containedID(ids []idSpan, n int) []idSpan {
 	start := w.pos
 	var id idSpan
 	w.pos++ // {
-	for first := true; ; first = false {
-		key, ok := w.nextMember(first)
+	for {
+		key, ok := w.nextMember()
 		if !ok {
 			break
 		}
@@ -318,7 +198,7 @@ func (w *walker) containedID(ids []idSpan, n int) []idSpan {
 		for i, other := range ids {
 			if other.end > other.start && w.sameString(other, id) {
 				mark := w.pushField([]byte("id"))
-				w.fail("duplicate", "duplicate contained resource id "+quote(unescape(nil, w.data[id.start:id.end]))+": contained["+strconv.Itoa(i)+"] has it too")
+				w.fail("duplicate", "duplicate contained resource id "+quote(jsonread.Unescape(nil, w.data[id.start:id.end]))+": contained["+strconv.Itoa(i)+"] has it too")
 				w.path = w.path[:mark]
 				break
 			}
@@ -334,15 +214,15 @@ func (w *walker) sameString(a, b idSpan) bool {
 	if bytes.IndexByte(x, '\\') < 0 && bytes.IndexByte(y, '\\') < 0 {
 		return bytes.Equal(x, y)
 	}
-	return bytes.Equal(unescape(nil, x), unescape(nil, y)) // rare: escapes in an id
+	return bytes.Equal(jsonread.Unescape(nil, x), jsonread.Unescape(nil, y)) // rare: escapes in an id
 }
 
-// stringMember finds// stringMember finds the member key of the object at w.pos, and returns its
+// stringMember finds the member key of the object at w.pos, and returns its
 // value when it is a string (nil otherwise); it moves w.pos.
 func (w *walker) stringMember(name string) ([]byte, bool) {
 	w.pos++ // {
-	for first := true; ; first = false {
-		key, ok := w.nextMember(first)
+	for {
+		key, ok := w.nextMember()
 		if !ok {
 			return nil, false
 		}
@@ -377,8 +257,8 @@ func (w *walker) object(ti int, refs uint16) {
 	lens := arrays[:0]
 	refStart, refEnd, refPath := -1, 0, 0
 	w.pos++ // {
-	for first := true; ; first = false {
-		key, ok := w.nextMember(first)
+	for {
+		key, ok := w.nextMember()
 		if !ok {
 			break
 		}
@@ -439,7 +319,7 @@ func (w *walker) object(ti int, refs uint16) {
 		raw := w.data[refStart+1 : refEnd-1]
 		for _, c := range raw {
 			if c == '\\' {
-				raw = unescape(nil, raw)
+				raw = jsonread.Unescape(nil, raw)
 				break
 			}
 		}
@@ -569,7 +449,7 @@ func (w *walker) nulls(start int) []bool {
 	save := w.pos
 	w.pos = start + 1
 	var out []bool
-	for first := true; w.nextElement(first); first = false {
+	for w.nextElement() {
 		out = append(out, w.data[w.pos] == 'n')
 		w.skipValue()
 	}
@@ -602,7 +482,7 @@ func (w *walker) value(f *fieldDef, ext bool) (n int, hasNull bool) {
 	var idBuf [8]idSpan
 	ids := idBuf[:0] // the contained resources' ids, to find duplicates
 	w.pos++
-	for first := true; w.nextElement(first); first = false {
+	for w.nextElement() {
 		mark := w.pushIndex(n)
 		if contained && w.data[w.pos] == '{' {
 			ids = w.containedID(ids, n)
@@ -684,8 +564,8 @@ var extensionType = typeIndex("Extension")
 // primitiveExtensions checks a _name object: only id and extension.
 func (w *walker) primitiveExtensions() {
 	w.pos++
-	for first := true; ; first = false {
-		key, ok := w.nextMember(first)
+	for {
+		key, ok := w.nextMember()
 		if !ok {
 			return
 		}
