@@ -18,7 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir/spec"
 	"github.com/emberfhir/ember/internal/pgtest"
 	"github.com/emberfhir/ember/internal/synthea"
@@ -99,11 +99,11 @@ func (e *bulkEnv) loadSynthea(n int) {
 			n--
 		}
 	}
-	p, err := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: e.url}, e.store)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := synthea.Load(context.Background(), e.store, p, pick); err != nil {
+	if _, err := synthea.Load(context.Background(), eng, pick); err != nil {
 		e.t.Fatal(err)
 	}
 }

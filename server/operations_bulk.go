@@ -1,23 +1,11 @@
 package server
 
-import (
-	"net/http"
-
-	"github.com/emberfhir/ember/engine"
-)
-
-// addBulkOperations registers the Bulk Data $export operations, when the
-// server runs them (Config.BulkExport): with the engine, so the
-// CapabilityStatement lists them, and their HTTP kick-off here.
+// addBulkOperations binds $export's HTTP kick-off, when the server runs
+// bulk export (Config.BulkExport); export.New registered the operation
+// with the engine, so the CapabilityStatement lists it.
 func (s *Server) addBulkOperations(ops map[string]opHandler) {
-	if s.jobs == nil {
+	if s.export == nil {
 		return
 	}
-	s.eng.Register(engine.Operation{
-		Name:    "export",
-		Levels:  engine.SystemLevel | engine.TypeLevel | engine.InstanceLevel,
-		Types:   []string{"Patient", "Group"},
-		Methods: []string{http.MethodGet, http.MethodPost},
-	})
 	ops["export"] = s.exportKickoff
 }

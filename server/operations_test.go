@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/spec"
 	"github.com/emberfhir/ember/internal/synthea"
@@ -560,11 +561,11 @@ func TestEverythingSynthea(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t)
-	p, err := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: e.url}, e.store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := synthea.Load(context.Background(), e.store, p, files); err != nil {
+	if _, err := synthea.Load(context.Background(), eng, files); err != nil {
 		t.Fatal(err)
 	}
 	loaded := time.Now().UTC()

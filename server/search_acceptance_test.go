@@ -39,7 +39,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/internal/synthea"
 )
 
@@ -101,13 +101,13 @@ func searchEnv(t *testing.T) (*env, *oracle) {
 			return
 		}
 		e := newEnv(keepTB{t})
-		p, err := fhir.NewParser()
+		eng, err := engine.New(engine.Config{BaseURL: e.url}, e.store)
 		if err != nil {
 			searchErr = err.Error()
 			return
 		}
 		start := time.Now()
-		n, err := synthea.Load(context.Background(), e.store, p, files)
+		n, err := synthea.Load(context.Background(), eng, files)
 		if err != nil {
 			searchErr = "loading Synthea: " + err.Error()
 			return

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/emberfhir/ember/engine"
+	"github.com/emberfhir/ember/engine/export"
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/server/guard"
 	"github.com/emberfhir/ember/smart/access"
@@ -99,14 +100,14 @@ type Server struct {
 	cfg        Config
 	base       string // BaseURL without a trailing slash
 	eng        *engine.Engine
-	store      *store.Store // probes and bulk export's jobs and files
+	store      *store.Store // readiness probes
 	parser     *fhir.Parser
 	log        *slog.Logger
 	capability []byte
 	ops        map[string]opHandler // the HTTP side of the engine's operations
 	metrics    *metrics
 	registry   *prometheus.Registry
-	jobs       *store.Jobs // background jobs (bulk export); nil without BulkExport
+	export     *export.Exporter // bulk export; nil without BulkExport
 }
 
 // New builds a Server.

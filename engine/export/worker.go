@@ -1,4 +1,4 @@
-package server
+package export
 
 import (
 	"bytes"
@@ -20,17 +20,18 @@ const (
 	exportCheckpointAt = time.Second
 )
 
-// exportCheckpoint is an export's resumable state: every resource with a
-// rid up to After is in Files, whose part counts say where each file ends.
-type exportCheckpoint struct {
+// checkpoint is an export's resumable state: every resource with a rid up
+// to After is in Files, whose part counts say where each file ends. It is
+// stored with the job as JSON.
+type checkpoint struct {
 	After int64        `json:"after"`
-	Files []exportFile `json:"files"`
+	Files []outputFile `json:"files"`
 }
 
-// exportFile is one output file. Files of a type are numbered from 1; only
+// outputFile is one output file. Files of a type are numbered from 1; only
 // a type's last file is still being appended to. Count, Size and Parts
 // describe what is stored as of the checkpoint.
-type exportFile struct {
+type outputFile struct {
 	Type  string `json:"type"`
 	Name  string `json:"name"`
 	Count int64  `json:"count"`
@@ -38,9 +39,9 @@ type exportFile struct {
 	Parts int    `json:"parts"` // stored parts (bulk_export_parts), in order
 }
 
-// exportRunner runs export jobs for the store's River worker.
-type exportRunner struct {
-	s               *Server
+// runner runs export jobs for the store's River worker.
+type runner struct {
+	x               *Exporter
 	fetch           int           // rows per cursor fetch
 	checkpointEvery time.Duration // 0: after every fetch
 	fileLines       int64         // resources per file
@@ -49,19 +50,19 @@ type exportRunner struct {
 	checkpointed func(exported int64)
 }
 
-func newExportRunner(s *Server) exportRunner {
-	return exportRunner{s: s, fetch: exportFetch, checkpointEvery: exportCheckpointAt, fileLines: exportFileLines}
+func newRunner(x *Exporter) runner {
+	return runner{x: x, fetch: exportFetch, checkpointEvery: exportCheckpointAt, fileLines: exportFileLines}
 }
 
 // RunExport runs or resumes one export (see store.ExportRunner).
-func (r exportRunner) RunExport(ctx context.Context, id string, finalAttempt bool) error {
-	s := r.s
+func (r runner) RunExport(ctx context.Context, id string, finalAttempt bool) error {
+	x := r.x
 	err := r.run(ctx, id)
 	if err != nil && !errors.Is(err, store.ErrBusy) && ctx.Err() == nil {
-		s.log.Error("export failed", "export", id, "final", finalAttempt, "err", err)
+		x.log.Error("export failed", "export", id, "final", finalAttempt, "err", err)
 		if finalAttempt {
-			if ferr := s.store.FailExport(context.WithoutCancel(ctx), id, err.Error()); ferr != nil && !errors.Is(ferr, store.ErrNotFound) {
-				s.log.Error("recording export failure", "export", id, "err", ferr)
+			if ferr := x.st.FailExport(context.WithoutCancel(ctx), id, err.Error()); ferr != nil && !errors.Is(ferr, store.ErrNotFound) {
+				x.log.Error("recording export failure", "export", id, "err", ferr)
 			}
 		}
 	}
@@ -72,7 +73,7 @@ func (r exportRunner) RunExport(ctx context.Context, id string, finalAttempt boo
 // (DELETE on its status URL); the worker has removed the files and stops.
 var errExportGone = errors.New("export cancelled")
 
-func (r exportRunner) run(ctx context.Context, id string) error {
+func (r runner) run(ctx context.Context, id string) error {
 	err := r.runOnce(ctx, id)
 	if errors.Is(err, errExportGone) {
 		return nil
@@ -80,9 +81,9 @@ func (r exportRunner) run(ctx context.Context, id string) error {
 	return err
 }
 
-func (r exportRunner) runOnce(ctx context.Context, id string) error {
-	s := r.s
-	job, err := s.store.ExportJob(ctx, id)
+func (r runner) runOnce(ctx context.Context, id string) error {
+	x := r.x
+	job, err := x.st.ExportJob(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // cancelled before it ran
 	}
@@ -92,35 +93,35 @@ func (r exportRunner) runOnce(ctx context.Context, id string) error {
 	if job.Status != store.ExportAccepted && job.Status != store.ExportRunning {
 		return nil // a duplicate run of a finished export
 	}
-	var p exportParams
+	var p params
 	if err := json.Unmarshal(job.Params, &p); err != nil {
-		return s.failNow(ctx, id, fmt.Errorf("export parameters: %w", err))
+		return x.failNow(ctx, id, fmt.Errorf("export parameters: %w", err))
 	}
-	sel, err := s.selection(&p)
+	sel, err := x.selection(&p)
 	if err != nil {
-		return s.failNow(ctx, id, fmt.Errorf("export parameters: %w", err))
+		return x.failNow(ctx, id, fmt.Errorf("export parameters: %w", err))
 	}
 	// The lock comes before touching any file: a rescued duplicate must
 	// not truncate the files of a run that is still alive.
-	rd, err := s.store.OpenExport(ctx, id, sel)
+	rd, err := x.st.OpenExport(ctx, id, sel)
 	if err != nil {
 		return err
 	}
 	defer rd.Close(ctx)
 	// Under the lock the checkpoint cannot move: read it again.
-	if job, err = s.store.StartExport(ctx, id, rd.TransactionTime()); err != nil {
+	if job, err = x.st.StartExport(ctx, id, rd.TransactionTime()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // cancelled meanwhile: its parts went with it
 		}
 		return err
 	}
-	var cp exportCheckpoint
+	var cp checkpoint
 	if job.Checkpoint != nil {
 		if err := json.Unmarshal(job.Checkpoint, &cp); err != nil {
-			cp = exportCheckpoint{}
+			cp = checkpoint{}
 		}
 	}
-	w, err := resumeExportWriter(ctx, s.store, id, &cp, r.fileLines)
+	w, err := resumeWriter(ctx, x.st, id, &cp, r.fileLines)
 	if err != nil {
 		return exportGone(err)
 	}
@@ -153,7 +154,7 @@ func (r exportRunner) runOnce(ctx context.Context, id string) error {
 				return exportGone(err)
 			}
 			cp.Files = w.files
-			if err := s.checkpoint(ctx, id, exported, &cp, s.store.CheckpointExport); err != nil {
+			if err := x.checkpoint(ctx, id, exported, &cp, x.st.CheckpointExport); err != nil {
 				return err
 			}
 			if r.checkpointed != nil {
@@ -166,12 +167,12 @@ func (r exportRunner) runOnce(ctx context.Context, id string) error {
 		return exportGone(err)
 	}
 	cp.Files = w.files
-	return s.checkpoint(ctx, id, exported, &cp, s.store.FinishExport)
+	return x.checkpoint(ctx, id, exported, &cp, x.st.FinishExport)
 }
 
 // checkpoint records cp with save; an export that disappeared meanwhile
 // was cancelled: its files go and errExportGone stops the run.
-func (s *Server) checkpoint(ctx context.Context, id string, exported int64, cp *exportCheckpoint,
+func (x *Exporter) checkpoint(ctx context.Context, id string, exported int64, cp *checkpoint,
 	save func(context.Context, string, int64, []byte) error) error {
 	raw, err := json.Marshal(cp)
 	if err != nil {
@@ -186,8 +187,9 @@ func (s *Server) checkpoint(ctx context.Context, id string, exported int64, cp *
 	return nil
 }
 
-func (s *Server) failNow(ctx context.Context, id string, err error) error {
-	if ferr := s.store.FailExport(ctx, id, err.Error()); ferr != nil && !errors.Is(ferr, store.ErrNotFound) {
+// failNow records export id as failed with err, which no retry can mend.
+func (x *Exporter) failNow(ctx context.Context, id string, err error) error {
+	if ferr := x.st.FailExport(ctx, id, err.Error()); ferr != nil && !errors.Is(ferr, store.ErrNotFound) {
 		return ferr
 	}
 	return nil // recorded; retrying cannot help
@@ -206,35 +208,35 @@ func exportGone(err error) error {
 // stored as a part; a checkpoint stores whatever is buffered.
 const exportPartSize = 1 << 20
 
-// exportWriter appends resources to per-type ndjson files stored in parts.
-type exportWriter struct {
+// writer appends resources to per-type ndjson files stored in parts.
+type writer struct {
 	st       *store.Store
 	id       string
 	maxLines int64
-	files    []exportFile           // in creation order, as the manifest lists them
-	open     map[string]*openExport // by type: its last file
+	files    []outputFile         // in creation order, as the manifest lists them
+	open     map[string]*openFile // by type: its last file
 }
 
-type openExport struct {
+type openFile struct {
 	i   int          // index into files
 	buf bytes.Buffer // whole lines not stored yet
 }
 
-// resumeExportWriter prepares the export's stored parts for cp: parts
+// resumeWriter prepares the export's stored parts for cp: parts
 // written after the checkpoint by an interrupted run are dropped, and each
 // type's last file is appended to. Without a checkpoint (or with one from
 // before parts were stored in the database) the export starts over and cp
 // is reset.
-func resumeExportWriter(ctx context.Context, st *store.Store, id string, cp *exportCheckpoint, maxLines int64) (*exportWriter, error) {
-	w := &exportWriter{st: st, id: id, maxLines: maxLines, open: map[string]*openExport{}}
+func resumeWriter(ctx context.Context, st *store.Store, id string, cp *checkpoint, maxLines int64) (*writer, error) {
+	w := &writer{st: st, id: id, maxLines: maxLines, open: map[string]*openFile{}}
 	for _, f := range cp.Files {
 		if f.Size > 0 && f.Parts == 0 {
-			*cp = exportCheckpoint{} // written as local files by an earlier version
+			*cp = checkpoint{} // written as local files by an earlier version
 			break
 		}
 	}
 	if cp.After == 0 {
-		*cp = exportCheckpoint{}
+		*cp = checkpoint{}
 	}
 	parts := make([]int32, len(cp.Files))
 	for i, f := range cp.Files {
@@ -243,16 +245,16 @@ func resumeExportWriter(ctx context.Context, st *store.Store, id string, cp *exp
 	if err := st.TrimExportParts(ctx, id, parts); err != nil {
 		return nil, err
 	}
-	w.files = append([]exportFile(nil), cp.Files...)
+	w.files = append([]outputFile(nil), cp.Files...)
 	for i, f := range w.files {
-		w.open[f.Type] = &openExport{i: i} // the last file of each type wins
+		w.open[f.Type] = &openFile{i: i} // the last file of each type wins
 	}
 	return w, nil
 }
 
 // write appends one resource as one line. Stored JSON is single-line
 // except a verbatim copy of a pretty-printed body, which is compacted.
-func (w *exportWriter) write(ctx context.Context, typ string, content []byte) error {
+func (w *writer) write(ctx context.Context, typ string, content []byte) error {
 	o := w.open[typ]
 	if o == nil || w.files[o.i].Count >= w.maxLines {
 		if err := w.next(ctx, typ); err != nil {
@@ -263,7 +265,7 @@ func (w *exportWriter) write(ctx context.Context, typ string, content []byte) er
 	if bytes.IndexByte(content, '\n') >= 0 || bytes.IndexByte(content, '\r') >= 0 {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, content); err != nil {
-			return fmt.Errorf("server: export %s: stored JSON: %w", typ, err)
+			return fmt.Errorf("export: %s: stored JSON: %w", typ, err)
 		}
 		content = buf.Bytes()
 	}
@@ -279,7 +281,7 @@ func (w *exportWriter) write(ctx context.Context, typ string, content []byte) er
 }
 
 // next starts typ's next file, storing the rest of its current one.
-func (w *exportWriter) next(ctx context.Context, typ string) error {
+func (w *writer) next(ctx context.Context, typ string) error {
 	if o := w.open[typ]; o != nil {
 		if err := w.storePart(ctx, o); err != nil {
 			return err
@@ -291,13 +293,13 @@ func (w *exportWriter) next(ctx context.Context, typ string) error {
 			n++
 		}
 	}
-	w.files = append(w.files, exportFile{Type: typ, Name: fmt.Sprintf("%s-%d.ndjson", typ, n)})
-	w.open[typ] = &openExport{i: len(w.files) - 1}
+	w.files = append(w.files, outputFile{Type: typ, Name: fmt.Sprintf("%s-%d.ndjson", typ, n)})
+	w.open[typ] = &openFile{i: len(w.files) - 1}
 	return nil
 }
 
 // storePart stores o's buffered lines as its file's next part.
-func (w *exportWriter) storePart(ctx context.Context, o *openExport) error {
+func (w *writer) storePart(ctx context.Context, o *openFile) error {
 	if o.buf.Len() == 0 {
 		return nil
 	}
@@ -311,7 +313,7 @@ func (w *exportWriter) storePart(ctx context.Context, o *openExport) error {
 }
 
 // flush stores every buffered line, so the files hold all that was written.
-func (w *exportWriter) flush(ctx context.Context) error {
+func (w *writer) flush(ctx context.Context) error {
 	for _, o := range w.open {
 		if err := w.storePart(ctx, o); err != nil {
 			return err
