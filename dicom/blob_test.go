@@ -12,7 +12,7 @@ import (
 	_ "gocloud.dev/blob/memblob" // mem:// stands in for S3: the non-file write path
 
 	"github.com/emberfhir/ember/dicom"
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/internal/dicomsamples"
 	"github.com/emberfhir/ember/internal/pgtest"
 	"github.com/emberfhir/ember/store"
@@ -35,12 +35,15 @@ func TestBucketStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	parser, _ := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: "http://ember.test/fhir"}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
 	blobs, err := dicom.OpenBlobs(ctx, "mem://")
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	svc, err := dicom.New(dicom.Config{Engine: eng, Blobs: blobs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/dicom/dimse"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/internal/dicomsamples"
@@ -33,6 +34,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 type env struct {
 	store  *store.Store
+	eng    *engine.Engine
 	parser *fhir.Parser
 	svc    *dicom.Service
 	dir    string
@@ -46,7 +48,7 @@ func newEnv(t *testing.T, delay time.Duration) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	parser, err := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: "http://ember.test/fhir"}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,12 +57,12 @@ func newEnv(t *testing.T, delay time.Duration) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: "http://ember.test/dicomweb", SyncDelay: delay, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	svc, err := dicom.New(dicom.Config{Engine: eng, Blobs: blobs, DICOMwebBase: "http://ember.test/dicomweb", SyncDelay: delay, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Close(context.Background()) })
-	return &env{store: st, parser: parser, svc: svc, dir: dir}
+	return &env{store: st, eng: eng, parser: eng.Parser(), svc: svc, dir: dir}
 }
 
 type fake struct {

@@ -1,9 +1,10 @@
 // Package dicom ingests DICOM instances (from C-STORE and STOW-RS alike):
 // Part-10 files go to a blob store, their QIDO attributes to PostgreSQL,
-// and each study is mirrored as a FHIR ImagingStudy through store.Tx.
+// and each study is mirrored as a FHIR ImagingStudy written through the
+// engine.
 //
-// Depends on store (resources, through store.Tx), store/dicomdb (every
-// query on the metadata tables: this package holds no SQL), fhir,
+// Depends on engine (every resource write, as engine.System), store/dicomdb
+// (every query on the metadata tables: this package holds no SQL), fhir,
 // gocloud.dev/blob and suyashkumar/dicom's data dictionary (for implicit VR
 // only); dicom/web serves it over HTTP and dicom/dimse over DIMSE (Service
 // implements dimse.Handler).
@@ -44,7 +45,14 @@
 // one version. Patient: identifier PatientID with system urn:oid:<issuer>
 // (IssuerOfPatientID as an OID), urn:dicom:issuer:<issuer>, or
 // Config.PatientIDSystem (default urn:dicom:patient-id); created from the
-// patient module when absent. StudyDate/StudyTime are read in
+// patient module when absent. The Patient and the DICOMweb Endpoint are the
+// engine's conditional creates on that identifier, in the sync's one
+// transaction with the study rows and the ImagingStudy: the same condition,
+// lock and rules as a REST If-None-Exist: identifier=system|value, so a
+// push and a REST client creating the same patient make one Patient. Where
+// several resources already carry the identifier (REST would refuse with
+// multiple matches) the sync links the oldest and logs a warning, so
+// studies keep arriving while an administrator merges the duplicates. StudyDate/StudyTime are read in
 // TimezoneOffsetFromUTC when present, else Config.Location (default UTC).
 package dicom
 

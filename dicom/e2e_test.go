@@ -30,7 +30,7 @@ import (
 	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/dicom/dimse"
 	"github.com/emberfhir/ember/dicom/web"
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/internal/dicomsamples"
 	"github.com/emberfhir/ember/internal/pgtest"
@@ -144,7 +144,7 @@ func TestDIMSEEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	parser, err := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: "http://ember.test/fhir"}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestDIMSEEndToEnd(t *testing.T) {
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	base := hs.URL + "/dicomweb"
-	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: base,
+	svc, err := dicom.New(dicom.Config{Engine: eng, Blobs: blobs, DICOMwebBase: base,
 		SyncDelay: 100 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)

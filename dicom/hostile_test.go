@@ -122,7 +122,7 @@ func newEnvOverwrite(t *testing.T, o dicom.Overwrite) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc, err = dicom.New(dicom.Config{Store: e.store, Parser: e.parser, Blobs: blobs, DICOMwebBase: "http://ember.test/dicomweb",
+	e.svc, err = dicom.New(dicom.Config{Engine: e.eng, Blobs: blobs, DICOMwebBase: "http://ember.test/dicomweb",
 		SyncDelay: time.Hour, Overwrite: o, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -18,15 +18,15 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/emberfhir/ember/fhir"
-	"github.com/emberfhir/ember/store"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/store/dicomdb"
 )
 
 // Config configures a Service.
 type Config struct {
-	Store  *store.Store
-	Parser *fhir.Parser
+	// Engine writes the ImagingStudy, Patient and Endpoint resources (as
+	// engine.System), and its Store holds the DICOM metadata tables.
+	Engine *engine.Engine
 	// Blobs is the instance file store (see OpenBlobs).
 	Blobs *Blobs
 	// DICOMwebBase is the public DICOMweb base URL (…/dicomweb), used in
@@ -47,6 +47,10 @@ type Config struct {
 	// data set sent again is always accepted. DICOMweb (STOW-RS), whose
 	// callers hold create and update scopes, always replaces.
 	Overwrite Overwrite
+	// OnStudySynced, when set, is called after each sync that wrote a
+	// study's ImagingStudy (inference's trigger: Service.StudyChanged). It
+	// runs on the syncing goroutine and must not block.
+	OnStudySynced func(studyUID string)
 }
 
 // Overwrite is a policy for C-STORE replacing an existing SOP instance
@@ -77,10 +81,10 @@ func ParseOverwrite(s string) (Overwrite, error) {
 // Service ingests instances and keeps ImagingStudy resources in step. It is
 // safe for concurrent use.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	store *store.Store
-	db    *dicomdb.DB // the DICOM metadata tables
+	cfg Config
+	log *slog.Logger
+	eng *engine.Engine
+	db  *dicomdb.DB // the DICOM metadata tables
 
 	mu      sync.Mutex
 	timers  map[string]*pendingSync // studies awaiting a debounced sync
@@ -92,8 +96,8 @@ type Service struct {
 
 // New returns a Service. Call Close to flush pending ImagingStudy syncs.
 func New(cfg Config) (*Service, error) {
-	if cfg.Store == nil || cfg.Parser == nil || cfg.Blobs == nil {
-		return nil, errors.New("dicom: Config needs Store, Parser and Blobs")
+	if cfg.Engine == nil || cfg.Blobs == nil {
+		return nil, errors.New("dicom: Config needs Engine and Blobs")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -113,7 +117,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	cfg.DICOMwebBase = strings.TrimSuffix(cfg.DICOMwebBase, "/")
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, log: cfg.Logger, store: cfg.Store, db: dicomdb.New(cfg.Store), timers: map[string]*pendingSync{}, baseCtx: ctx, cancel: cancel}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, eng: cfg.Engine, db: dicomdb.New(cfg.Engine.Store()), timers: map[string]*pendingSync{}, baseCtx: ctx, cancel: cancel}, nil
 }
 
 // Blobs returns the blob store, for retrieval.

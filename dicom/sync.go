@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emberfhir/ember/engine"
+	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/store"
 	"github.com/emberfhir/ember/store/dicomdb"
@@ -106,16 +108,21 @@ func (s *Service) Flush(ctx context.Context) error {
 func ImagingStudyID(studyUID string) string { return studyUID }
 
 // Sync rebuilds the study's ImagingStudy from the metadata tables and writes
-// it through store.Tx (create or update), when instances arrived since the
-// last sync.
+// it through the engine, when instances arrived since the last sync. The
+// study rows, the Patient, the Endpoint and the ImagingStudy are one
+// engine transaction: the Patient and Endpoint are the engine's
+// conditional creates, so a REST conditional create of the same patient
+// (If-None-Exist: identifier=system|value) waits on the same lock and one
+// Patient results.
 func (s *Service) Sync(ctx context.Context, studyUID string) error {
-	// The ImagingStudy is derived data the server maintains; the request
-	// that stored the instance was already authorised for that.
-	ctx = store.WithoutGuard(ctx)
-	return s.store.InTx(ctx, func(tx *store.Tx) error {
+	// engine.System: the ImagingStudy is derived data the server
+	// maintains; the request that stored the instance was already
+	// authorised for that.
+	wrote := false
+	err := s.eng.InTx(ctx, engine.System, func(tx *engine.Tx) error {
 		// FOR UPDATE waits for ingests of this study in flight (they hold
 		// FOR SHARE) and serialises syncs of one study.
-		st, err := s.db.LockStudy(ctx, tx, studyUID)
+		st, err := s.db.LockStudy(ctx, tx.StoreTx(), studyUID)
 		if errors.Is(err, dicomdb.ErrNotFound) {
 			return nil
 		}
@@ -129,18 +136,25 @@ func (s *Service) Sync(ctx context.Context, studyUID string) error {
 		if err != nil {
 			return err
 		}
-		r, err := s.cfg.Parser.Parse(body, "ImagingStudy")
+		r, err := s.eng.Parser().Parse(body, "ImagingStudy")
 		if err != nil {
 			return fmt.Errorf("dicom: ImagingStudy for %s does not validate: %w", studyUID, err)
 		}
-		if _, _, err := tx.Update(ctx, r, ImagingStudyID(studyUID), 0); err != nil {
+		if _, err := tx.Update(engine.UpdateRequest{Resource: r, ID: ImagingStudyID(studyUID)}); err != nil {
 			return fmt.Errorf("dicom: write ImagingStudy %s: %w", studyUID, err)
 		}
-		if err := s.db.MarkSynced(ctx, tx, studyUID, st.MaxSeq); err != nil {
+		if err := s.db.MarkSynced(ctx, tx.StoreTx(), studyUID, st.MaxSeq); err != nil {
 			return fmt.Errorf("dicom: sync %s: %w", studyUID, err)
 		}
+		wrote = true
 		return nil
 	})
+	// After the commit: whoever listens (inference's quiet-study trigger)
+	// must see the new ImagingStudy.
+	if err == nil && wrote && s.cfg.OnStudySynced != nil {
+		s.cfg.OnStudySynced(studyUID)
+	}
+	return err
 }
 
 const (
@@ -150,7 +164,7 @@ const (
 
 type obj = map[string]any
 
-func (s *Service) buildImagingStudy(ctx context.Context, tx *store.Tx, st *dicomdb.LockedStudy) ([]byte, error) {
+func (s *Service) buildImagingStudy(ctx context.Context, tx *engine.Tx, st *dicomdb.LockedStudy) ([]byte, error) {
 	patientRef, err := s.patient(ctx, tx, st)
 	if err != nil {
 		return nil, err
@@ -167,7 +181,7 @@ func (s *Service) buildImagingStudy(ctx context.Context, tx *store.Tx, st *dicom
 			"type":  obj{"coding": []any{obj{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}}},
 			"value": st.Accession,
 		})
-		if ref, err := s.serviceRequest(ctx, tx, st.Accession); err != nil {
+		if ref, err := s.serviceRequest(ctx, tx.StoreTx(), st.Accession); err != nil {
 			return nil, err
 		} else if ref != "" {
 			is["basedOn"] = []any{obj{"reference": ref}}
@@ -341,17 +355,10 @@ func (s *Service) patientIdentifier(st *dicomdb.LockedStudy) (system, value stri
 	return "urn:dicom:issuer:" + url.PathEscape(st.Issuer), st.PatientID
 }
 
-// patient finds the Patient by identifier or creates it from the patient
-// module, returning "Patient/<id>".
-func (s *Service) patient(ctx context.Context, tx *store.Tx, st *dicomdb.LockedStudy) (string, error) {
+// patient returns "Patient/<id>" of the Patient with the study's
+// identifier, created from the patient module when there is none.
+func (s *Service) patient(ctx context.Context, tx *engine.Tx, st *dicomdb.LockedStudy) (string, error) {
 	system, value := s.patientIdentifier(st)
-	token := escapeToken(system) + "|" + escapeToken(value)
-	if err := tx.Lock(ctx, "dicom-patient|"+token); err != nil {
-		return "", err
-	}
-	if ref, err := findOne(ctx, tx, "Patient", url.Values{"identifier": {token}}); err != nil || ref != "" {
-		return ref, err
-	}
 	p := obj{"resourceType": "Patient", "identifier": []any{obj{"system": system, "value": value}}}
 	if name := humanName(st.PatientName); name != nil {
 		p["name"] = []any{name}
@@ -373,15 +380,11 @@ func (s *Service) patient(ctx context.Context, tx *store.Tx, st *dicomdb.LockedS
 	if err != nil {
 		return "", fmt.Errorf("dicom: patient: %w", err)
 	}
-	r, err := s.cfg.Parser.Parse(body, "Patient")
+	r, err := s.eng.Parser().Parse(body, "Patient")
 	if err != nil {
 		return "", fmt.Errorf("dicom: Patient from the patient module does not validate: %w", err)
 	}
-	v, err := tx.Create(ctx, r)
-	if err != nil {
-		return "", fmt.Errorf("dicom: create Patient: %w", err)
-	}
-	return "Patient/" + v.ID, nil
+	return s.findOrCreate(ctx, tx, r, system, value)
 }
 
 func humanName(pn string) obj {
@@ -418,15 +421,9 @@ func humanName(pn string) obj {
 	return n
 }
 
-// endpoint finds or creates the Endpoint for the DICOMweb base.
-func (s *Service) endpoint(ctx context.Context, tx *store.Tx) (string, error) {
-	token := "urn:ietf:rfc:3986|" + escapeToken(s.cfg.DICOMwebBase)
-	if err := tx.Lock(ctx, "dicom-endpoint|"+token); err != nil {
-		return "", err
-	}
-	if ref, err := findOne(ctx, tx, "Endpoint", url.Values{"identifier": {token}}); err != nil || ref != "" {
-		return ref, err
-	}
+// endpoint returns "Endpoint/<id>" of the Endpoint for the DICOMweb base,
+// created when there is none.
+func (s *Service) endpoint(ctx context.Context, tx *engine.Tx) (string, error) {
 	body, err := json.Marshal(obj{
 		"resourceType":    "Endpoint",
 		"status":          "active",
@@ -440,15 +437,11 @@ func (s *Service) endpoint(ctx context.Context, tx *store.Tx) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("dicom: endpoint: %w", err)
 	}
-	r, err := s.cfg.Parser.Parse(body, "Endpoint")
+	r, err := s.eng.Parser().Parse(body, "Endpoint")
 	if err != nil {
 		return "", fmt.Errorf("dicom: Endpoint does not validate: %w", err)
 	}
-	v, err := tx.Create(ctx, r)
-	if err != nil {
-		return "", fmt.Errorf("dicom: create Endpoint: %w", err)
-	}
-	return "Endpoint/" + v.ID, nil
+	return s.findOrCreate(ctx, tx, r, "urn:ietf:rfc:3986", s.cfg.DICOMwebBase)
 }
 
 // serviceRequest returns the ServiceRequest whose identifier is the
@@ -468,18 +461,44 @@ func (s *Service) serviceRequest(ctx context.Context, tx *store.Tx, accession st
 	return "ServiceRequest/" + res.Matches[0].ID, nil
 }
 
-func findOne(ctx context.Context, tx *store.Tx, typ string, params url.Values) (string, error) {
-	params.Set("_count", "1")
-	q, err := search.Parse(typ, params, search.Options{Strict: true})
+// findOrCreate is the engine's conditional create of r on its identifier
+// system|value — the condition a REST client sends as If-None-Exist:
+// identifier=system|value, under the same lock — returning "<type>/<id>"
+// of the match or of the new resource.
+//
+// Several resources with that identifier (entered by hand, or merged from
+// another source) fail a REST conditional create. A PACS cannot answer
+// that, and refusing would leave the study without its ImagingStudy, so
+// the sync links the oldest of them (the first created: what Ember's DICOM
+// sync has always chosen) and logs a warning naming the identifier, for an
+// administrator to merge the duplicates.
+func (s *Service) findOrCreate(ctx context.Context, tx *engine.Tx, r *fhir.Resource, system, value string) (string, error) {
+	typ := r.Type()
+	cond := url.Values{"identifier": {escapeToken(system) + "|" + escapeToken(value)}}
+	res, err := tx.Create(engine.CreateRequest{Resource: r, IfNoneExistParams: cond})
+	if err == nil {
+		return typ + "/" + res.Version.ID, nil
+	}
+	if !engine.IsMultipleMatches(err) {
+		return "", fmt.Errorf("dicom: create %s: %w", typ, err)
+	}
+	// The conditional create holds the condition's lock until the commit,
+	// so the matches cannot change under this search. Unsorted results
+	// come in creation order.
+	cond.Set("_count", "1")
+	q, err := search.Parse(typ, cond, search.Options{Strict: true, Base: s.eng.Base()})
 	if err != nil {
 		return "", fmt.Errorf("dicom: %s search: %w", typ, err)
 	}
-	res, err := tx.Search(ctx, q)
+	found, err := tx.StoreTx().Search(ctx, q)
 	if err != nil {
 		return "", fmt.Errorf("dicom: %s search: %w", typ, err)
 	}
-	if len(res.Matches) == 0 {
-		return "", nil
+	if len(found.Matches) == 0 {
+		return "", fmt.Errorf("dicom: %s with identifier %s|%s: several matched, then none", typ, system, value)
 	}
-	return typ + "/" + res.Matches[0].ID, nil
+	id := found.Matches[0].ID
+	s.log.Warn("dicom: several resources have the identifier a study maps to; linking the oldest",
+		"type", typ, "system", system, "value", value, "linked", typ+"/"+id)
+	return typ + "/" + id, nil
 }

@@ -23,7 +23,7 @@ import (
 
 	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/dicom/web"
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir/search"
 	"github.com/emberfhir/ember/internal/dicomsamples"
 	"github.com/emberfhir/ember/internal/pgtest"
@@ -49,7 +49,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	parser, err := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: "http://ember.test/fhir"}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func newEnv(t *testing.T) *env {
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
 	e.base = e.srv.URL + "/dicomweb"
-	e.svc, err = dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: e.base, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e.svc, err = dicom.New(dicom.Config{Engine: eng, Blobs: blobs, DICOMwebBase: e.base, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/dicom/web"
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/internal/pgtest"
 	"github.com/emberfhir/ember/server"
 	"github.com/emberfhir/ember/smart/authserver"
@@ -73,11 +73,11 @@ func newTarget(tb testing.TB) *target {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { blobs.Close() })
-	parser, err := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: cfg.BaseURL}, st)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: ts.URL + "/dicomweb", Logger: quietLogger()})
+	svc, err := dicom.New(dicom.Config{Engine: eng, Blobs: blobs, DICOMwebBase: ts.URL + "/dicomweb", Logger: quietLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package synthea loads the Synthea test data set (transaction Bundles of
 // synthetic patients, plus the hospital and practitioner bundles they refer
-// to) through Ember's one write path, for tests and benchmarks.
+// to) through Ember's one write path, the engine, for tests and benchmarks.
 //
 // Synthea's bundles are transactions whose entries are POSTs identified by
 // fullUrl "urn:uuid:<id>" and whose references are those urns (or
@@ -25,8 +25,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/fhir"
-	"github.com/emberfhir/ember/store"
 )
 
 // Files returns the bundle files of dir in load order: the hospital bundles,
@@ -257,14 +257,16 @@ type parsed struct {
 	res *fhir.Resource
 }
 
-// Load writes the bundles in files, in order, through st: one transaction
-// per bundle, each resource stored with tx.Update under its own id after
-// validation by p. A resource that appears in several bundles (Synthea
-// repeats organizations and practitioners) is written each time, so the last
-// bundle's copy is current. n counts resources written. A bundle with
-// invalid resources is not written; the error lists them.
-func Load(ctx context.Context, st *store.Store, p *fhir.Parser, files []string) (n int, err error) {
+// Load writes the bundles in files, in order, through eng as engine.System:
+// one engine transaction per bundle, each resource an update (PUT) under
+// its own id after validation by eng's parser. A resource that appears in
+// several bundles (Synthea repeats organizations and practitioners) is
+// written each time, so the last bundle's copy is current. n counts
+// resources written. A bundle with invalid resources is not written; the
+// error lists them.
+func Load(ctx context.Context, eng *engine.Engine, files []string) (n int, err error) {
 	l := NewLoader()
+	p := eng.Parser()
 	// Decoding and validating (CPU) overlaps with writing the previous
 	// bundle (database): a one-bundle pipeline.
 	type prepared struct {
@@ -297,9 +299,9 @@ func Load(ctx context.Context, st *store.Store, p *fhir.Parser, files []string) 
 		if b.err != nil {
 			return n, b.err
 		}
-		err := st.InTx(ctx, func(tx *store.Tx) error {
+		err := eng.InTx(ctx, engine.System, func(tx *engine.Tx) error {
 			for _, r := range b.res {
-				if _, _, err := tx.Update(ctx, r.res, r.id, 0); err != nil {
+				if _, err := tx.Update(engine.UpdateRequest{Resource: r.res, ID: r.id}); err != nil {
 					return fmt.Errorf("synthea: %s: write %s/%s: %w", filepath.Base(b.file), r.res.Type(), r.id, err)
 				}
 			}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/internal/bundleoracle"
 	"github.com/emberfhir/ember/internal/pgtest"
 	"github.com/emberfhir/ember/internal/synthea"
@@ -315,12 +315,12 @@ func withoutVersionMeta(m map[string]any) map[string]any {
 func load(t *testing.T, files []string) (map[string]map[string]any, int) {
 	t.Helper()
 	st, dbURL := openStore(t)
-	p, err := fhir.NewParser()
+	eng, err := engine.New(engine.Config{BaseURL: "http://ember.test/fhir"}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	n, err := synthea.Load(context.Background(), st, p, files)
+	n, err := synthea.Load(context.Background(), eng, files)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
