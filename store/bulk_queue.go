@@ -111,7 +111,10 @@ type JobsOptions struct {
 	// assumes its process died and hands it to another worker (whose run
 	// waits while the first still holds the export's lock). 0 means 5 minutes.
 	RescueAfter time.Duration
-	Logger      *slog.Logger
+	// InferenceWorkers is how many inference jobs this process runs at
+	// once (their runner bound with SetInferenceRunner); 0 runs none.
+	InferenceWorkers int
+	Logger           *slog.Logger
 }
 
 // Jobs runs background jobs with River in the store's database: any process
@@ -122,13 +125,17 @@ type Jobs struct {
 	client  *river.Client[pgx.Tx]
 	working bool
 	started atomic.Bool
+	// inferRun runs inference jobs (SetInferenceRunner); nil until bound.
+	inferRun atomic.Pointer[InferenceRunner]
 }
 
 // NewJobs builds the River client. MigrateJobs must have run before
 // anything is enqueued.
 func (s *Store) NewJobs(run ExportRunner, opts JobsOptions) (*Jobs, error) {
+	j := &Jobs{s: s, working: opts.Workers > 0 || opts.InferenceWorkers > 0}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &exportWorker{run: run})
+	river.AddWorker(workers, &inferenceWorker{run: &j.inferRun})
 	cfg := &river.Config{
 		Workers:              workers,
 		Logger:               opts.Logger,
@@ -138,14 +145,21 @@ func (s *Store) NewJobs(run ExportRunner, opts JobsOptions) (*Jobs, error) {
 	if cfg.RescueStuckJobsAfter <= 0 {
 		cfg.RescueStuckJobsAfter = 5 * time.Minute
 	}
+	if j.working {
+		cfg.Queues = map[string]river.QueueConfig{}
+	}
 	if opts.Workers > 0 {
-		cfg.Queues = map[string]river.QueueConfig{bulkQueue: {MaxWorkers: opts.Workers}}
+		cfg.Queues[bulkQueue] = river.QueueConfig{MaxWorkers: opts.Workers}
+	}
+	if opts.InferenceWorkers > 0 {
+		cfg.Queues[inferenceQueue] = river.QueueConfig{MaxWorkers: opts.InferenceWorkers}
 	}
 	client, err := river.NewClient(riverpgxv5.New(s.pool), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: jobs: %w", err)
 	}
-	return &Jobs{s: s, client: client, working: opts.Workers > 0}, nil
+	j.client = client
+	return j, nil
 }
 
 // Start starts working jobs (when there are workers). River keeps ctx for
