@@ -12,7 +12,7 @@ import (
 	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/dicom/dimse"
 	"github.com/emberfhir/ember/dicom/web"
-	"github.com/emberfhir/ember/fhir"
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/server"
 	"github.com/emberfhir/ember/store"
 )
@@ -25,6 +25,9 @@ type dicomFlags struct {
 	aeAllow   string
 	overwrite string
 	blobURL   string
+	// onStudySynced is told of each ImagingStudy sync (inference's
+	// trigger); nil for none.
+	onStudySynced func(studyUID string)
 }
 
 func (d *dicomFlags) register(fs *flag.FlagSet) {
@@ -104,14 +107,17 @@ func (d *dicomFlags) start(ctx context.Context, cfg *server.Config, st *store.St
 		blobs.Close()
 		return nil, err
 	}
-	parser, err := fhir.NewParser()
+	// DICOM writes its ImagingStudy, Patient and Endpoint through an
+	// engine over the same store and base as the REST API's, so its
+	// conditional creates take the same locks.
+	eng, err := engine.New(engine.Config{BaseURL: cfg.BaseURL, Logger: log}, st)
 	if err != nil {
 		blobs.Close()
 		return nil, err
 	}
 	root := strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir")
-	svc, err := dicom.New(dicom.Config{Store: st, Parser: parser, Blobs: blobs, DICOMwebBase: root + "/dicomweb", Logger: log,
-		Overwrite: overwrite})
+	svc, err := dicom.New(dicom.Config{Engine: eng, Blobs: blobs, DICOMwebBase: root + "/dicomweb", Logger: log,
+		Overwrite: overwrite, OnStudySynced: d.onStudySynced})
 	if err != nil {
 		blobs.Close()
 		return nil, err
