@@ -79,15 +79,3 @@ func RewriteReferences(doc []byte, fn func(ref string) (string, bool)) []byte {
 	out.Write(s.data[last:])
 	return out.Bytes()
 }
-
-// WithBody returns a copy of r holding body, which must be r's body with
-// only reference values changed (see RewriteReferences): a rewrite cannot
-// make a valid resource invalid, so it is not validated again.
-func (r *Resource) WithBody(body []byte) *Resource {
-	c := *r
-	c.body = body
-	return &c
-}
-
-// Body returns the resource's JSON as received.
-func (r *Resource) Body() []byte { return r.body }
