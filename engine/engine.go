@@ -26,6 +26,7 @@
 //	op_meta.go        $meta, $meta-add, $meta-delete
 //	op_everything.go  Patient/$everything
 //	errors.go         store errors as fhir.Error kinds
+//	export/           Bulk Data $export: kick-off, status and manifest, files, the worker
 package engine
 
 import (

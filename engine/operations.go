@@ -2,9 +2,11 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 
 	"github.com/emberfhir/ember/fhir"
 )
@@ -28,6 +30,57 @@ type Operation struct {
 	// Methods are the HTTP methods the operation accepts: GET too only for
 	// operations that change nothing.
 	Methods []string
+	// Definition is the canonical URL of the operation's
+	// OperationDefinition, for operations the FHIR specification does not
+	// define; "" for the core ones (the HTTP layer knows their URLs).
+	Definition string
+	// Unlisted operations are served but left out of the
+	// CapabilityStatement: one whose service is off in this process
+	// ($infer without models) answers 503 saying why, not 404, yet does
+	// not advertise what it cannot do.
+	Unlisted bool
+	// Invoke, when set, is the whole operation: the HTTP layer reads a
+	// request into an OpRequest, calls it with the token's Caller and
+	// writes the OpResponse, knowing nothing of the operation by name.
+	// Operations registered outside the engine (inference's $infer) set
+	// it; nil leaves the HTTP binding to the server (the core operations,
+	// $export).
+	Invoke func(ctx context.Context, caller *Caller, req OpRequest) (OpResponse, error)
+}
+
+// OpRequest is one invocation of an operation with Invoke.
+type OpRequest struct {
+	Level    Level
+	Type, ID string // "" where the level has none
+	// Body is the request body (a Parameters resource, size-checked and
+	// JSON-typed by the HTTP layer); nil for a request without one (GET).
+	Body []byte
+	// Query are the URL's parameters, HTTP's own (_format, _pretty)
+	// included: an operation reads the names it defines.
+	Query url.Values
+	// RespondAsync is "Prefer: respond-async".
+	RespondAsync bool
+}
+
+// OpOutcome is what an invoked operation did.
+type OpOutcome uint8
+
+// The outcomes of an invoked operation.
+const (
+	// OpOK: done; the body is the answer (200).
+	OpOK OpOutcome = iota
+	// OpAccepted: work was queued; the body lists it and ContentLocation,
+	// when set, is where to follow it (202).
+	OpAccepted
+)
+
+// OpResponse is what an operation with Invoke answers.
+type OpResponse struct {
+	Outcome OpOutcome
+	// Body is a FHIR resource as JSON; nil answers without a body.
+	Body []byte
+	// ContentLocation is an absolute URL to poll for queued work ("" none).
+	ContentLocation string
 }
 
 // AppliesTo reports whether the operation may be invoked at level on typ
@@ -48,8 +101,8 @@ func (en *Engine) Operation(name string) (Operation, bool) {
 }
 
 // Register adds an operation implemented outside the engine's core (bulk
-// export's kick-off is served by the HTTP layer with the engine's
-// ExportKickoff). Call it before serving.
+// export: engine/export registers $export; inference's $infer comes with
+// its Invoke). Call it before serving.
 func (en *Engine) Register(op Operation) { en.ops[op.Name] = op }
 
 // coreOperations registers $validate, $meta, $meta-add, $meta-delete and

@@ -170,10 +170,14 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 func (s *Server) capOperations(levels engine.Level, typ string) []capOperation {
 	var out []capOperation
 	for name, op := range s.eng.Operations() {
-		if s.ops[name] == nil || op.Levels&levels == 0 || (typ != "" && op.Types != nil && !contains(op.Types, typ)) {
+		if (s.ops[name] == nil && op.Invoke == nil) || op.Unlisted || op.Levels&levels == 0 || (typ != "" && op.Types != nil && !contains(op.Types, typ)) {
 			continue
 		}
-		out = append(out, capOperation{Name: name, Definition: operationDefinition(name, typ)})
+		def := op.Definition
+		if def == "" {
+			def = operationDefinition(name, typ)
+		}
+		out = append(out, capOperation{Name: name, Definition: def})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

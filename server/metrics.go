@@ -30,6 +30,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// MetricsRegisterer is the registry /metrics serves, for the metrics of
+// work that runs beside the server (inference's jobs and latencies).
+func (s *Server) MetricsRegisterer() prometheus.Registerer { return s.registry }
+
 // observe records every request's latency under its FHIR interaction.
 func (s *Server) observe() gin.HandlerFunc {
 	return func(c *gin.Context) {

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -17,7 +19,25 @@ import (
 // its core) is the engine's.
 type opHandler func(c *gin.Context, typ, id string)
 
-// operations binds each of the engine's operations to its HTTP adapter.
+// RegisterOperation adds op to the engine's operations and to the
+// CapabilityStatement. op must have Invoke: the server then serves it with
+// no code of its own (invoke). Call it before serving: the statement is
+// rebuilt, unguarded.
+func (s *Server) RegisterOperation(op engine.Operation) error {
+	if op.Invoke == nil {
+		return fmt.Errorf("server: operation $%s has no Invoke", op.Name)
+	}
+	s.eng.Register(op)
+	capability, err := s.buildCapability(time.Now())
+	if err != nil {
+		return fmt.Errorf("server: capability statement: %w", err)
+	}
+	s.capability = capability
+	return nil
+}
+
+// operations binds each of the engine's core operations to its HTTP
+// adapter; operations with Invoke need none.
 func (s *Server) operations() map[string]opHandler {
 	ops := map[string]opHandler{
 		"validate":    s.validateOp,
@@ -49,7 +69,7 @@ func (s *Server) operation(c *gin.Context, seg []string) {
 	name = strings.TrimPrefix(name, "$")
 	op, ok := s.eng.Operation(name)
 	handle := s.ops[name]
-	if !ok || handle == nil || op.Levels&level == 0 {
+	if !ok || (handle == nil && op.Invoke == nil) || op.Levels&level == 0 {
 		s.fail(c, fhir.Missing("operation $"+name+" is not supported at "+c.Request.URL.Path))
 		return
 	}
@@ -62,7 +82,44 @@ func (s *Server) operation(c *gin.Context, seg []string) {
 		s.fail(c, httpError(http.StatusMethodNotAllowed, "not-supported", c.Request.Method+" is not allowed for $"+name))
 		return
 	}
+	if handle == nil {
+		s.invoke(c, op, level, typ, id)
+		return
+	}
 	handle(c, typ, id)
+}
+
+// invoke serves an operation with Invoke: the request as an OpRequest, the
+// answer's status from its outcome (202 and Content-Location for queued
+// work), errors as OperationOutcomes by kind.
+func (s *Server) invoke(c *gin.Context, op engine.Operation, level engine.Level, typ, id string) {
+	req := engine.OpRequest{Level: level, Type: typ, ID: id, Query: c.Request.URL.Query(), RespondAsync: preferAsync(c.Request)}
+	// A POST may carry its parameters in the query alone.
+	if c.Request.Method != http.MethodGet && c.Request.ContentLength != 0 {
+		body, err := s.readBody(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		req.Body = body
+	}
+	resp, err := op.Invoke(c.Request.Context(), s.caller(c), req)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if resp.Outcome == engine.OpAccepted {
+		status = http.StatusAccepted
+		if resp.ContentLocation != "" {
+			c.Header("Content-Location", resp.ContentLocation)
+		}
+	}
+	if resp.Body == nil {
+		c.Status(status)
+		return
+	}
+	s.writeJSON(c, status, resp.Body)
 }
 
 // validateOp serves POST [type]/$validate and POST [type]/[id]/$validate.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -114,6 +115,10 @@ type JobsOptions struct {
 	// InferenceWorkers is how many inference jobs this process runs at
 	// once (their runner bound with SetInferenceRunner); 0 runs none.
 	InferenceWorkers int
+	// InferenceTimeout bounds one inference job's run; River also leaves a
+	// job "running" at least this long before rescuing it, so it is how
+	// soon a job of a killed process runs again. 0 means RescueAfter.
+	InferenceTimeout time.Duration
 	Logger           *slog.Logger
 }
 
@@ -135,7 +140,11 @@ func (s *Store) NewJobs(run ExportRunner, opts JobsOptions) (*Jobs, error) {
 	j := &Jobs{s: s, working: opts.Workers > 0 || opts.InferenceWorkers > 0}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &exportWorker{run: run})
-	river.AddWorker(workers, &inferenceWorker{run: &j.inferRun})
+	timeout := opts.InferenceTimeout
+	if timeout <= 0 {
+		timeout = cmp.Or(opts.RescueAfter, 5*time.Minute)
+	}
+	river.AddWorker(workers, &inferenceWorker{run: &j.inferRun, timeout: timeout})
 	cfg := &river.Config{
 		Workers:              workers,
 		Logger:               opts.Logger,
@@ -153,6 +162,9 @@ func (s *Store) NewJobs(run ExportRunner, opts JobsOptions) (*Jobs, error) {
 	}
 	if opts.InferenceWorkers > 0 {
 		cfg.Queues[inferenceQueue] = river.QueueConfig{MaxWorkers: opts.InferenceWorkers}
+		// An inference job takes milliseconds to seconds: River's default
+		// 100 ms between fetches would cap a worker at ten jobs a second.
+		cfg.FetchCooldown = 5 * time.Millisecond
 	}
 	client, err := river.NewClient(riverpgxv5.New(s.pool), cfg)
 	if err != nil {

@@ -54,12 +54,13 @@ func (inferenceArgs) InsertOpts() river.InsertOpts {
 // runner does not work the queue (JobsOptions.InferenceWorkers 0).
 type inferenceWorker struct {
 	river.WorkerDefaults[inferenceArgs]
-	run *atomic.Pointer[InferenceRunner]
+	run     *atomic.Pointer[InferenceRunner]
+	timeout time.Duration
 }
 
-// Timeout: a model run on one image takes well under this; a stuck one is
-// cancelled and retried.
-func (w *inferenceWorker) Timeout(*river.Job[inferenceArgs]) time.Duration { return 10 * time.Minute }
+// Timeout (JobsOptions.InferenceTimeout): a model run on one image takes
+// well under it; a stuck one is cancelled and retried.
+func (w *inferenceWorker) Timeout(*river.Job[inferenceArgs]) time.Duration { return w.timeout }
 
 func (w *inferenceWorker) Work(ctx context.Context, job *river.Job[inferenceArgs]) error {
 	run := w.run.Load()

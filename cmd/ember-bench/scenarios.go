@@ -41,6 +41,8 @@ func scenarios() []scenario {
 		createScenario(8),
 		{name: "ingest_tx", run: ingestTx},
 		{name: "dicom", run: dicomBench}, // its own server (see dicom.go)
+		// Its own servers, with models (see inference.go).
+		{name: "inference", run: inferenceBench},
 	},
 		// Last, so they do not change what the figures above measure;
 		// search330k takes several minutes (see search.go).

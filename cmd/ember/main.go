@@ -153,6 +153,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	hf.register(fs)
 	var df dicomFlags
 	df.register(fs)
+	var inf inferenceFlags
+	inf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -166,6 +168,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	gin.SetMode(gin.ReleaseMode) // gin's debug mode only prints its route table
 	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
+	ir, err := inf.load(log) // before the database: a lying manifest stops serve at once
+	if err != nil {
+		return err
+	}
+	defer ir.close()
 
 	url, stopDB, err := db.openMigrated(ctx, log)
 	if err != nil {
@@ -209,6 +216,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
+	df.onStudySynced = ir.studyChanged
 	dr, err := df.start(ctx, &cfg, st, db.dataDir, log)
 	if err != nil {
 		ln.Close()
@@ -236,6 +244,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Error("background work shutdown", "err", err)
 		}
 	}()
+	if err := ir.start(ctx, srv, dr.svc, st); err != nil {
+		ln.Close()
+		return err
+	}
+	defer ir.stop(log) // before the store closes; jobs left run on the next start
 	bodyLimit := *maxBody
 	if bodyLimit <= 0 {
 		bodyLimit = server.DefaultMaxBody
