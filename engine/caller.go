@@ -68,8 +68,8 @@ func (c *Caller) policy() *policy {
 //
 // Semantics:
 //   - A scope must grant the action on the type (v1 read = rs, write = cud).
-//   - patient/ scopes confine the types of the Patient compartment to the
-//     launch patient's compartment. Types outside that compartment
+//   - patient/ scopes confine the types of the Patient compartment (and
+//     Task: beyondR4) to the launch patient's compartment. Types outside it
 //     (Medication, Practitioner, Organization, …) hold no patient's data and
 //     are readable as granted.
 //   - Granular scopes (patient/Observation.rs?category=…) add their search
@@ -139,7 +139,7 @@ func (p *policy) decide(typ string, perm scope.Perm) (scope.Decision, error) {
 		return d, forbidden(fmt.Sprintf("the access token's scopes do not permit %s of %s", permWords[perm], typ))
 	}
 	if d.PatientCompartment {
-		if spec.CompartmentParams("Patient", typ) == nil {
+		if patientParams(typ) == nil {
 			d.PatientCompartment = false // holds no patient's data
 		} else if p.grant.Patient == "" {
 			return d, forbidden("patient/ scopes need a patient in the token's launch context")
@@ -186,7 +186,7 @@ func (p *policy) confineType(q *search.Query, typ string, d scope.Decision) erro
 				return forbidden("these scopes reach only the launch patient's compartment")
 			}
 		} else {
-			q.Compartment = &search.Compartment{Type: "Patient", ID: p.grant.Patient, Params: spec.CompartmentParams("Patient", typ)}
+			q.Compartment = &search.Compartment{Type: "Patient", ID: p.grant.Patient, Params: patientParams(typ)}
 		}
 	}
 	if len(d.Filters) == 0 {
@@ -331,11 +331,31 @@ func (p *policy) CheckWrite(ctx context.Context, op store.WriteOp, typ, id strin
 	return nil
 }
 
+// beyondR4 are the types R4 leaves out of the Patient compartment though
+// they name a patient in a field of their own, with the R4 search
+// parameter that holds it. A Task (an AI inference job, an order's
+// fulfilment) says whose data it works on in Task.for; R5 puts Task in the
+// compartment. Without this a patient/Task.rs token read every patient's
+// Tasks. Provenance stays out: its patient parameter is its target, which
+// for clinical Provenance is the Observation, not the Patient, so confining
+// it would hide the Provenance of the patient's own data.
+var beyondR4 = map[string][]string{"Task": {"patient"}}
+
+// patientParams are the search parameters that put a resource of typ in a
+// patient's reach for patient/ scopes: the R4 Patient compartment's, or
+// beyondR4's. Compartment searches and $everything keep R4's definition.
+func patientParams(typ string) []string {
+	if p := spec.CompartmentParams("Patient", typ); p != nil {
+		return p
+	}
+	return beyondR4[typ]
+}
+
 // inCompartment reports whether a resource is in Patient/patient's
 // compartment: it is that Patient, or one of its compartment parameters
 // refers to it.
 func inCompartment(typ, id string, content []byte, patient string) bool {
-	codes := spec.CompartmentParams("Patient", typ)
+	codes := patientParams(typ)
 	if typ == "Patient" && id == patient {
 		return true
 	}

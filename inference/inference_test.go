@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -544,6 +545,45 @@ func TestInferRequestAuthorisation(t *testing.T) {
 	if err != nil || len(qs) != 1 {
 		t.Errorf("own study: %v %v", qs, err)
 	}
+	// Findings of both patients; a patient-scoped reader sees only its own
+	// (its compartment), and another patient's report reads as absent.
+	if err := e.runQueued(t, qs[0], false); err != nil {
+		t.Fatal(err)
+	}
+	mrRun := e.request(t, mr, "mean-intensity", false)
+	if err := e.runQueued(t, mrRun, false); err != nil {
+		t.Fatal(err)
+	}
+	reader := grant("t3", "patient/DiagnosticReport.rs", "patient/Observation.rs", "patient/Task.rs")
+	for _, typ := range []string{"DiagnosticReport", "Observation", "Task"} {
+		if all := e.search(t, typ, nil); len(all) != 2 {
+			t.Fatalf("%s: %d in all, want 2 (one per study)", typ, len(all))
+		}
+		b, err := e.eng.Search(t.Context(), reader, engine.SearchRequest{Type: typ, Strict: true})
+		if err != nil {
+			t.Fatalf("patient-scoped %s search: %v", typ, err)
+		}
+		var got struct {
+			Entry []struct {
+				Resource map[string]any `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		subject := "subject"
+		if typ == "Task" {
+			subject = "for"
+		}
+		if len(got.Entry) != 1 || str(got.Entry[0].Resource, subject, "reference") != "Patient/"+ctPatient {
+			t.Errorf("patient-scoped %s search: %d entries (%v), want only Patient/%s's", typ, len(got.Entry), got.Entry, ctPatient)
+		}
+	}
+	mrReport := str(e.read(t, "Task/"+mrRun.TaskID), "output", 0, "valueReference", "reference")
+	if _, err := e.eng.Read(t.Context(), reader, "DiagnosticReport", strings.TrimPrefix(mrReport, "DiagnosticReport/")); err == nil || kind(err) != fhir.NotFound {
+		t.Errorf("another patient's report read with a patient-scoped token: %v, want NotFound", err)
+	}
+
 	ids := make([]string, MaxStudies+1)
 	for i := range ids {
 		ids[i] = ct
