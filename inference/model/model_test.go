@@ -13,9 +13,9 @@ import (
 	"testing"
 
 	"github.com/emberfhir/ember/inference/imaging"
-	"github.com/emberfhir/ember/inference/internal/onnxgen"
 	"github.com/emberfhir/ember/inference/model"
 	"github.com/emberfhir/ember/inference/onnx"
+	"github.com/emberfhir/ember/internal/onnxgen"
 	"github.com/emberfhir/ember/internal/testenv"
 	"github.com/emberfhir/ember/internal/testfiles"
 )
@@ -458,4 +458,22 @@ func TestConcurrentModelRuns(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestReferenceModel: the bench's model of realistic cost loads with its
+// manifest (the session agrees with it) and runs to its 14 outputs, of
+// which the manifest reports the first.
+func TestReferenceModel(t *testing.T) {
+	dir := t.TempDir()
+	if err := onnxgen.WriteReference(dir); err != nil {
+		t.Fatal(err)
+	}
+	m := load(t, dir).Model("reference")
+	if m == nil {
+		t.Fatal("the reference model did not load")
+	}
+	fs := run(t, m, constant(3*onnxgen.ReferenceSide*onnxgen.ReferenceSide, 0.5))
+	if len(fs) != 1 || fs[0].Value <= 0 || fs[0].Value >= 1 {
+		t.Errorf("reference findings: %+v, want one probability", fs)
+	}
 }

@@ -12,8 +12,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/emberfhir/ember/inference/internal/onnxgen"
 	"github.com/emberfhir/ember/inference/onnx"
+	"github.com/emberfhir/ember/internal/onnxgen"
 	"github.com/emberfhir/ember/internal/testenv"
 )
 

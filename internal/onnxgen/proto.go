@@ -5,7 +5,7 @@
 // numbers from onnx/onnx.proto), so no Python, onnx package or generated
 // protobuf code is involved, and the bytes are the same on every run.
 //
-// Regenerate with `go generate ./inference/internal/onnxgen` (see gen.go);
+// Regenerate with `go generate ./internal/onnxgen` (see gen.go);
 // a test checks the committed files equal what this package writes.
 package onnxgen
 

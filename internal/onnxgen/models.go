@@ -15,7 +15,7 @@ const Side = 64
 // C, H, W, then Flatten). Its manifest applies the sigmoid.
 func MeanIntensity(elem int32) Model {
 	return Model{
-		Doc: "Mean of the input's values. Test model written by inference/internal/onnxgen.",
+		Doc: "Mean of the input's values. Test model written by internal/onnxgen.",
 		Graph: Graph{
 			Name: "mean_intensity",
 			Nodes: []Node{
@@ -75,7 +75,7 @@ func ConvPool() Model {
 		}
 	}
 	return Model{
-		Doc: "3x3 convolution, global average pool, dense layer. Test model written by inference/internal/onnxgen.",
+		Doc: "3x3 convolution, global average pool, dense layer. Test model written by internal/onnxgen.",
 		Graph: Graph{
 			Name: "conv_pool",
 			Nodes: []Node{
@@ -111,7 +111,7 @@ const (
 // dimension is symbolic ("N"), as exported classifiers usually have it.
 func Demo() Model {
 	return Model{
-		Doc: "Demo, not a medical device: high-density content = mean soft-tissue-window intensity above 0.35. Written by inference/internal/onnxgen.",
+		Doc: "Demo, not a medical device: high-density content = mean soft-tissue-window intensity above 0.35. Written by internal/onnxgen.",
 		Graph: Graph{
 			Name: "demo_high_density",
 			Nodes: []Node{

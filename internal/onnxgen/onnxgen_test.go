@@ -24,7 +24,7 @@ func TestCommitted(t *testing.T) {
 		}
 		committed, err := testfiles.Path(f.Path)
 		if err != nil {
-			t.Errorf("%s: %v (run `go generate ./inference/internal/onnxgen`)", f.Path, err)
+			t.Errorf("%s: %v (run `go generate ./internal/onnxgen`)", f.Path, err)
 			continue
 		}
 		want, err := os.ReadFile(committed)
@@ -32,7 +32,7 @@ func TestCommitted(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("testdata/%s differs from what the generator writes: run `go generate ./inference/internal/onnxgen`", f.Path)
+			t.Errorf("testdata/%s differs from what the generator writes: run `go generate ./internal/onnxgen`", f.Path)
 		}
 	}
 	// Nothing else lives in the generated directories.

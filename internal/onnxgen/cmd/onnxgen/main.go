@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/emberfhir/ember/inference/internal/onnxgen"
+	"github.com/emberfhir/ember/internal/onnxgen"
 )
 
 func main() {

@@ -125,14 +125,14 @@ const lyingShapeManifest = `{
 
 const modelsReadme = `# testdata/models: generated test and demo models
 
-Written by ` + "`go generate ./inference/internal/onnxgen`" + ` (do not edit; a test checks these bytes
+Written by ` + "`go generate ./internal/onnxgen`" + ` (do not edit; a test checks these bytes
 equal what the generator writes). Each model is NAME.onnx plus its manifest NAME.json; every output
 can be computed by hand from the input. This directory is also the demo's ` + "`--models-dir`" + `.
 
 - ` + "`mean-intensity`" + `: input "image" [1,1,64,64] → output "mean" [1,1], the mean of all input values
   (ReduceMean, Flatten); the manifest applies the sigmoid. CT and MR.
 - ` + "`conv-pool`" + `: input "pixels" [1,3,32,32] → a fixed 3×3 convolution (weights in
-  inference/internal/onnxgen/models.go), global average pool, a 2×2 dense layer → output "logits"
+  internal/onnxgen/models.go), global average pool, a 2×2 dense layer → output "logits"
   [1,2]; the manifest applies the softmax. Any modality.
 - ` + "`demo`" + `: input "image" [N,1,64,64] → output "logit" [N,1] = 16 × (mean − 0.35); with the
   manifest's soft-tissue window (40/400 HU) and sigmoid, "high-density content" is positive when the
@@ -141,7 +141,7 @@ can be computed by hand from the input. This directory is also the demo's ` + "`
 
 const badReadme = `# testdata/models-bad: manifests that lie
 
-Written by ` + "`go generate ./inference/internal/onnxgen`" + ` (do not edit). Kept out of testdata/models so
+Written by ` + "`go generate ./internal/onnxgen`" + ` (do not edit). Kept out of testdata/models so
 the demo directory loads; tests load these to see them refused.
 
 - ` + "`lying-shape`" + `: mean-intensity's model ([1,1,64,64]) with a manifest claiming input shape

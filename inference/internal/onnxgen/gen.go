@@ -1,3 +1,0 @@
-package onnxgen
-
-//go:generate go run ./cmd/onnxgen -testdata ../../../testdata

@@ -1,0 +1,3 @@
+package onnxgen
+
+//go:generate go run ./cmd/onnxgen -testdata ../../testdata
