@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -118,7 +119,25 @@ func Open(path string) (*Runtime, error) {
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return nil, &LibraryError{Path: path, Err: libraryCause(err)}
 	}
+	// ONNX Runtime's telemetry is on by default in the official builds; a
+	// hospital server sends nothing anywhere.
+	if err := ort.DisableTelemetry(); err != nil {
+		_ = ort.DestroyEnvironment()
+		return nil, &LibraryError{Path: path, Err: fmt.Errorf("disabling telemetry: %w", err)}
+	}
+	removeTelemetryLog()
 	return &Runtime{path: path}, nil
+}
+
+// removeTelemetryLog removes the empty mat-debug-PID.log that the official
+// builds' telemetry layer (1DS) creates in TMPDIR when the library
+// initialises, telemetry disabled or not: otherwise every process that
+// loads the library leaves one behind. Only an empty file is removed.
+func removeTelemetryLog() {
+	p := filepath.Join(os.TempDir(), "mat-debug-"+strconv.Itoa(os.Getpid())+".log")
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		_ = os.Remove(p)
+	}
 }
 
 // libraryCause turns onnxruntime_go's initialisation errors into what a

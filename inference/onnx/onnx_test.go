@@ -86,6 +86,11 @@ func TestRuntime(t *testing.T) {
 	if _, err := onnx.Open(r.Path()); !errors.Is(err, onnx.ErrOpen) {
 		t.Errorf("a second Open: %v, want ErrOpen", err)
 	}
+	// The library's telemetry layer creates an empty log per process in
+	// TMPDIR; Open removes it.
+	if _, err := os.Stat(filepath.Join(os.TempDir(), fmt.Sprintf("mat-debug-%d.log", os.Getpid()))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the telemetry log is left in %s: %v", os.TempDir(), err)
+	}
 }
 
 func TestMeanIntensity(t *testing.T) {
