@@ -1,5 +1,10 @@
 package scope
 
+import (
+	"net/url"
+	"slices"
+)
+
 // Roles are the user roles Ember knows, carried over from the hospital
 // system it replaces. Each is a ceiling on the scopes its users can be
 // granted (see Ceiling).
@@ -102,7 +107,7 @@ func Narrow(ceiling Set, requested []string) []string {
 			if !ok {
 				continue
 			}
-			if n.Type == req.Type && n.Perms == req.Perms {
+			if n.Type == req.Type && n.Perms == req.Perms && n.Query.Encode() == req.Query.Encode() {
 				add(r) // fully within this ceiling scope: keep as written
 				break
 			}
@@ -124,6 +129,27 @@ func intersect(req, c Scope) (Scope, bool) {
 	n.Perms = req.Perms & c.Perms
 	if n.Perms == 0 {
 		return n, false
+	}
+	// A granular ceiling's constraint stays on: the request without one is
+	// narrowed to it, and a request with another constraint keeps both
+	// (different parameters are ANDed, so the union of the two queries is
+	// within each); two constraints on the same parameter that differ are
+	// not expressible as one scope and grant nothing.
+	if c.Query != nil {
+		q := url.Values{}
+		for k, v := range req.Query {
+			q[k] = v
+		}
+		for k, v := range c.Query {
+			if have, ok := q[k]; ok && !slices.Equal(have, v) {
+				return n, false
+			}
+			q[k] = v
+		}
+		n.Query = q
+	}
+	if n.Query != nil {
+		n.V1 = false // v1 has no granular scopes
 	}
 	if n.Perms != req.Perms && n.V1 {
 		// v1 has no way to write partial permissions.

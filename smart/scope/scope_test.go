@@ -130,6 +130,27 @@ func TestAllowed(t *testing.T) {
 	}
 }
 
+// TestNarrowGranularCeiling: a granular registered scope stays granular
+// whatever is asked for; never wider than the registration.
+func TestNarrowGranularCeiling(t *testing.T) {
+	ceiling := ParseSet([]string{"system/Observation.rs?category=laboratory", "system/Patient.rs"})
+	for _, c := range []struct {
+		requested []string
+		want      []string
+	}{
+		{[]string{"system/Observation.rs"}, []string{"system/Observation.rs?category=laboratory"}},
+		{[]string{"system/*.rs"}, []string{"system/Observation.rs?category=laboratory", "system/Patient.rs"}},
+		{[]string{"system/Observation.read"}, []string{"system/Observation.rs?category=laboratory"}},
+		{[]string{"system/Observation.rs?category=laboratory"}, []string{"system/Observation.rs?category=laboratory"}},
+		{[]string{"system/Observation.rs?code=1234-5"}, []string{"system/Observation.rs?category=laboratory&code=1234-5"}},
+		{[]string{"system/Observation.rs?category=vital-signs"}, nil},
+	} {
+		if got := Narrow(ceiling, c.requested); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Narrow(%v) = %v, want %v", c.requested, got, c.want)
+		}
+	}
+}
+
 func TestSubset(t *testing.T) {
 	granted := []string{"openid", "offline_access", "patient/*.rs", "user/Observation.rs?category=laboratory"}
 	for _, ok := range [][]string{{"openid"}, {"patient/Observation.rs"}, {"patient/*.read"}, {"user/Observation.rs?category=laboratory"}, {}} {
