@@ -36,11 +36,11 @@ import (
 //	                             preprocess the instance, Model.Run, the
 //	                             findings) over a bare Session.Run of the
 //	                             same preprocessed tensor, in %, for the
-//	                             reference model (onnxgen.Reference: four
-//	                             convolutions over 224×224 RGB, the cost of
-//	                             a small production classifier; written to
-//	                             a temporary directory); in-process, no
-//	                             database. Target ≤ 20 %.
+//	                             reference model (onnxgen.Reference: seven
+//	                             convolutions over 224×224 RGB, ~2.1 G
+//	                             multiply-adds, a chest X-ray classifier's
+//	                             cost; written to a temporary directory);
+//	                             in-process, no database. Target ≤ 20 %.
 //	inference_overhead_<model>   the same for each test model; they run in
 //	                             microseconds, so decoding dominates and the
 //	                             figure says how much Ember's own work costs.

@@ -155,6 +155,15 @@ func TestExportResume(t *testing.T) {
 	if err != nil || status.State != Completed || status.Manifest == nil || len(status.Manifest.Output) != len(cp.Files) {
 		t.Fatalf("status of the completed export: %+v %v", status, err)
 	}
+	// Without authorisation the files need no token; with it, the
+	// kick-off client's (the files are served under the same guard).
+	if status.Manifest.RequiresAccessToken {
+		t.Error("requiresAccessToken true without authorisation")
+	}
+	owner := x.en.Grant("owner-token", &access.Grant{Scopes: []string{"system/*.rs"}, Expiry: time.Now().Add(time.Hour)})
+	if s, err := x.Status(ctx, owner, id); err != nil || s.Manifest == nil || !s.Manifest.RequiresAccessToken {
+		t.Errorf("status with a token: %+v %v, want requiresAccessToken true", s, err)
+	}
 	seen := map[string]bool{}
 	for i, o := range status.Manifest.Output {
 		name, ok := strings.CutPrefix(o.URL, "http://ember.test/fhir"+FilePath+id+"/")

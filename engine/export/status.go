@@ -48,8 +48,9 @@ type Status struct {
 type Manifest struct {
 	TransactionTime string `json:"transactionTime"`
 	Request         string `json:"request"`
-	// RequiresAccessToken is false until Ember has SMART authorization;
-	// then file downloads will need the kick-off's token.
+	// RequiresAccessToken: the files are served under the FHIR base with
+	// its authorisation, so they need the kick-off client's token whenever
+	// the status request came with one.
 	RequiresAccessToken bool           `json:"requiresAccessToken"`
 	Output              []ManifestFile `json:"output"`
 	Error               []ManifestFile `json:"error"`
@@ -110,10 +111,11 @@ func (x *Exporter) Status(ctx context.Context, caller *engine.Caller, id string)
 			return Status{}, fmt.Errorf("export: %s checkpoint: %w", id, err)
 		}
 		m := &Manifest{
-			TransactionTime: job.TransactionTime.UTC().Format(time.RFC3339Nano),
-			Request:         job.Request,
-			Output:          []ManifestFile{},
-			Error:           []ManifestFile{},
+			TransactionTime:     job.TransactionTime.UTC().Format(time.RFC3339Nano),
+			Request:             job.Request,
+			RequiresAccessToken: caller.Grant() != nil,
+			Output:              []ManifestFile{},
+			Error:               []ManifestFile{},
 		}
 		for _, f := range cp.Files {
 			m.Output = append(m.Output, ManifestFile{Type: f.Type, URL: x.en.Base() + FilePath + id + "/" + f.Name, Count: f.Count})

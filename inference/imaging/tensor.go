@@ -186,10 +186,9 @@ func (im *Image) tensor(dst []float32, p Preprocess, c, h, w int, inPlace bool) 
 	switch {
 	case im.Samples == 1:
 		t.apply(plane, im.Pix, 1)
+		// Channels 1… are filled from channel 0 by the normalisation
+		// below (no copy first).
 		rz.resize(dst[:hw], plane)
-		for k := 1; k < c; k++ {
-			copy(dst[k*hw:(k+1)*hw], dst[:hw])
-		}
 	case c == 3:
 		for k := 0; k < 3; k++ {
 			t.apply(plane, im.Pix[k:], 3)
@@ -206,8 +205,11 @@ func (im *Image) tensor(dst []float32, p Preprocess, c, h, w int, inPlace bool) 
 		}
 		rz.resize(dst[:hw], plane)
 	}
-	finite := true
-	for k := 0; k < c; k++ {
+	// A grayscale image was resized into channel 0 only: every channel
+	// reads it, channel 0 last since it is overwritten.
+	shared := im.Samples == 1
+	var sum float64 // NaN or ±Inf when any value is: one check at the end
+	for k := c - 1; k >= 0; k-- {
 		mean, std := p.Mean[0], p.Std[0]
 		if len(p.Mean) > 1 {
 			mean = p.Mean[k]
@@ -217,13 +219,19 @@ func (im *Image) tensor(dst []float32, p Preprocess, c, h, w int, inPlace bool) 
 		}
 		m, inv := float32(mean), float32(1/std)
 		ch := dst[k*hw : (k+1)*hw]
-		for i, v := range ch {
+		src := ch
+		if shared {
+			src = dst[:hw]
+		}
+		var s float32
+		for i, v := range src[:len(ch)] {
 			v = (v - m) * inv
 			ch[i] = v
-			finite = finite && v-v == 0 // false for NaN and ±Inf
+			s += v - v // 0, or NaN for NaN and ±Inf
 		}
+		sum += float64(s)
 	}
-	if !finite {
+	if sum != 0 {
 		// Only absurd RescaleSlope/Intercept, window or mean/std values get here.
 		return Info{}, fmt.Errorf("%w: preprocessing overflows float32 (rescale %g/%g, window %g/%g)",
 			ErrUnsupportedPixels, im.Slope, im.Intercept, center, width)

@@ -13,19 +13,27 @@ const (
 	ReferenceClasses = 14
 )
 
-// referenceChannels are the output channels of the reference model's four
-// stride-2 3×3 convolutions: about 185 million multiply-adds, the order of
-// a small production classifier (MobileNetV2 is about 300 million), so a
-// run takes tens of milliseconds on one core.
-var referenceChannels = [...]int64{32, 64, 128, 256}
+// referenceLayers are the reference model's 3×3 convolutions (output
+// channels, stride): a stem to 112×112, then three stages that halve the
+// size and double the channels, each with a second convolution at its
+// size. About 2.1 billion multiply-adds, the cost of the chest X-ray
+// classifier README's "Bring your own model" exports (DenseNet-121 at
+// 224×224 is about 2.9 billion).
+var referenceLayers = [...]struct{ out, stride int64 }{
+	{64, 2},
+	{128, 2}, {128, 1},
+	{256, 2}, {256, 1},
+	{512, 2}, {512, 1},
+}
 
-// Reference is the model "reference": input "image" [1,3,224,224], four
-// stride-2 3×3 convolutions with ReLU, global average pooling and a dense
-// layer to output "logits" [1,14]. Its weights are a fixed pseudo-random
-// sequence: its outputs mean nothing. It is not committed (1.5 MB of
-// weights) and not a test fixture: `make bench` writes it to a temporary
-// directory so that inference_overhead compares Ember's work per image
-// with a model of realistic cost, not with the microsecond test models.
+// Reference is the model "reference": input "image" [1,3,224,224], the
+// convolutions of referenceLayers with ReLU, global average pooling and a
+// dense layer to output "logits" [1,14]. Its weights are a fixed
+// pseudo-random sequence: its outputs mean nothing. It is not committed
+// (about 17 MB of weights) and not a test fixture: `make bench` writes it
+// to a temporary directory so that inference_overhead compares Ember's
+// work per image with a model of a real classifier's cost, not with the
+// microsecond test models.
 func Reference() Model {
 	rng := uint32(2463534242)
 	weights := func(n int64, scale float32) []float32 {
@@ -45,15 +53,16 @@ func Reference() Model {
 		Outputs: []Value{{Name: "logits", ElemType: Float, Shape: []int64{1, ReferenceClasses}}},
 	}
 	in, channels := "image", int64(3)
-	for i, out := range referenceChannels {
+	for i, l := range referenceLayers {
+		out := l.out
 		w, b := fmt.Sprintf("conv%d.w", i), fmt.Sprintf("conv%d.b", i)
 		conv, relu := fmt.Sprintf("conv%d", i), fmt.Sprintf("relu%d", i)
 		g.Nodes = append(g.Nodes,
 			Node{Op: "Conv", Name: conv, Inputs: []string{in, w, b}, Outputs: []string{conv},
-				Attrs: []Attr{Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1), Ints("strides", 2, 2)}},
+				Attrs: []Attr{Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1), Ints("strides", l.stride, l.stride)}},
 			Node{Op: "Relu", Name: relu, Inputs: []string{conv}, Outputs: []string{relu}})
 		g.Initializers = append(g.Initializers,
-			Tensor{Name: w, Dims: []int64{out, channels, 3, 3}, Data: weights(out*channels*9, 0.1)},
+			Tensor{Name: w, Dims: []int64{out, channels, 3, 3}, Data: weights(out*channels*9, 0.05)},
 			Tensor{Name: b, Dims: []int64{out}, Data: weights(out, 0.01)})
 		in, channels = relu, out
 	}
