@@ -25,6 +25,8 @@ import (
 const clientUsage = `Usage:
   ember client add --id ID --type public|symmetric|asymmetric [--redirect-uri URL]... --scope "SCOPES"
                    [--secret S] [--jwks FILE | --jwks-uri URL] [--launch-uri URL]
+                   [--grant authorization_code|client_credentials]...
+  ember client add --id ID --type symmetric --grant client_credentials --scope "system/*.rs"   (a service)
   ember client list
   ember client remove --id ID
 `
@@ -50,10 +52,10 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				return err
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tTYPE\tREDIRECT URIS\tSCOPES\tLAUNCH URI")
+			fmt.Fprintln(tw, "ID\tTYPE\tGRANTS\tREDIRECT URIS\tSCOPES\tLAUNCH URI")
 			for _, c := range cs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Type, strings.Join(c.RedirectURIs, ","),
-					strings.Join(c.Scopes, " "), c.LaunchURI)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Type, strings.Join(c.GrantTypes(), ","),
+					strings.Join(c.RedirectURIs, ","), strings.Join(c.Scopes, " "), c.LaunchURI)
 			}
 			return tw.Flush()
 		})
@@ -78,12 +80,13 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func clientAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c authserver.Client
-	var redirects stringList
+	var redirects, grants stringList
 	var scopes, jwksFile string
 	return withStore(ctx, "client add", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&c.ID, "id", "", "client id")
-		fs.StringVar(&c.Type, "type", "", "public (PKCE), symmetric (secret, HTTP Basic) or asymmetric (private_key_jwt)")
-		fs.Var(&redirects, "redirect-uri", "registered redirect URI (repeat or comma-separate for several)")
+		fs.StringVar(&c.Type, "type", "", "public (PKCE), symmetric (secret: client_secret_basic or client_secret_post) or asymmetric (private_key_jwt)")
+		fs.Var(&redirects, "redirect-uri", "registered redirect URI (repeat or comma-separate for several); not for a client_credentials-only service")
+		fs.Var(&grants, "grant", "a symmetric client's grant types: authorization_code (the default) and/or client_credentials (system/ scopes, no redirect URI); repeat or comma-separate")
 		fs.StringVar(&scopes, "scope", "", `scopes the client may be granted, space-separated (e.g. "openid fhirUser launch/patient offline_access patient/*.rs")`)
 		fs.StringVar(&c.Secret, "secret", "", "client secret for a symmetric client (generated and printed when empty)")
 		fs.StringVar(&jwksFile, "jwks", "", "file holding the asymmetric client's public JWKS")
@@ -91,6 +94,7 @@ func clientAdd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.StringVar(&c.LaunchURI, "launch-uri", "", "the app's EHR launch URL (for ember launch)")
 	}, func(ctx context.Context, st *store.Store) error {
 		c.RedirectURIs = redirects
+		c.Grants = grants
 		c.Scopes = strings.Fields(scopes)
 		if jwksFile != "" {
 			b, err := os.ReadFile(jwksFile)

@@ -220,9 +220,8 @@ func (h *httpFlags) configureAuth(ctx context.Context, cfg *server.Config, st *s
 		log.Warn("authorisation is OFF (--auth none): anyone who reaches this server can read and write everything; use it for local development only")
 		return nil
 	}
-	root := strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir")
 	as, err := authserver.New(ctx, authserver.Config{
-		Issuer:      root + "/auth",
+		Issuer:      authIssuer(cfg.BaseURL), // as `ember token` signs for it
 		FHIRBaseURL: cfg.BaseURL,
 		Logger:      log,
 		// Login limits are per client address: behind a proxy that is the

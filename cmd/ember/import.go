@@ -24,7 +24,9 @@ const importUsage = `Usage: ember import [flags] PATH...
 
 Loads FHIR resources into the database through the same validation and write
 path as the REST API. PATH is a file or a directory (searched recursively for
-*.ndjson, *.jsonl, *.json, optionally .gz). ndjson holds one resource per line;
+*.ndjson, *.jsonl, *.json, optionally .gz), or a tar archive (.tar, .tar.gz,
+.tar.zst) read as that directory would be: "ember import
+testdata/synthea.tar.zst" loads the demo patients. ndjson holds one resource per line;
 a .json file holds a resource or a Bundle. Resources are written under their
 own id (re-importing updates them instead of duplicating) or created when they
 have none; transaction and batch Bundles run as if POSTed to the server.
@@ -90,6 +92,11 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintf(stderr, "\r%d resources, %.0f/s, %d errors, %d files done  ", s.Resources, s.Rate(), s.Failed, s.Files)
 		}
 	}
+	paths, local, cleanup, err := unpackArchives(paths)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	res, err := importer.Import(ctx, eng, paths, opts)
 	if live {
 		fmt.Fprint(stderr, "\r"+strings.Repeat(" ", 72)+"\r")
@@ -97,6 +104,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "imported %d resources from %d files in %s (%.0f resources/s); %d errors\n",
 		res.Resources, res.Files, res.Elapsed.Round(time.Millisecond), res.Rate(), res.Failed)
 	for _, e := range res.Errors {
+		e.File = local(e.File)
 		fmt.Fprintf(stdout, "  %s\n", e.Error())
 	}
 	if n := res.Failed - int64(len(res.Errors)); n > 0 {

@@ -41,6 +41,8 @@ Usage:
   ember client    add, list or remove SMART apps (OAuth clients)
   ember user      add, list or remove users who sign in to SMART apps
   ember launch    create an EHR launch and print the app's launch URL
+  ember token     print an access token for a client or user (and revoke one)
+  ember healthcheck  ask a running serve for /healthz (the container's HEALTHCHECK)
   ember version   print the version
 
 Run "ember <command> --help" for a command's flags.
@@ -71,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = userCmd(ctx, args[1:], stdout, stderr)
 	case "launch":
 		err = launchCmd(ctx, args[1:], stdout, stderr)
+	case "token":
+		err = tokenCmd(ctx, args[1:], stdout, stderr)
+	case "healthcheck":
+		err = healthcheck(ctx, args[1:], stdout, stderr)
 	case "version":
 		fs := flag.NewFlagSet("ember version", flag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -294,6 +300,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { cancel(); <-dimseDone }()
 	log.Info("Ember serving FHIR R4", "base", base, "addr", ln.Addr().String(), "version", version)
 	fmt.Fprintf(stderr, "FHIR base: %s\n", base)
+	if hf.auth == "smart" {
+		for _, l := range quickStartLines(os.Args[0], db, base) {
+			fmt.Fprintln(stderr, l)
+		}
+	}
 
 	select {
 	case err := <-errc:

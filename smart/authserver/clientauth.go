@@ -39,9 +39,11 @@ func invalidClient(format string, a ...any) *oauthErr {
 }
 
 // authClient identifies the client of a token, introspection or
-// revocation request: by signed assertion (private_key_jwt), HTTP Basic
-// (symmetric) or a bare client_id (public clients only). It returns nil,
-// nil when the request names no client at all.
+// revocation request: by signed assertion (private_key_jwt), a secret
+// (symmetric: HTTP Basic, client_secret_basic, or client_id and
+// client_secret in the form, client_secret_post) or a bare client_id
+// (public clients only). It returns nil, nil when the request names no
+// client at all.
 func (s *Server) authClient(r *http.Request) (*Client, error) {
 	ctx := r.Context()
 	f := r.PostForm
@@ -51,7 +53,18 @@ func (s *Server) authClient(r *http.Request) (*Client, error) {
 		}
 		return s.verifyAssertion(ctx, a, f.Get("client_id"))
 	}
-	if id, secret, ok := r.BasicAuth(); ok {
+	id, secret, hasSecret := r.BasicAuth()
+	if f.Has("client_secret") {
+		// RFC 6749 §2.3.1: one authentication method per request.
+		if hasSecret {
+			return nil, badRequest("invalid_request", "use either HTTP Basic or client_secret in the body, not both")
+		}
+		if id = f.Get("client_id"); id == "" {
+			return nil, invalidClient("client_secret needs client_id")
+		}
+		secret, hasSecret = f.Get("client_secret"), true
+	}
+	if hasSecret {
 		// The secret is an argon2id hash: checked within the login limits.
 		var c *Client
 		ok, err := s.creds.check(r, "client:"+id, false, func() (bool, error) {
@@ -73,8 +86,7 @@ func (s *Server) authClient(r *http.Request) (*Client, error) {
 		}
 		return c, nil
 	}
-	id := f.Get("client_id")
-	if id == "" {
+	if id = f.Get("client_id"); id == "" {
 		return nil, nil
 	}
 	c, err := getClient(ctx, s.db, id)

@@ -17,12 +17,21 @@ import (
 )
 
 // Client types: public apps (PKCE, no secret), confidential apps with a
-// shared secret (HTTP Basic), and confidential apps that sign assertions
-// (private_key_jwt: backend services and asymmetric apps).
+// shared secret (client_secret_basic or client_secret_post), and
+// confidential apps that sign assertions (private_key_jwt: backend services
+// and asymmetric apps).
 const (
 	Public     = "public"
 	Symmetric  = "symmetric"
 	Asymmetric = "asymmetric"
+)
+
+// Grant types a symmetric client may choose at registration (Client.Grants).
+// Without a choice it has the authorization code (with refresh tokens);
+// asymmetric clients always have both, public clients only the code.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantClientCredentials = "client_credentials"
 )
 
 // Client is a registered OAuth client.
@@ -35,6 +44,9 @@ type Client struct {
 	JWKS         json.RawMessage // registered public key set (asymmetric)
 	JWKSURI      string          // or where to fetch it; the only jku accepted
 	LaunchURI    string          // the app's EHR launch URL
+	// Grants are a symmetric client's grant types (GrantAuthorizationCode,
+	// GrantClientCredentials); empty means the authorization code alone.
+	Grants []string
 
 	secretHash string
 }
@@ -77,7 +89,10 @@ func (c *Client) validate() error {
 	default:
 		return fmt.Errorf("client type %q: want public, symmetric or asymmetric", c.Type)
 	}
-	if c.Type != Asymmetric && len(c.RedirectURIs) == 0 {
+	if err := c.validateGrants(); err != nil {
+		return err
+	}
+	if c.Type != Asymmetric && c.may(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return errors.New("at least one redirect URI is required")
 	}
 	for _, u := range append(append([]string{}, c.RedirectURIs...), c.JWKSURI, c.LaunchURI) {
@@ -101,7 +116,7 @@ func AddClient(ctx context.Context, st *store.Store, c Client) error {
 		return err
 	}
 	rec := authdb.Client{ID: c.ID, Type: c.Type, RedirectURIs: c.RedirectURIs, Scopes: c.Scopes, JWKS: c.JWKS,
-		JWKSURI: c.JWKSURI, LaunchURI: c.LaunchURI}
+		JWKSURI: c.JWKSURI, LaunchURI: c.LaunchURI, Grants: c.Grants}
 	if c.Secret != "" {
 		rec.SecretHash = hashPassword(c.Secret)
 	}
@@ -117,7 +132,7 @@ func AddClient(ctx context.Context, st *store.Store, c Client) error {
 
 func fromDBClient(r authdb.Client) Client {
 	return Client{ID: r.ID, Type: r.Type, RedirectURIs: r.RedirectURIs, Scopes: r.Scopes, JWKS: r.JWKS, JWKSURI: r.JWKSURI,
-		LaunchURI: r.LaunchURI, secretHash: r.SecretHash}
+		LaunchURI: r.LaunchURI, Grants: r.Grants, secretHash: r.SecretHash}
 }
 
 // GetClient returns the client id (ErrNotFound when none).

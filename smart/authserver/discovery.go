@@ -21,7 +21,10 @@ var scopesSupported = []string{
 	"system/*.read", "system/*.write", "system/*.*",
 }
 
-var authMethods = []string{"client_secret_basic", "private_key_jwt", "none"}
+// authMethods are the token endpoint's client authentication methods:
+// symmetric clients send their secret by HTTP Basic or in the form,
+// asymmetric ones sign an assertion, public ones only name themselves.
+var authMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
 
 func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{

@@ -211,31 +211,6 @@ func (s *Server) refreshGrant(r *http.Request, c *Client) (map[string]any, error
 	return resp, nil
 }
 
-// clientCredentials is the SMART Backend Services grant: system/ scopes
-// within the client's registration, for an asymmetric client.
-func (s *Server) clientCredentials(r *http.Request, c *Client) (map[string]any, error) {
-	if c.Type != Asymmetric {
-		return nil, badRequest("unauthorized_client", "client_credentials needs a client authenticated by private_key_jwt")
-	}
-	var req []string
-	for _, sc := range splitScopes(r.PostForm.Get("scope")) {
-		if !strings.HasPrefix(sc, "system/") {
-			return nil, badRequest("invalid_scope", "backend services may ask only for system/ scopes, not "+sc)
-		}
-		req = append(req, sc)
-	}
-	var granted []string
-	for _, sc := range scope.Narrow(scope.ParseSet(c.Scopes), req) {
-		if strings.HasPrefix(sc, "system/") {
-			granted = append(granted, sc)
-		}
-	}
-	if len(granted) == 0 {
-		return nil, badRequest("invalid_scope", "none of the requested scopes is registered for this client")
-	}
-	return s.respond(r.Context(), &tokenInfo{clientID: c.ID, scopes: granted}, false)
-}
-
 // introspect is RFC 7662. A confidential client (HTTP Basic secret or
 // private_key_jwt) may introspect any token. A public client, which names
 // itself by client_id and proves nothing, and a caller presenting an active
@@ -254,10 +229,11 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	var only string // the client whose tokens alone the caller may see; "" for any
+	seeAll := true // the caller may see any token, or only those of client only
+	var only string
 	switch {
 	case c != nil && c.Type == Public:
-		only = c.ID
+		seeAll, only = false, c.ID
 	case c == nil:
 		bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
@@ -269,9 +245,10 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusUnauthorized, "invalid_token", "bearer token is not active")
 			return
 		}
-		only = g.ClientID
+		// A token without a client (ember token --user) sees none.
+		seeAll, only = false, g.ClientID
 	}
-	maySee := func(clientID string) bool { return only == "" || clientID == only }
+	maySee := func(clientID string) bool { return seeAll || (clientID == only && only != "") }
 	tok := r.PostForm.Get("token")
 	inactive := map[string]any{"active": false}
 	if cl, err := s.parseAccessToken(tok); err == nil {

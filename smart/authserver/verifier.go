@@ -217,7 +217,8 @@ type tokenInfo struct {
 	encounter string
 	nonce     string
 	loginAt   time.Time
-	authReq   string // the authorization request of a code grant
+	authReq   string        // the authorization request of a code grant
+	ttl       time.Duration // the access token's lifetime; 0: Config.AccessTokenLifetime
 }
 
 // issueAccessToken signs an access token for t.
@@ -227,8 +228,12 @@ func (s *Server) issueAccessToken(t *tokenInfo) (string, *accessClaims, error) {
 	if sub == "" {
 		sub = t.clientID
 	}
+	ttl := t.ttl
+	if ttl <= 0 {
+		ttl = s.cfg.AccessTokenLifetime
+	}
 	c := accessClaims{Issuer: s.issuer, Subject: sub, Audience: s.fhirBase, IssuedAt: now.Unix(),
-		Expiry: now.Add(s.cfg.AccessTokenLifetime).Unix(), ID: randomToken(16), ClientID: t.clientID,
+		Expiry: now.Add(ttl).Unix(), ID: randomToken(16), ClientID: t.clientID,
 		Scope: strings.Join(t.scopes, " "), Patient: t.patient, Encounter: t.encounter, FHIRUser: t.fhirUser, Role: t.role}
 	tok, err := s.sign(c)
 	return tok, &c, err

@@ -18,6 +18,7 @@ type Client struct {
 	JWKS         []byte // registered public key set (JSON), or nil
 	JWKSURI      string
 	LaunchURI    string
+	Grants       []string // grant types chosen at registration; empty: the type's default
 }
 
 // AddClient stores c; ErrExists when its id is taken.
@@ -30,9 +31,9 @@ func (db *DB) AddClient(ctx context.Context, c Client) error {
 	if len(c.JWKS) > 0 {
 		jwks = c.JWKS
 	}
-	tag, err := db.pool.Exec(ctx, `INSERT INTO smart_clients (id, type, secret_hash, redirect_uris, scopes, jwks, jwks_uri, launch_uri)
-		VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), nullif($8, '')) ON CONFLICT (id) DO NOTHING`,
-		c.ID, c.Type, hash, nonNil(c.RedirectURIs), nonNil(c.Scopes), jwks, c.JWKSURI, c.LaunchURI)
+	tag, err := db.pool.Exec(ctx, `INSERT INTO smart_clients (id, type, secret_hash, redirect_uris, scopes, jwks, jwks_uri, launch_uri,
+		grant_types) VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), nullif($8, ''), $9) ON CONFLICT (id) DO NOTHING`,
+		c.ID, c.Type, hash, nonNil(c.RedirectURIs), nonNil(c.Scopes), jwks, c.JWKSURI, c.LaunchURI, nonNil(c.Grants))
 	if err != nil {
 		return fmt.Errorf("authdb: add client: %w", err)
 	}
@@ -42,11 +43,12 @@ func (db *DB) AddClient(ctx context.Context, c Client) error {
 	return nil
 }
 
-const clientCols = `id, type, coalesce(secret_hash, ''), redirect_uris, scopes, jwks, coalesce(jwks_uri, ''), coalesce(launch_uri, '')`
+const clientCols = `id, type, coalesce(secret_hash, ''), redirect_uris, scopes, jwks, coalesce(jwks_uri, ''), coalesce(launch_uri, ''),
+	grant_types`
 
 func scanClient(row pgx.Row) (Client, error) {
 	var c Client
-	err := row.Scan(&c.ID, &c.Type, &c.SecretHash, &c.RedirectURIs, &c.Scopes, &c.JWKS, &c.JWKSURI, &c.LaunchURI)
+	err := row.Scan(&c.ID, &c.Type, &c.SecretHash, &c.RedirectURIs, &c.Scopes, &c.JWKS, &c.JWKSURI, &c.LaunchURI, &c.Grants)
 	return c, err
 }
 

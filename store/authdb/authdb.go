@@ -1,7 +1,8 @@
 // Package authdb is the SMART authorization server's storage: clients,
 // users, authorization requests and codes, launches, refresh tokens,
 // revoked access tokens, used client assertions and the signing key, in the
-// tables of migrations/00005_smart.sql.
+// tables of migrations/00005_smart.sql (and the clients' grant types of
+// 00010_smart_client_grants.sql).
 //
 // It holds the queries and nothing of OAuth: smart/authserver decides, hashes
 // secrets and tokens before they come here, and maps ErrNotFound and
