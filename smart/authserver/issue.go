@@ -124,8 +124,7 @@ func (s *Server) IssueToken(ctx context.Context, req TokenRequest) (*IssuedToken
 			return nil, fmt.Errorf("issue token: %w: scope %s is for services, not users", ErrNotPermitted, sc)
 		}
 		// Within the ceiling as asked: Narrow keeps a scope unchanged only
-		// when one ceiling scope covers it (role ceilings carry no search
-		// constraints, whose comparison Narrow leaves out).
+		// when one ceiling scope covers it, search constraint included.
 		if n := scope.Narrow(ceiling, []string{sc}); len(n) != 1 || n[0] != sc {
 			return nil, fmt.Errorf("issue token: %w: scope %s is beyond role %s's ceiling", ErrNotPermitted, sc, u.Role)
 		}
