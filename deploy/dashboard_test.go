@@ -57,9 +57,11 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 }
 
 // scrapeDrivenServer starts `ember serve`, makes it count something in
-// every family (REST interactions, a DICOM study over STOW-RS whose quiet
-// period runs the test models), checks `ember healthcheck` against it, and
-// returns the sample names its metrics listener exports.
+// every family (REST interactions, a batch Bundle, searches, a DICOM study
+// over STOW-RS whose quiet period runs the test models, a refused STOW
+// part), checks `ember healthcheck` against it, and returns the sample
+// names its metrics listener exports, with those of a second server that
+// runs what the first has off (SMART authorisation, DIMSE).
 func scrapeDrivenServer(t *testing.T) map[string]bool {
 	t.Helper()
 	lib := testenv.ONNXRuntime(t)
@@ -100,7 +102,9 @@ func scrapeDrivenServer(t *testing.T) map[string]bool {
 		{"PUT", "/Patient/deploy-1", `{"resourceType":"Patient","id":"deploy-1","gender":"other"}`},
 		{"GET", "/Patient/deploy-1", ""},
 		{"GET", "/Patient?gender=other", ""},
+		{"GET", "/Patient?gender=other&birthdate=ge1900&_count=5", ""},
 		{"GET", "/Patient/absent", ""},
+		{"POST", "", `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/deploy-1"}}]}`},
 	} {
 		req, _ := http.NewRequest(r.method, base+r.path, strings.NewReader(r.body))
 		if r.body != "" {
@@ -113,6 +117,7 @@ func scrapeDrivenServer(t *testing.T) map[string]bool {
 		resp.Body.Close()
 	}
 	stow(t, "http://"+addr+"/dicomweb/studies", ct)
+	stowRefused(t, "http://"+addr+"/dicomweb/studies")
 
 	// The study's quiet period queues its models; wait for their jobs.
 	var names map[string]bool
@@ -127,7 +132,47 @@ func scrapeDrivenServer(t *testing.T) map[string]bool {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	for n := range scrapeAuthDIMSEServer(t, bin) {
+		names[n] = true
+	}
 	return names
+}
+
+// scrapeAuthDIMSEServer starts `ember serve` with SMART authorisation and a
+// DIMSE listener, makes it count a refused token request and a connection
+// that never associates, and returns the sample names it exports.
+func scrapeAuthDIMSEServer(t *testing.T, bin string) map[string]bool {
+	t.Helper()
+	addr, metricsAddr, dimseAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	srv := startServer(t, bin, nil,
+		"--addr", addr, "--metrics-addr", metricsAddr, "--auth", "smart", "--dimse-addr", dimseAddr,
+		"--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir())
+	resp, err := http.PostForm("http://"+addr+"/auth/token", map[string][]string{
+		"grant_type": {"client_credentials"}, "client_id": {"no-such-client"}, "client_secret": {"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("token request of an unknown client: %d, want 400 or 401", resp.StatusCode)
+	}
+	conn, err := net.Dial("tcp", dimseAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	// The association is counted when the server has seen the close.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		names := scrape(t, "http://"+metricsAddr+"/metrics")
+		if names["ember_dicom_associations_total"] && names["ember_auth_token_requests_total"] {
+			return names
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the token request or the DIMSE connection was not counted within 30 s; /metrics has %v\n%s", sortedKeys(names), srv.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // scrape returns the sample names of a Prometheus text exposition.
@@ -536,6 +581,33 @@ func startServer(t *testing.T, bin string, env []string, args ...string) *runnin
 	}
 	t.Fatalf("ember serve not ready within 90 s:\n%s", s.String())
 	return nil
+}
+
+// stowRefused sends STOW-RS a part that is not DICOM, which the server
+// refuses (counted as a failed instance).
+func stowRefused(t *testing.T, url string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	w, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("not a DICOM file"))
+	mw.Close()
+	req, err := http.NewRequest("POST", url, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("STOW-RS of a part that is not DICOM: 200")
+	}
 }
 
 // stow stores one DICOM file over STOW-RS.

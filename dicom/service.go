@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/store/dicomdb"
@@ -51,6 +52,9 @@ type Config struct {
 	// study's ImagingStudy (inference's trigger: Service.StudyChanged). It
 	// runs on the syncing goroutine and must not block.
 	OnStudySynced func(studyUID string)
+	// Metrics, when set, is where the ingest counters are registered
+	// (instances and bytes stored, failures, by source).
+	Metrics prometheus.Registerer
 }
 
 // Overwrite is a policy for C-STORE replacing an existing SOP instance
@@ -81,10 +85,11 @@ func ParseOverwrite(s string) (Overwrite, error) {
 // Service ingests instances and keeps ImagingStudy resources in step. It is
 // safe for concurrent use.
 type Service struct {
-	cfg Config
-	log *slog.Logger
-	eng *engine.Engine
-	db  *dicomdb.DB // the DICOM metadata tables
+	cfg     Config
+	log     *slog.Logger
+	eng     *engine.Engine
+	db      *dicomdb.DB // the DICOM metadata tables
+	metrics *metrics
 
 	mu      sync.Mutex
 	timers  map[string]*pendingSync // studies awaiting a debounced sync
@@ -116,8 +121,12 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	cfg.DICOMwebBase = strings.TrimSuffix(cfg.DICOMwebBase, "/")
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("dicom: metrics: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, log: cfg.Logger, eng: cfg.Engine, db: dicomdb.New(cfg.Engine.Store()), timers: map[string]*pendingSync{}, baseCtx: ctx, cancel: cancel}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, eng: cfg.Engine, db: dicomdb.New(cfg.Engine.Store()), metrics: m, timers: map[string]*pendingSync{}, baseCtx: ctx, cancel: cancel}, nil
 }
 
 // Blobs returns the blob store, for retrieval.
@@ -204,6 +213,13 @@ type IngestOptions struct {
 // header up to PixelData is parsed; the file is made durable before its
 // metadata commits, and a failure leaves neither behind.
 func (s *Service) Ingest(ctx context.Context, r io.Reader, opts IngestOptions) (*Instance, error) {
+	in, err := s.ingest(ctx, r, opts)
+	s.metrics.ingested(opts, in, err)
+	return in, err
+}
+
+// ingest is Ingest without its counters.
+func (s *Service) ingest(ctx context.Context, r io.Reader, opts IngestOptions) (*Instance, error) {
 	key := blobKey()
 	w, err := s.cfg.Blobs.create(ctx, key)
 	if err != nil {

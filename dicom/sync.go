@@ -495,10 +495,12 @@ func (s *Service) findOrCreate(ctx context.Context, tx *engine.Tx, r *fhir.Resou
 		return "", fmt.Errorf("dicom: %s search: %w", typ, err)
 	}
 	if len(found.Matches) == 0 {
-		return "", fmt.Errorf("dicom: %s with identifier %s|%s: several matched, then none", typ, system, value)
+		return "", fmt.Errorf("dicom: %s by an identifier of system %s: several matched, then none", typ, system)
 	}
 	id := found.Matches[0].ID
+	// The identifier's value (a patient ID, an accession number) is
+	// patient data: the log names the system and the resource linked.
 	s.log.Warn("dicom: several resources have the identifier a study maps to; linking the oldest",
-		"type", typ, "system", system, "value", value, "linked", typ+"/"+id)
+		"type", typ, "system", system, "linked", typ+"/"+id)
 	return typ + "/" + id, nil
 }

@@ -30,6 +30,8 @@ func AsError(err error) (fe *fhir.Error, ok bool) {
 		return fhir.NewError(fhir.PreconditionFailed, "multiple-matches", "the condition matches more than one resource"), true
 	case errors.Is(err, context.DeadlineExceeded):
 		return fhir.NewError(fhir.Unavailable, "timeout", "the request timed out"), true
+	case store.IsUnavailable(err):
+		return fhir.NewError(fhir.Unavailable, "transient", "the database is unavailable: try again shortly"), true
 	case store.IsCanceled(err):
 		return fhir.NewError(fhir.Unavailable, "timeout",
 			"the request ran past the database statement timeout and was stopped: narrow the search (more selective parameters, fewer values) or ask the administrator about --statement-timeout"), true

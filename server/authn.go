@@ -40,7 +40,7 @@ func (s *Server) bearer(c *gin.Context, missing string) (string, *access.Grant, 
 		return "", nil, false
 	case err != nil:
 		if !errors.Is(err, access.ErrInvalidToken) {
-			s.log.Warn("token verification failed", "err", err)
+			s.log.WarnContext(c.Request.Context(), "token verification failed", "err", err)
 		}
 		s.unauthorized(c, "invalid_token", "the access token is invalid, expired or revoked")
 		return "", nil, false

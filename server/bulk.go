@@ -227,7 +227,7 @@ func (s *Server) exportFile(c *gin.Context, rest string) {
 		return err
 	})
 	if err != nil && c.Request.Context().Err() == nil {
-		s.log.Error("serving export file", "export", id, "file", name, "err", err)
+		s.log.ErrorContext(c.Request.Context(), "serving export file", "export", id, "file", name, "err", err)
 	}
 }
 

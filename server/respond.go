@@ -115,7 +115,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 	}
 	status, fe, ok := asHTTPError(err)
 	if !ok {
-		s.log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+		s.log.ErrorContext(c.Request.Context(), "request failed", "method", c.Request.Method, "route", routeTemplate(c.Request.URL.Path), "err", err)
 	}
 	s.writeOutcome(c, status, fe.Outcome())
 }

@@ -66,6 +66,7 @@ func (s *Server) runSearch(c *gin.Context, req engine.SearchRequest) {
 		return
 	}
 	req.Params = params
+	noteSearchParams(c, params)
 	req.Strict = prefer(c.Request, "handling") == "strict"
 	body, err := s.eng.Search(c.Request.Context(), s.caller(c), req)
 	if err != nil {

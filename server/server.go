@@ -69,6 +69,11 @@ type Config struct {
 	// MetricsHandler for a separate listener). Without a Verifier (auth
 	// mode none) private means public: there is nothing to check.
 	Metrics MetricsAccess
+	// Registry is the Prometheus registry the server registers its
+	// metrics (and the Go runtime and process collectors) on and /metrics
+	// serves; nil: one of its own. Work built before the server (DICOM,
+	// the authorization server, the database pool) registers on it too.
+	Registry *prometheus.Registry
 }
 
 // MetricsAccess is who may read /metrics on the server's handler.
@@ -132,7 +137,7 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	reg := prometheus.NewRegistry()
+	reg := newRegistry(cfg)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Server{
 		cfg:      cfg,
@@ -163,7 +168,7 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 // handler could store (NUL bytes, invalid UTF-8) is refused here, at the
 // boundary, for every endpoint including the mounts.
 func (s *Server) Handler() http.Handler {
-	return guard.Input{MaxFormBody: s.cfg.MaxBody}.Wrap(s.routes())
+	return requestIDs(guard.Input{MaxFormBody: s.cfg.MaxBody}.Wrap(s.routes()))
 }
 
 // MetricsHandler serves the Prometheus metrics, for a listener of its own
@@ -217,7 +222,7 @@ func (s *Server) ready(c *gin.Context) {
 // connection; a panic is a bug, so it is logged with its stack.
 func (s *Server) recoverer() gin.HandlerFunc {
 	return gin.CustomRecovery(func(c *gin.Context, err any) {
-		s.log.Error("panic serving request", "path", c.Request.URL.Path, "panic", err)
+		s.log.ErrorContext(c.Request.Context(), "panic serving request", "route", routeTemplate(c.Request.URL.Path), "panic", err)
 		s.writeOutcome(c, http.StatusInternalServerError, fhir.Outcome(fhir.Issue{Severity: "fatal", Code: "exception", Diagnostics: "internal error"}))
 		c.Abort()
 	})

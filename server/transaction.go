@@ -18,5 +18,6 @@ func (s *Server) bundleEndpoint(c *gin.Context, _ []string) {
 		s.fail(c, err)
 		return
 	}
+	s.noteBundle(c, resp)
 	s.writeJSON(c, http.StatusOK, resp.Bundle(entryStatus, prefer(c.Request, "return") == "representation"))
 }

@@ -6,7 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,6 +72,24 @@ type Options struct {
 func IsCanceled(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "57014"
+}
+
+// IsUnavailable reports an error that says the database is out of reach,
+// not that the request was wrong: no connection could be made, the server
+// is shutting down, starting or recovering (SQLSTATE 57P01-57P03), the
+// connection failed (class 08) or was lost mid-statement. The same
+// request may succeed once the database is back.
+func IsUnavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ne net.Error
+	return errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne)
 }
 
 // Open connects to databaseURL. It does not migrate: call Migrate first.

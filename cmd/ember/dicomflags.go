@@ -117,7 +117,7 @@ func (d *dicomFlags) start(ctx context.Context, cfg *server.Config, st *store.St
 	}
 	root := strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir")
 	svc, err := dicom.New(dicom.Config{Engine: eng, Blobs: blobs, DICOMwebBase: root + "/dicomweb", Logger: log,
-		Overwrite: overwrite, OnStudySynced: d.onStudySynced})
+		Overwrite: overwrite, OnStudySynced: d.onStudySynced, Metrics: cfg.Registry})
 	if err != nil {
 		blobs.Close()
 		return nil, err
@@ -126,7 +126,7 @@ func (d *dicomFlags) start(ctx context.Context, cfg *server.Config, st *store.St
 	h := web.New(svc, web.Options{Prefix: "/dicomweb", Logger: log})
 	cfg.Mounts = append(cfg.Mounts, server.Mount{Prefix: "/dicomweb", Handler: server.RequireScopes(cfg.Verifier, cfg.BaseURL, "ImagingStudy", h)})
 	if d.dimseAddr != "" && d.dimseAddr != "off" {
-		rt.dimse, err = dimse.NewServer(dimse.Config{AETitle: d.aeTitle, Policy: policy, Handler: svc, Logger: log,
+		rt.dimse, err = dimse.NewServer(dimse.Config{AETitle: d.aeTitle, Policy: policy, Handler: svc, Logger: log, Metrics: cfg.Registry,
 			OnAssociation: func(dimse.AssociationStats) { _ = svc.SyncPending(ctx) }})
 		if err == nil {
 			rt.ln, err = net.Listen("tcp", d.dimseAddr)

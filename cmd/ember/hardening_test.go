@@ -199,7 +199,8 @@ func TestServeMetricsAddr(t *testing.T) {
 func TestServeTakesOverClusterAfterKill(t *testing.T) {
 	dataDir := filepath.Join(traversableTempDir(t), "data")
 	addr := freeAddr(t)
-	env := []string{"EMBER_DATA_DIR=" + dataDir, "EMBER_DATABASE_URL="}
+	// Text logs: the takeover is checked by its owned=true attribute.
+	env := []string{"EMBER_DATA_DIR=" + dataDir, "EMBER_DATABASE_URL=", "EMBER_LOG_FORMAT=text"}
 	s := startServe(t, env, addr, "--addr", addr)
 	pidFile := filepath.Join(dataDir, "postgres", "postmaster.pid")
 	pgPid := func() int {

@@ -227,6 +227,7 @@ func (h *httpFlags) configureAuth(ctx context.Context, cfg *server.Config, st *s
 		// Login limits are per client address: behind a proxy that is the
 		// forwarded one, or every user would share the proxy's.
 		TrustedProxies: h.trustProxy,
+		Metrics:        cfg.Registry,
 	}, st)
 	if err != nil {
 		return fmt.Errorf("serve: authorization server: %w", err)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emberfhir/ember/server"
 	"github.com/emberfhir/ember/server/guard"
@@ -161,6 +162,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	df.register(fs)
 	var inf inferenceFlags
 	inf.register(fs)
+	var lf logFlags
+	lf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -170,7 +173,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
 	gin.SetMode(gin.ReleaseMode) // gin's debug mode only prints its route table
 	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
@@ -216,8 +222,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if workers <= 0 {
 		workers = -1 // server.Config: negative means none
 	}
+	// One registry for /metrics, made before the server: DICOM and the
+	// authorization server, built first, register on it too.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(store.NewPoolCollector(st), store.NewExportJobsCollector(st))
 	cfg := server.Config{BaseURL: base, MaxBody: *maxBody, Version: version, Logger: log,
-		BulkExport: true, ExportWorkers: workers, Metrics: hf.metricsAccess()}
+		BulkExport: true, ExportWorkers: workers, Metrics: hf.metricsAccess(), Registry: reg}
 	if err := hf.configureAuth(ctx, &cfg, st, log); err != nil {
 		ln.Close()
 		return err
@@ -327,10 +337,15 @@ func withDatabase(ctx context.Context, name string, args []string, stderr io.Wri
 	fs.SetOutput(stderr)
 	var db dbFlags
 	db.register(fs)
+	var lf logFlags
+	lf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	url, stop, err := db.openMigrated(ctx, log)

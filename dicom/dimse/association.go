@@ -176,6 +176,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		}
 		nc.Close()
 		c.stats.Duration = time.Since(start)
+		s.metrics.ended(c)
 		if s.cfg.OnAssociation != nil && c.rq != nil {
 			s.cfg.OnAssociation(c.stats)
 		}

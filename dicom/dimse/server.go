@@ -1,6 +1,7 @@
 // Package dimse is Ember's DICOM network service class provider: the PS3.8
 // upper layer (associations, PDUs) and the DIMSE C-ECHO, C-STORE and C-FIND
-// services, handing data to a Handler. It depends only on the standard library.
+// services, handing data to a Handler. It depends only on the standard library
+// and, for its association counters, the Prometheus client.
 package dimse
 
 import (
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Server. Zero durations and sizes take the defaults
@@ -52,6 +55,9 @@ type Config struct {
 	// OnAssociation, if set, is called when an association ends with its
 	// counters (a small metrics hook).
 	OnAssociation func(AssociationStats)
+	// Metrics, when set, is where the association counters are registered
+	// (ember_dicom_associations_total by result).
+	Metrics prometheus.Registerer
 }
 
 // AssociationStats summarises one association for OnAssociation.
@@ -90,6 +96,7 @@ type Server struct {
 	log     *slog.Logger
 	policy  AEPolicy // nil: any AE, every permission
 	slots   chan struct{}
+	metrics *metrics
 	onPanic func(any) // tests: observe recovered panics
 }
 
@@ -125,7 +132,11 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxAssociations <= 0 {
 		cfg.MaxAssociations = defaultMaxAssociations
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxAssociations)}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("dimse: metrics: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxAssociations), metrics: m}
 	switch {
 	case cfg.Policy != nil && len(cfg.AllowedCallingAEs) > 0:
 		return nil, errors.New("dimse: set Config.Policy or AllowedCallingAEs, not both")

@@ -127,7 +127,7 @@ func (h *Handler) serverError(w http.ResponseWriter, r *http.Request, err error)
 	if r.Context().Err() != nil {
 		return // the client went away
 	}
-	h.log.Error("dicomweb", "path", r.URL.Path, "err", err)
+	h.log.ErrorContext(r.Context(), "dicomweb", "path", r.URL.Path, "err", err)
 	h.fail(w, http.StatusInternalServerError, "internal error")
 }
 
@@ -218,7 +218,7 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 			if errors.As(err, &ie) {
 				reason = ie.Reason
 			}
-			h.log.Info("dicomweb: STOW-RS part rejected", "err", err)
+			h.log.InfoContext(ctx, "dicomweb: STOW-RS part rejected", "err", err)
 			item := jsonDS{"00081197": attr("US", int(reason))}
 			if ie != nil && validUID(ie.SOPInstanceUID) && validUID(ie.SOPClassUID) {
 				item["00081150"] = attr("UI", ie.SOPClassUID)
@@ -230,11 +230,11 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 	// One ImagingStudy version per study per request.
 	for uid := range studies {
 		if err := h.svc.Sync(context.WithoutCancel(ctx), uid); err != nil {
-			h.log.Error("dicomweb: ImagingStudy sync", "study", uid, "err", err)
+			h.log.ErrorContext(ctx, "dicomweb: ImagingStudy sync", "study", uid, "err", err)
 		}
 	}
 	if body.err != nil {
-		h.log.Info("dicomweb: STOW-RS body read failed", "err", body.err, "stored", len(refs))
+		h.log.InfoContext(ctx, "dicomweb: STOW-RS body read failed", "err", body.err, "stored", len(refs))
 		if len(refs) == 0 {
 			status := http.StatusBadRequest
 			if errors.Is(body.err, os.ErrDeadlineExceeded) {
@@ -398,7 +398,7 @@ func (h *Handler) qido(level dicom.Level) http.HandlerFunc {
 			if err != nil {
 				// Headers are sent: a truncated array tells the client.
 				if r.Context().Err() == nil {
-					h.log.Error("dicomweb: QIDO-RS", "path", r.URL.Path, "err", err)
+					h.log.ErrorContext(r.Context(), "dicomweb: QIDO-RS", "path", r.URL.Path, "err", err)
 				}
 				return
 			}
@@ -522,10 +522,10 @@ func (h *Handler) retrieve(w http.ResponseWriter, r *http.Request) {
 		rc, err := h.svc.Blobs().Open(r.Context(), st.BlobKey, 0, -1)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				h.log.Error("dicomweb: instance file missing", "sop", st.SOPUID, "key", st.BlobKey)
+				h.log.ErrorContext(r.Context(), "dicomweb: instance file missing", "sop", st.SOPUID, "key", st.BlobKey)
 				continue
 			}
-			h.log.Error("dicomweb: open instance", "err", err)
+			h.log.ErrorContext(r.Context(), "dicomweb: open instance", "err", err)
 			return // headers are sent; a truncated body tells the client
 		}
 		pw, err := mw.CreatePart(textproto.MIMEHeader{
@@ -554,7 +554,7 @@ func (h *Handler) metadata(w http.ResponseWriter, r *http.Request) {
 	for i, st := range list {
 		ds, err := h.instanceJSON(r.Context(), st)
 		if err != nil {
-			h.log.Error("dicomweb: metadata", "sop", st.SOPUID, "err", err)
+			h.log.ErrorContext(r.Context(), "dicomweb: metadata", "sop", st.SOPUID, "err", err)
 			continue
 		}
 		if i > 0 {
@@ -715,7 +715,7 @@ func (h *Handler) writeFrames(w http.ResponseWriter, r *http.Request, st dicom.S
 			}
 			if err != nil {
 				if ctx.Err() == nil {
-					h.log.Error("dicomweb: sending frame", "sop", st.SOPUID, "frame", f.N, "err", err)
+					h.log.ErrorContext(ctx, "dicomweb: sending frame", "sop", st.SOPUID, "frame", f.N, "err", err)
 				}
 				return // headers are sent; a truncated body tells the client
 			}
@@ -729,7 +729,7 @@ func (h *Handler) writeFrames(w http.ResponseWriter, r *http.Request, st dicom.S
 		}
 		if refs, err = h.svc.LocateFrames(ctx, st, next); err != nil {
 			if ctx.Err() == nil {
-				h.log.Error("dicomweb: locating frames", "sop", st.SOPUID, "err", err)
+				h.log.ErrorContext(ctx, "dicomweb: locating frames", "sop", st.SOPUID, "err", err)
 			}
 			return
 		}

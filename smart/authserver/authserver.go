@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emberfhir/ember/store"
 	"github.com/emberfhir/ember/store/authdb"
@@ -103,6 +104,9 @@ type Config struct {
 	// X-Forwarded-For: the limits' client address is the entry that many
 	// from the right (0, the default: the peer address). As --trust-proxy.
 	TrustedProxies int
+	// Metrics, when set, is where the token endpoint's counters are
+	// registered (requests by grant type and outcome).
+	Metrics prometheus.Registerer
 }
 
 // Server is the authorization server.
@@ -123,6 +127,7 @@ type Server struct {
 	purged   atomic.Int64 // unix nanoseconds of the last purge
 	creds    *credGuard
 	starts   *strikeTable // authorization requests per address
+	metrics  *metrics
 }
 
 // New loads (or, on the first start, generates and stores) the signing key
@@ -163,6 +168,9 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 	s := &Server{cfg: cfg, issuer: iss.String(), prefix: iss.Path, fhirBase: strings.TrimSuffix(cfg.FHIRBaseURL, "/"),
 		st: st, db: authdb.New(st), log: cfg.Logger, keys: newRemoteKeys(cfg.HTTPClient), creds: newCredGuard(cfg),
 		starts: newStrikeTable(cfg.AuthorizePerAddress, cfg.LoginWindow, cfg.LoginWindow, cfg.LimiterEntries)}
+	if s.metrics, err = newMetrics(cfg.Metrics); err != nil {
+		return nil, fmt.Errorf("authserver: metrics: %w", err)
+	}
 	if err := s.loadKey(ctx); err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ func badRequest(code, msg string) *oauthErr {
 // token is the token endpoint.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	resp, err := s.tokenResponse(w, r)
+	s.metrics.token(r.PostForm.Get("grant_type"), err)
 	if err != nil {
 		s.writeErr(w, err)
 		return
