@@ -27,7 +27,13 @@ func (s *Server) caller(c *gin.Context) *engine.Caller {
 
 // read serves GET [type]/[id]: the stored bytes, never re-serialised.
 func (s *Server) read(c *gin.Context, seg []string) {
-	v, err := s.eng.Read(c.Request.Context(), s.caller(c), seg[0], seg[1])
+	ctx := c.Request.Context()
+	if c.Request.Header.Get("If-None-Match") != "" {
+		// "Has it changed?" is answered by the primary: a lagging replica
+		// could say no when another client has just written.
+		ctx = store.FromPrimary(ctx)
+	}
+	v, err := s.eng.Read(ctx, s.caller(c), seg[0], seg[1])
 	s.serveVersion(c, v, err)
 }
 

@@ -46,10 +46,17 @@ func (s *Store) TrimExportParts(ctx context.Context, id string, parts []int32) e
 // length bytes of them (length < 0: to the end), a part at a time. It
 // reads only the parts the range needs.
 func (s *Store) ExportFileRange(ctx context.Context, id string, file int, offset, length int64, fn func([]byte) error) error {
+	if s.replica != nil {
+		return s.replicaExportFileRange(ctx, id, file, offset, length, fn)
+	}
+	return exportFileRange(ctx, s.pool, id, file, offset, length, fn)
+}
+
+func exportFileRange(ctx context.Context, db querier, id string, file int, offset, length int64, fn func([]byte) error) error {
 	first := 0
 	if offset > 0 {
 		// Part sizes come from the TOAST header: nothing is decompressed.
-		rows, err := s.pool.Query(ctx, `SELECT octet_length(data) FROM bulk_export_parts
+		rows, err := db.Query(ctx, `SELECT octet_length(data) FROM bulk_export_parts
 			WHERE export_id = $1 AND file = $2 ORDER BY part`, id, file)
 		if err != nil {
 			return fmt.Errorf("store: export %s file %d: %w", id, file, err)
@@ -63,7 +70,7 @@ func (s *Store) ExportFileRange(ctx context.Context, id string, file int, offset
 			first++
 		}
 	}
-	rows, err := s.pool.Query(ctx, `SELECT data FROM bulk_export_parts WHERE export_id = $1 AND file = $2 AND part >= $3
+	rows, err := db.Query(ctx, `SELECT data FROM bulk_export_parts WHERE export_id = $1 AND file = $2 AND part >= $3
 		ORDER BY part`, id, file, first)
 	if err != nil {
 		return fmt.Errorf("store: export %s file %d: %w", id, file, err)

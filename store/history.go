@@ -65,6 +65,13 @@ type HistoryPage struct {
 // History lists versions matching q, newest first. An instance that never
 // existed gives ErrNotFound.
 func (s *Store) History(ctx context.Context, q HistoryQuery) (HistoryPage, error) {
+	if s.replica != nil {
+		return viaReplica(ctx, s, func(db querier) (HistoryPage, error) { return history(ctx, db, q) })
+	}
+	return history(ctx, s.pool, q)
+}
+
+func history(ctx context.Context, db querier, q HistoryQuery) (HistoryPage, error) {
 	var page HistoryPage
 	if q.Count <= 0 {
 		q.Count = 20
@@ -117,7 +124,7 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) (HistoryPage, error
 			SELECT 1 FROM resource_history n WHERE n.rid = h.rid AND n.version > h.version AND n.last_updated <= ` + start + `)`
 	}
 	sql += ` ORDER BY last_updated DESC, rid DESC, version DESC LIMIT ` + limit
-	rows, err := s.pool.Query(ctx, sql, args...)
+	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
 		return page, fmt.Errorf("store: history: %w", err)
 	}
@@ -159,7 +166,7 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) (HistoryPage, error
 	}
 	if q.ID != "" && len(page.Versions) == 0 && q.After == nil {
 		var exists bool
-		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM resources WHERE type = $1 AND id = $2)`, q.Type, q.ID).Scan(&exists)
+		err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM resources WHERE type = $1 AND id = $2)`, q.Type, q.ID).Scan(&exists)
 		if err != nil {
 			return page, fmt.Errorf("store: history: %w", err)
 		}

@@ -58,6 +58,13 @@ type querier interface {
 
 // Search runs q and returns one page.
 func (s *Store) Search(ctx context.Context, q *search.Query) (*SearchResult, error) {
+	if s.replica != nil {
+		// Confined once: a retry on the primary must not narrow q again.
+		if err := confine(ctx, q); err != nil {
+			return nil, err
+		}
+		return viaReplica(ctx, s, func(db querier) (*SearchResult, error) { return s.searchConfined(ctx, db, q) })
+	}
 	return s.search(ctx, s.pool, q)
 }
 
@@ -77,11 +84,21 @@ func (t *Tx) Lock(ctx context.Context, key string) error {
 }
 
 func (s *Store) search(ctx context.Context, db querier, q *search.Query) (*SearchResult, error) {
-	if g := guardOf(ctx); g != nil {
-		if err := g.Confine(ctx, q); err != nil {
-			return nil, err
-		}
+	if err := confine(ctx, q); err != nil {
+		return nil, err
 	}
+	return s.searchConfined(ctx, db, q)
+}
+
+// confine applies ctx's guard to q.
+func confine(ctx context.Context, q *search.Query) error {
+	if g := guardOf(ctx); g != nil {
+		return g.Confine(ctx, q)
+	}
+	return nil
+}
+
+func (s *Store) searchConfined(ctx context.Context, db querier, q *search.Query) (*SearchResult, error) {
 	b := &queryBuilder{args: &sqlArgs{}, q: q}
 	where := b.where()
 	// The count and estimate queries take the WHERE clause's arguments only;

@@ -53,9 +53,10 @@ type Version struct {
 
 // Store is a handle on the database. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	url  string
-	now  func() time.Time
+	pool    *pgxpool.Pool
+	replica *replica // nil without Options.ReadURL
+	url     string
+	now     func() time.Time
 }
 
 // Options tune Open.
@@ -65,6 +66,10 @@ type Options struct {
 	// statement_timeout); 0 leaves the server's setting. A statement that
 	// runs past it fails with an error IsCanceled reports.
 	StatementTimeout time.Duration
+	// ReadURL names a streaming replica of the database: searches, reads,
+	// vreads and history run there once it has replayed this process's
+	// writes, else on the primary (see replica.go). Empty: all on the primary.
+	ReadURL string
 }
 
 // IsCanceled reports an error of a statement PostgreSQL cancelled (SQLSTATE
@@ -94,6 +99,25 @@ func IsUnavailable(err error) bool {
 
 // Open connects to databaseURL. It does not migrate: call Migrate first.
 func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
+	cfg, err := poolConfig(databaseURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	s := &Store{pool: pool, url: databaseURL, now: time.Now}
+	if opts.ReadURL != "" {
+		if s.replica, err = openReplica(ctx, opts.ReadURL, opts); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func poolConfig(databaseURL string, opts Options) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse database url: %w", err)
@@ -111,15 +135,16 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 2 * time.Second}
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("store: connect: %w", err)
-	}
-	return &Store{pool: pool, url: databaseURL, now: time.Now}, nil
+	return cfg, nil
 }
 
 // Close releases every connection.
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	s.pool.Close()
+	if s.replica != nil {
+		s.replica.pool.Close()
+	}
+}
 
 // Ready reports nil when the database answers and the schema is current.
 func (s *Store) Ready(ctx context.Context) error {
@@ -139,6 +164,10 @@ func (s *Store) Ready(ctx context.Context) error {
 // Read returns the current version of type/id. A deleted resource returns its
 // tombstone version together with ErrDeleted.
 func (s *Store) Read(ctx context.Context, typ, id string) (Version, error) {
+	if s.replica != nil {
+		v, err := viaReplica(ctx, s, func(db querier) (Version, error) { return read(ctx, db, typ, id) })
+		return visible(ctx, v, err)
+	}
 	v, err := read(ctx, s.pool, typ, id)
 	return visible(ctx, v, err)
 }
@@ -169,8 +198,15 @@ func (t *Tx) Read(ctx context.Context, typ, id string) (Version, error) {
 
 // VRead returns one version of type/id. A tombstone version returns ErrDeleted.
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (Version, error) {
+	if s.replica != nil {
+		return viaReplica(ctx, s, func(db querier) (Version, error) { return vread(ctx, db, typ, id, version) })
+	}
+	return vread(ctx, s.pool, typ, id, version)
+}
+
+func vread(ctx context.Context, db querier, typ, id string, version int64) (Version, error) {
 	v := Version{Type: typ, ID: id, VersionID: version}
-	err := s.pool.QueryRow(ctx, `
+	err := db.QueryRow(ctx, `
 		SELECT last_updated, method, deleted, COALESCE(raw, content::text) FROM resources
 		 WHERE type = $1 AND id = $2 AND version = $3
 		UNION ALL

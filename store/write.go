@@ -35,6 +35,9 @@ func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
+	if s.replica != nil {
+		s.replica.noteWrite(ctx, s.pool)
+	}
 	return nil
 }
 

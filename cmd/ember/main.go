@@ -152,6 +152,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	maxBody := fs.Int64("max-body", envInt("EMBER_MAX_BODY", server.DefaultMaxBody), "largest accepted request body in bytes (env EMBER_MAX_BODY)")
 	stmtTimeout := fs.Duration("statement-timeout", envDuration("EMBER_STATEMENT_TIMEOUT", 30*time.Second),
 		"longest a single database statement may run before PostgreSQL stops it (the request then gets 503); 0 = no limit (env EMBER_STATEMENT_TIMEOUT)")
+	readURL := fs.String("database-read-url", env("EMBER_DATABASE_READ_URL", ""),
+		"PostgreSQL URL of a streaming replica for searches, reads, history and export downloads; writes and this process's own writes' reads stay on the primary (env EMBER_DATABASE_READ_URL; off when empty)")
 	maxConns := fs.Int("db-max-conns", int(envInt("EMBER_DB_MAX_CONNS", 0)), "database connection pool size; 0 = 4 per CPU (env EMBER_DB_MAX_CONNS)")
 	debugAddr := fs.String("debug-addr", env("EMBER_DEBUG_ADDR", ""), "serve Go pprof profiles on this address (env EMBER_DEBUG_ADDR; off when empty)")
 	exportWorkers := fs.Int("export-workers", int(envInt("EMBER_EXPORT_WORKERS", 1)),
@@ -195,7 +197,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if conns == 0 {
 		conns = int32(4 * max(1, numCPU()))
 	}
-	st, err := store.Open(ctx, url, store.Options{MaxConns: conns, StatementTimeout: *stmtTimeout})
+	st, err := store.Open(ctx, url, store.Options{MaxConns: conns, StatementTimeout: *stmtTimeout, ReadURL: *readURL})
 	if err != nil {
 		return err
 	}
