@@ -489,14 +489,13 @@ func TestDrillDatabaseRestart(t *testing.T) {
 
 // TestDrillSIGTERM: SIGTERM while slow transaction Bundles are in flight.
 // Each gets its whole answer, new connections are refused once shutdown
-// has begun, and the process exits within serve's grace period (15 s,
-// the HTTP server's Shutdown deadline in serve).
+// has begun, and the process exits within its --shutdown-grace.
 func TestDrillSIGTERM(t *testing.T) {
 	dr := newDrill(t, 3*time.Minute)
 	db := pgtest.NewDatabase(t)
 	addr := freeAddr(t)
-	s := dr.serve(nil, addr, "--addr", addr, "--database-url", db, "--data-dir", t.TempDir())
-	const grace = 15 * time.Second
+	const grace = 12 * time.Second
+	s := dr.serve(nil, addr, "--addr", addr, "--database-url", db, "--data-dir", t.TempDir(), "--shutdown-grace", grace.String())
 	const perBundle, clients = 400, 4
 	bundle := func(k int) string {
 		var entries []string

@@ -156,6 +156,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		"PostgreSQL URL of a streaming replica for searches, reads, history and export downloads; writes and this process's own writes' reads stay on the primary (env EMBER_DATABASE_READ_URL; off when empty)")
 	maxConns := fs.Int("db-max-conns", int(envInt("EMBER_DB_MAX_CONNS", 0)), "database connection pool size; 0 = 4 per CPU (env EMBER_DB_MAX_CONNS)")
 	debugAddr := fs.String("debug-addr", env("EMBER_DEBUG_ADDR", ""), "serve Go pprof profiles on this address (env EMBER_DEBUG_ADDR; off when empty)")
+	grace := fs.Duration("shutdown-grace", envDuration("EMBER_SHUTDOWN_GRACE", 25*time.Second),
+		"on SIGTERM/SIGINT, how long in-flight requests and background work may take before serve exits; keep it under the orchestrator's (Kubernetes: terminationGracePeriodSeconds, 30 s by default) (env EMBER_SHUTDOWN_GRACE)")
 	exportWorkers := fs.Int("export-workers", int(envInt("EMBER_EXPORT_WORKERS", 1)),
 		"Bulk Data exports this process runs at once; 0 = none, only accept them (env EMBER_EXPORT_WORKERS); the files are stored in the database")
 	var hf httpFlags
@@ -174,6 +176,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if *grace <= 0 {
+		return fmt.Errorf("serve: --shutdown-grace %s: use a positive duration", *grace)
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {
@@ -248,6 +253,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
+	// One deadline for the whole shutdown, fixed when it starts: requests in
+	// flight, then the background work, all within --shutdown-grace.
+	var deadline time.Time
+	stopBy := func() time.Time {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(*grace)
+		}
+		return deadline
+	}
 	if err := srv.Start(ctx); err != nil {
 		ln.Close()
 		return err
@@ -256,7 +270,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// before the store closes: running exports checkpoint and resume on
 	// the next start.
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		sctx, cancel := context.WithDeadline(context.Background(), stopBy())
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
 			log.Error("background work shutdown", "err", err)
@@ -323,8 +337,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+	log.Info("shutting down", "grace", grace.String())
+	sctx, scancel := context.WithDeadline(context.Background(), stopBy())
 	defer scancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Error("http shutdown", "err", err)
