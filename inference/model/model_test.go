@@ -145,7 +145,7 @@ func TestLoadTestdata(t *testing.T) {
 	// conv-pool: the softmax of the reference logits.
 	cp := r.Model("conv-pool")
 	in := image(onnxgen.ConvChannels*onnxgen.ConvSide*onnxgen.ConvSide, 2)
-	logits := convPool(in)
+	logits := onnxgen.ConvPoolLogits(in)
 	e0, e1 := math.Exp(logits[0]), math.Exp(logits[1])
 	fs := run(t, cp, in)
 	if len(fs) != 2 || fs[0].Code.Code != "edges" || fs[1].Code.Code != "brightness" {
@@ -178,37 +178,6 @@ func constant(n int, v float32) []float32 {
 		s[i] = v
 	}
 	return s
-}
-
-// convPool computes the conv-pool model's logits in float64.
-func convPool(in []float32) []float64 {
-	const n, out = onnxgen.ConvSide, onnxgen.ConvSide - 2
-	var pooled [2]float64
-	for k := range 2 {
-		var sum float64
-		for y := range out {
-			for x := range out {
-				v := float64(onnxgen.ConvBias[k])
-				for c := range onnxgen.ConvChannels {
-					for ky := range 3 {
-						for kx := range 3 {
-							v += float64(onnxgen.ConvKernels[k][c][ky][kx]) * float64(in[c*n*n+(y+ky)*n+x+kx])
-						}
-					}
-				}
-				sum += v
-			}
-		}
-		pooled[k] = sum / (out * out)
-	}
-	logits := make([]float64, 2)
-	for j := range 2 {
-		logits[j] = float64(onnxgen.DenseBias[j])
-		for i := range 2 {
-			logits[j] += pooled[i] * float64(onnxgen.Dense[i][j])
-		}
-	}
-	return logits
 }
 
 func TestMatch(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/emberfhir/ember/inference/imaging"
 	"github.com/emberfhir/ember/internal/dicomsamples"
+	"github.com/emberfhir/ember/internal/onnxgen"
 	"github.com/emberfhir/ember/internal/testenv"
 )
 
@@ -23,8 +24,8 @@ func TestDICOMSamples(t *testing.T) {
 		{"CT_small.dcm", "demo", func(x []float32) []float64 { return []float64{sigmoid(16 * (mean(x) - 0.35))} }},
 		{"CT_small.dcm", "mean-intensity", func(x []float32) []float64 { return []float64{sigmoid(mean(x))} }},
 		{"MR_small.dcm", "mean-intensity", func(x []float32) []float64 { return []float64{sigmoid(mean(x))} }},
-		{"CT_small.dcm", "conv-pool", func(x []float32) []float64 { return softmax(convPool(x)) }},
-		{"SC_rgb_small_odd.dcm", "conv-pool", func(x []float32) []float64 { return softmax(convPool(x)) }},
+		{"CT_small.dcm", "conv-pool", func(x []float32) []float64 { return softmax(onnxgen.ConvPoolLogits(x)) }},
+		{"SC_rgb_small_odd.dcm", "conv-pool", func(x []float32) []float64 { return softmax(onnxgen.ConvPoolLogits(x)) }},
 	} {
 		path, err := dicomsamples.Pydicom(context.Background(), tc.sample)
 		testenv.Require(t, err, "the pydicom sample "+tc.sample, "it is committed under testdata/dicom/pydicom")

@@ -121,37 +121,6 @@ func TestMeanIntensity(t *testing.T) {
 	near(t, "mean of 0.25", got, []float64{0.25})
 }
 
-// convPool computes the conv-pool model in float64 from its weights.
-func convPool(in []float32) []float64 {
-	const n, out = onnxgen.ConvSide, onnxgen.ConvSide - 2
-	var pooled [2]float64
-	for k := range 2 {
-		var sum float64
-		for y := range out {
-			for x := range out {
-				v := float64(onnxgen.ConvBias[k])
-				for c := range onnxgen.ConvChannels {
-					for ky := range 3 {
-						for kx := range 3 {
-							v += float64(onnxgen.ConvKernels[k][c][ky][kx]) * float64(in[c*n*n+(y+ky)*n+x+kx])
-						}
-					}
-				}
-				sum += v
-			}
-		}
-		pooled[k] = sum / (out * out)
-	}
-	logits := make([]float64, 2)
-	for j := range 2 {
-		logits[j] = float64(onnxgen.DenseBias[j])
-		for i := range 2 {
-			logits[j] += pooled[i] * float64(onnxgen.Dense[i][j])
-		}
-	}
-	return logits
-}
-
 func TestConvPool(t *testing.T) {
 	s := session(t, onnxgen.ConvPool(), onnx.SessionOptions{})
 	const size = onnxgen.ConvChannels * onnxgen.ConvSide * onnxgen.ConvSide
@@ -161,7 +130,7 @@ func TestConvPool(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		near(t, "logits", got, convPool(in))
+		near(t, "logits", got, onnxgen.ConvPoolLogits(in))
 	}
 	// A ramp left to right: the Sobel channel sees a constant gradient.
 	in := make([]float32, size)
@@ -172,7 +141,7 @@ func TestConvPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	near(t, "logits of a ramp", got, convPool(in))
+	near(t, "logits of a ramp", got, onnxgen.ConvPoolLogits(in))
 }
 
 // The demo model's batch dimension is symbolic: the session needs the
@@ -217,7 +186,7 @@ func TestConcurrentRun(t *testing.T) {
 					errs <- err
 					return
 				}
-				want := convPool(in)
+				want := onnxgen.ConvPoolLogits(in)
 				for j := range want {
 					if math.Abs(float64(got[j])-want[j]) > 1e-5 {
 						errs <- fmt.Errorf("worker %d run %d: logits %v, want %v", w, i, got, want)

@@ -52,6 +52,40 @@ var (
 	DenseBias = [2]float32{0.25, -0.25}
 )
 
+// ConvPoolLogits computes the conv-pool model's logits for input in (the
+// [1,3,32,32] tensor, flattened) by hand in float64, from the same weights
+// ConvPool writes: the tests' independent expectation of what ONNX Runtime
+// returns, kept beside the weights so every test reads one definition.
+func ConvPoolLogits(in []float32) []float64 {
+	const n, out = ConvSide, ConvSide - 2
+	var pooled [2]float64
+	for k := range 2 {
+		var sum float64
+		for y := range out {
+			for x := range out {
+				v := float64(ConvBias[k])
+				for c := range ConvChannels {
+					for ky := range 3 {
+						for kx := range 3 {
+							v += float64(ConvKernels[k][c][ky][kx]) * float64(in[c*n*n+(y+ky)*n+x+kx])
+						}
+					}
+				}
+				sum += v
+			}
+		}
+		pooled[k] = sum / (out * out)
+	}
+	logits := make([]float64, 2)
+	for j := range 2 {
+		logits[j] = float64(DenseBias[j])
+		for i := range 2 {
+			logits[j] += pooled[i] * float64(Dense[i][j])
+		}
+	}
+	return logits
+}
+
 func sobel(w float32) [3][3]float32 {
 	return [3][3]float32{{w, 0, -w}, {2 * w, 0, -2 * w}, {w, 0, -w}}
 }
