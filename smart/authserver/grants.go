@@ -101,15 +101,12 @@ func (s *Server) clientCredentials(r *http.Request, c *Client) (map[string]any, 
 }
 
 // registeredSystemScopes narrows req to the client's registered system/
-// scopes (scope.Narrow keeps a registered search constraint on), and keeps
-// a result only when scope.Subset also finds it within the registration as
-// written: a second check on the one thing a token must never do, exceed
-// what the client registered (a request that adds its own constraint to a
-// granular registration gets nothing rather than a combined scope).
+// scopes: scope.Narrow never goes beyond them (a registered search
+// constraint stays on), the same policy as authorize.
 func registeredSystemScopes(c *Client, req []string) []string {
 	var out []string
 	for _, sc := range scope.Narrow(scope.ParseSet(c.Scopes), req) {
-		if isSystemScope(sc) && scope.Subset([]string{sc}, c.Scopes) {
+		if isSystemScope(sc) {
 			out = append(out, sc)
 		}
 	}
