@@ -5,7 +5,7 @@ BIN     := bin/ember
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test test-short bench fhir-package onnxruntime generate fuzz vet clean
+.PHONY: build run test test-short bench fhir-package onnxruntime generate fuzz vet clean conformance
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ember
@@ -35,6 +35,13 @@ ONLY ?=
 bench: build
 	$(GO) run ./cmd/ember-bench -ember $(BIN) $(if $(ONLY),-only '$(ONLY)')
 
+# The conformance self-check (conformance/runner): a fresh Ember on its own
+# PostgreSQL, loaded with Synthea and the US Core 6.1 examples, checked by
+# `ember conformance run`'s suites; fails unless every applicable check
+# passes. JUnit XML in bin/conformance-junit.xml. CI runs it (.ci/run).
+conformance: build
+	$(GO) run ./conformance/runner/selfcheck -ember $(BIN) -junit bin/conformance-junit.xml
+
 # The official FHIR R4 definitions and examples (npm pack, cached).
 fhir-package:
 	@$(GO) run ./internal/fhirpkg/fetch >/dev/null
@@ -59,6 +66,8 @@ fuzz:
 	$(GO) test ./fhir/shape -run '^$$' -fuzz '^FuzzSummary$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fhir/patch -run '^$$' -fuzz '^FuzzJSONPatch$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fhir/patch -run '^$$' -fuzz '^FuzzFHIRPathPatch$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir/xml -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fhir/xml -run '^$$' -fuzz '^FuzzMarshal$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/dimse -run '^$$' -fuzz FuzzPDU -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/dimse -run '^$$' -fuzz FuzzIdentifier -fuzztime $(FUZZTIME)
 	$(GO) test ./smart/scope -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)

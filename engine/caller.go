@@ -28,7 +28,8 @@ import (
 // is unrestricted: producers that act for the server itself (ember import,
 // DICOM ingest, inference, auth mode none).
 type Caller struct {
-	p *policy // nil: System
+	p     *policy // nil: System
+	trail bool    // AuditTrail
 }
 
 // System is the unrestricted caller of producers that act for the server
@@ -41,6 +42,9 @@ var errNoCaller = errors.New("engine: no caller: pass engine.System or a token's
 func (c *Caller) bind(ctx context.Context) (context.Context, error) {
 	if c == nil {
 		return ctx, errNoCaller
+	}
+	if c.trail {
+		ctx = context.WithValue(ctx, trailKey{}, c)
 	}
 	if c.p == nil {
 		return ctx, nil

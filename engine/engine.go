@@ -48,6 +48,10 @@ type Config struct {
 	// (_count); 0 means 20 and 1000.
 	DefaultPageSize, MaxPageSize int
 	Logger                       *slog.Logger
+	// Profiles checks writes and $validate against the loaded guides'
+	// profiles (engine/profiles.go); nil checks none.
+	Profiles           Profiles
+	ProfileEnforcement ProfileEnforcement
 }
 
 // Default page sizes when Config leaves them 0.
@@ -87,7 +91,7 @@ func New(cfg Config, st *store.Store) (*Engine, error) {
 		return nil, err
 	}
 	en := &Engine{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), store: st, parser: parser, log: cfg.Logger}
-	en.ops = coreOperations()
+	en.ops = en.coreOperations()
 	return en, nil
 }
 

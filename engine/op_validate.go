@@ -72,10 +72,15 @@ func (en *Engine) Validate(ctx context.Context, caller *Caller, r ValidateReques
 		}
 	} else {
 		issues = en.validateContent(req, typ, id)
-	}
-	for _, p := range req.profiles {
-		issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported",
-			Diagnostics: "profile " + quote(p) + " was not checked: Ember validates against the base R4 specification only"})
+		switch {
+		case !outcomeHasErrors(issues):
+			issues = append(issues, en.validateProfiles(typ, req.resource, req.profiles)...)
+		default:
+			for _, p := range req.profiles {
+				issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported",
+					Diagnostics: "profile " + quote(p) + " was not checked: the resource is not valid R4"})
+			}
+		}
 	}
 	if !outcomeHasErrors(issues) {
 		issues = append([]fhir.Issue{{Severity: "information", Code: "informational", Diagnostics: "validation successful"}}, issues...)

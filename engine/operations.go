@@ -105,11 +105,12 @@ func (en *Engine) Operation(name string) (Operation, bool) {
 // its Invoke). Call it before serving.
 func (en *Engine) Register(op Operation) { en.ops[op.Name] = op }
 
-// coreOperations registers $validate, $meta, $meta-add, $meta-delete and
-// $everything: op_validate.go, op_meta.go and op_everything.go.
-func coreOperations() map[string]Operation {
+// coreOperations registers $validate, $meta, $meta-add, $meta-delete,
+// $everything and the terminology operations: op_validate.go, op_meta.go,
+// op_everything.go and op_terminology.go.
+func (en *Engine) coreOperations() map[string]Operation {
 	ops := map[string]Operation{}
-	for _, op := range []Operation{
+	for _, op := range append([]Operation{
 		{Name: "validate", Levels: TypeLevel | InstanceLevel, Methods: []string{"POST"}},
 		{Name: "meta", Levels: SystemLevel | TypeLevel | InstanceLevel, Methods: []string{"GET", "POST"}},
 		{Name: "meta-add", Levels: InstanceLevel, Methods: []string{"POST"}},
@@ -117,7 +118,7 @@ func coreOperations() map[string]Operation {
 		// Patient/$everything (all patients) is not implemented: the
 		// type level is not registered.
 		{Name: "everything", Levels: InstanceLevel, Types: []string{"Patient"}, Methods: []string{"GET"}},
-	} {
+	}, en.terminologyOperations()...) {
 		ops[op.Name] = op
 	}
 	return ops

@@ -81,6 +81,9 @@ func (en *Engine) patchTarget(ctx context.Context, tx *store.Tx, typ, query stri
 // current. The failed write's row lock is held by then, so the second try
 // cannot conflict: no concurrent update is ever lost.
 func (en *Engine) doPatch(ctx context.Context, tx *store.Tx, typ, id string, kind PatchKind, body []byte, ifMatch int64) (Result, error) {
+	if err := refuseAuditEdit(ctx, tx, typ, id); err != nil {
+		return Result{}, err
+	}
 	for attempt := 0; ; attempt++ {
 		res, err := en.patchOnce(ctx, tx, typ, id, kind, body, ifMatch)
 		if errors.Is(err, store.ErrVersionConflict) && ifMatch <= 0 && attempt == 0 {
@@ -120,6 +123,9 @@ func (en *Engine) patchOnce(ctx context.Context, tx *store.Tx, typ, id string, k
 	res, err := en.parser.Parse(patched, typ)
 	if err != nil {
 		return Result{}, patchedInvalid(err)
+	}
+	if err := en.checkProfiles(res); err != nil {
+		return Result{}, err
 	}
 	r, err := updated(tx.Update(ctx, res, id, cur.VersionID))
 	r.Message = "patched"

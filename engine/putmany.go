@@ -34,6 +34,14 @@ func (en *Engine) WaitDurable(ctx context.Context) error { return en.store.WaitD
 // for a single one. A concurrent writer creating one of the ids in between
 // makes CopyCreate fail: retry the resources one by one (Put).
 func (tx *Tx) PutMany(resources []*fhir.Resource) error {
+	for _, r := range resources {
+		if err := tx.en.checkProfiles(r); err != nil {
+			return err
+		}
+		if err := refuseAuditForgery(tx.ctx, r); err != nil {
+			return err
+		}
+	}
 	ctx, t := tx.ctx, tx.tx
 	keys := make([]store.ResourceKey, 0, len(resources))
 	for _, r := range resources {
@@ -61,6 +69,11 @@ func (tx *Tx) PutMany(resources []*fhir.Resource) error {
 			fresh = append(fresh, store.NewResource{Res: r, ID: k.ID})
 		}
 	}
+	for _, s := range stored {
+		if err := refuseAuditEdit(ctx, t, s.Res.Type(), s.ID); err != nil {
+			return err
+		}
+	}
 	if _, err := t.CopyCreate(ctx, fresh); err != nil {
 		return err
 	}
@@ -78,6 +91,9 @@ func (tx *Tx) PutMany(resources []*fhir.Resource) error {
 // Put writes one resource: under its id when it has one (an update, or an
 // update-as-create), else created with a fresh id.
 func (tx *Tx) Put(r *fhir.Resource) error {
+	if err := tx.en.checkProfiles(r); err != nil {
+		return err
+	}
 	if id := r.ID(); id != "" {
 		_, _, err := tx.tx.Update(tx.ctx, r, id, 0)
 		return err

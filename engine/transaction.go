@@ -59,6 +59,29 @@ type txEntry struct {
 	result    Result
 	err       error  // a batch entry's failure
 	getBody   []byte // a GET's response resource
+	// lenient: unknown elements are dropped (Prefer: handling=lenient),
+	// each reported in warnings.
+	lenient  bool
+	warnings []fhir.Issue
+}
+
+// parse validates an entry's resource, leniently when the request asked.
+// Profiles are checked here, once per entry, as the write path does.
+func (en *Engine) parse(e *txEntry, body []byte) (*fhir.Resource, error) {
+	var res *fhir.Resource
+	var err error
+	if e.lenient {
+		res, e.warnings, err = en.parser.ParseLenient(body, e.typ)
+	} else {
+		res, err = en.parser.Parse(body, e.typ)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := en.checkProfiles(res); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // BundleResponse is the outcome of a transaction or batch Bundle: one
@@ -78,11 +101,27 @@ type EntryResponse struct {
 	Body []byte
 	// Err is why a batch entry failed (a transaction fails as a whole).
 	Err error
+	// Warnings are the elements lenient handling dropped from the entry's
+	// resource (Prefer: handling=lenient), for its response.outcome.
+	Warnings []fhir.Issue
+}
+
+// TransactionOptions are the request's preferences for a Bundle.
+type TransactionOptions struct {
+	// Lenient drops elements R4 does not define from entry resources
+	// instead of refusing them, each reported as a warning in the entry's
+	// response.outcome (Prefer: handling=lenient). Opt-in, for migrations.
+	Lenient bool
 }
 
 // Transaction executes a transaction (all or nothing) or batch (each entry
 // on its own) Bundle.
 func (en *Engine) Transaction(ctx context.Context, caller *Caller, body []byte) (*BundleResponse, error) {
+	return en.TransactionWith(ctx, caller, body, TransactionOptions{})
+}
+
+// TransactionWith is Transaction with the request's preferences.
+func (en *Engine) TransactionWith(ctx context.Context, caller *Caller, body []byte, opts TransactionOptions) (*BundleResponse, error) {
 	ctx, err := caller.bind(ctx)
 	if err != nil {
 		return nil, err
@@ -107,6 +146,7 @@ func (en *Engine) Transaction(ctx context.Context, caller *Caller, body []byte) 
 			}
 			return nil, err
 		}
+		te.lenient = opts.Lenient
 		entries[i] = te
 	}
 	switch b.Type {
@@ -126,7 +166,7 @@ func (en *Engine) Transaction(ctx context.Context, caller *Caller, body []byte) 
 func responses(typ string, entries []*txEntry) *BundleResponse {
 	out := &BundleResponse{Type: typ, Entries: make([]EntryResponse, len(entries))}
 	for i, e := range entries {
-		out.Entries[i] = EntryResponse{Method: e.method, Result: e.result, Body: e.getBody, Err: e.err}
+		out.Entries[i] = EntryResponse{Method: e.method, Result: e.result, Body: e.getBody, Err: e.err, Warnings: e.warnings}
 	}
 	return out
 }
@@ -422,7 +462,7 @@ func (en *Engine) validateEntries(entries []*txEntry, refs map[string]string) er
 					errs[e.index] = entryError(e.index, unresolvedPlaceholder(missing))
 					continue
 				}
-				res, err := en.parser.Parse(body, e.typ)
+				res, err := en.parse(e, body)
 				if err != nil {
 					errs[e.index] = entryError(e.index, err)
 					continue
@@ -708,7 +748,7 @@ func (en *Engine) runBatch(ctx context.Context, entries []*txEntry) {
 		}
 		err := en.store.InTx(ctx, func(tx *store.Tx) error {
 			if len(e.raw) > 0 && (e.method == "POST" || e.method == "PUT") {
-				res, err := en.parser.Parse(e.raw, e.typ)
+				res, err := en.parse(e, e.raw)
 				if err != nil {
 					return err
 				}
@@ -771,6 +811,9 @@ func (r *BundleResponse) Bundle(status func(EntryResponse) (string, []byte), rep
 			resp.Outcome = json.RawMessage(outcome)
 			b.addResponse(nil, resp)
 			continue
+		}
+		if len(e.Warnings) > 0 {
+			resp.Outcome = fhir.Outcome(e.Warnings...)
 		}
 		v := e.Result.Version
 		if v.VersionID > 0 {

@@ -48,6 +48,9 @@ type DeleteRequest struct {
 // match instead. The condition's lock (conditional.go) is the same for
 // every producer, so racing conditional creates make one resource.
 func (tx *Tx) Create(req CreateRequest) (Result, error) {
+	if err := tx.en.checkProfiles(req.Resource); err != nil {
+		return Result{}, err
+	}
 	if req.IfNoneExistParams != nil {
 		return tx.en.doCreate(tx.ctx, tx.tx, req.Resource, req.ID, req.IfNoneExistParams)
 	}
@@ -63,6 +66,9 @@ func (tx *Tx) Create(req CreateRequest) (Result, error) {
 
 // Update updates (or creates) a resource.
 func (tx *Tx) Update(req UpdateRequest) (Result, error) {
+	if err := tx.en.checkProfiles(req.Resource); err != nil {
+		return Result{}, err
+	}
 	if req.Condition != "" {
 		return tx.en.doConditionalUpdate(tx.ctx, tx.tx, req.Resource, req.Condition, req.IfMatch)
 	}
@@ -90,6 +96,9 @@ func (tx *Tx) Read(typ, id string) (store.Version, error) {
 // doCreate creates res (under id when the caller assigned one), or with
 // a condition returns the one existing match instead.
 func (en *Engine) doCreate(ctx context.Context, tx *store.Tx, res *fhir.Resource, id string, cond url.Values) (Result, error) {
+	if err := refuseAuditForgery(ctx, res); err != nil {
+		return Result{}, err
+	}
 	if cond != nil {
 		q, key, err := en.condition(res.Type(), cond)
 		if err != nil {
@@ -135,6 +144,12 @@ func (en *Engine) doUpdate(ctx context.Context, tx *store.Tx, res *fhir.Resource
 	case id:
 	default:
 		return Result{}, fhir.Invalid("the resource's id "+quote(res.ID())+" does not match the URL's id "+quote(id), res.Type()+".id")
+	}
+	if err := refuseAuditForgery(ctx, res); err != nil {
+		return Result{}, err
+	}
+	if err := refuseAuditEdit(ctx, tx, res.Type(), id); err != nil {
+		return Result{}, err
 	}
 	if ifMatch == IfMatchAny {
 		return withCurrent(ctx, tx, res.Type(), id, func(v int64) (Result, error) { return updated(tx.Update(ctx, res, id, v)) })
@@ -206,6 +221,9 @@ func (en *Engine) doConditionalUpdate(ctx context.Context, tx *store.Tx, res *fh
 
 // doDelete deletes typ/id; deleting what is absent or deleted succeeds.
 func (en *Engine) doDelete(ctx context.Context, tx *store.Tx, typ, id string, ifMatch int64) (Result, error) {
+	if err := refuseAuditEdit(ctx, tx, typ, id); err != nil {
+		return Result{}, err
+	}
 	if ifMatch == IfMatchAny {
 		return withCurrent(ctx, tx, typ, id, func(v int64) (Result, error) { return en.doDelete(ctx, tx, typ, id, v) })
 	}

@@ -35,6 +35,10 @@ type Resource struct {
 // resources' exact text alongside the JSONB.
 func (r *Resource) NeedsVerbatim() bool { return r.inexactNumbers }
 
+// Body is the resource's JSON as parsed (before Stamp). It must not be
+// modified.
+func (r *Resource) Body() []byte { return r.body }
+
 // Type is the resourceType.
 func (r *Resource) Type() string { return r.typ }
 

@@ -59,7 +59,7 @@ func TestBadInputIsRejectedAndNothingStored(t *testing.T) {
 		{name: "lone surrogate escape", body: `{"resourceType":"Patient","id":"keep","name":[{"family":"\ud800"}]}`, status: 400},
 		{name: "oversized body", body: oversized, status: 413},
 		{name: "wrong content type", body: valid, contentType: "text/plain", status: 415},
-		{name: "XML content type", body: `<Patient xmlns="http://hl7.org/fhir"/>`, contentType: "application/fhir+xml", status: 415},
+		{name: "Turtle content type", body: `@prefix fhir: <http://hl7.org/fhir/> .`, contentType: "application/fhir+turtle", status: 415},
 		{name: "non-UTF-8 charset", body: valid, contentType: "application/fhir+json; charset=latin1", status: 415},
 	}
 	for _, tc := range cases {

@@ -23,8 +23,26 @@ var typeInteractions = []string{"read", "vread", "update", "patch", "delete", "h
 // systemInteractions are the system-level interactions dispatch serves.
 var systemInteractions = []string{"history-system", "search-system"}
 
+// Guides is what loaded implementation guides add to the
+// CapabilityStatement. Every claim stays true: a combination is listed
+// only when Ember supports each of its parameters.
+type Guides struct {
+	// Instantiates are the guides' server CapabilityStatements.
+	Instantiates []string
+	// Profiles lists each resource type's supported profiles.
+	Profiles map[string][]string
+	// Combinations lists each type's search parameter combinations (the
+	// codes of each).
+	Combinations map[string][][]string
+	// NotIndexed names the parameters ("Type.code") a guide added while
+	// resources of the type were stored: they answer for what was written
+	// since, and for the rest only after `ember reindex`.
+	NotIndexed map[string]bool
+}
+
 type capabilityStatement struct {
 	ResourceType   string      `json:"resourceType"`
+	Instantiates   []string    `json:"instantiates,omitempty"`
 	Status         string      `json:"status"`
 	Date           string      `json:"date"`
 	Publisher      string      `json:"publisher"`
@@ -56,7 +74,9 @@ type capRest struct {
 }
 
 type capResource struct {
+	Extension         []capExtension   `json:"extension,omitempty"`
 	Type              string           `json:"type"`
+	SupportedProfile  []string         `json:"supportedProfile,omitempty"`
 	Interaction       []capInteraction `json:"interaction"`
 	Versioning        string           `json:"versioning"`
 	ReadHistory       bool             `json:"readHistory"`
@@ -72,9 +92,10 @@ type capResource struct {
 }
 
 type capSearchParam struct {
-	Name       string `json:"name"`
-	Definition string `json:"definition,omitempty"`
-	Type       string `json:"type"`
+	Name          string `json:"name"`
+	Definition    string `json:"definition,omitempty"`
+	Type          string `json:"type"`
+	Documentation string `json:"documentation,omitempty"`
 }
 
 type capOperation struct {
@@ -109,9 +130,14 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		Software:       capSoftware{Name: "Ember", Version: version},
 		Implementation: capImpl{Description: "Ember FHIR R4 server", URL: s.base},
 		FHIRVersion:    "4.0.1",
-		Format:         []string{"json"},
-		PatchFormat:    []string{engine.JSONPatchType, "application/fhir+json"},
+		Format:         []string{"json", "xml"},
+		PatchFormat:    []string{engine.JSONPatchType, "application/fhir+json", "application/fhir+xml"},
 	}
+	g := s.cfg.Guides
+	if g == nil {
+		g = &Guides{}
+	}
+	cs.Instantiates = g.Instantiates
 	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions), Operation: s.capOperations(engine.SystemLevel, ""), Security: s.capSecurity()}
 	revIncludes := map[string][]string{}
 	for _, t := range spec.ResourceTypes() {
@@ -150,7 +176,11 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 			if !index.Supported(sp) {
 				continue
 			}
-			res.SearchParam = append(res.SearchParam, capSearchParam{Name: code, Definition: sp.URL, Type: sp.Type.String()})
+			p := capSearchParam{Name: code, Definition: sp.URL, Type: sp.Type.String()}
+			if g.NotIndexed[t+"."+code] {
+				p.Documentation = "Added by an implementation guide after resources of this type were stored: it finds those written since; run `ember reindex` to index the others."
+			}
+			res.SearchParam = append(res.SearchParam, p)
 			if sp.Type == spec.Reference {
 				res.SearchInclude = append(res.SearchInclude, t+":"+code)
 			}
@@ -158,10 +188,30 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		if len(res.SearchInclude) > 0 {
 			res.SearchInclude = append([]string{"*"}, res.SearchInclude...)
 		}
+		res.SupportedProfile = g.Profiles[t]
+		res.Extension = combinations(g.Combinations[t], params)
 		rest.Resource = append(rest.Resource, res)
 	}
 	cs.Rest = []capRest{rest}
 	return json.Marshal(cs)
+}
+
+// combinations renders a type's search parameter combinations as the R4
+// extension, leaving out any with a parameter Ember does not support.
+func combinations(combos [][]string, params map[string]*spec.SearchParam) []capExtension {
+	var out []capExtension
+next:
+	for _, codes := range combos {
+		x := capExtension{URL: "http://hl7.org/fhir/StructureDefinition/capabilitystatement-search-parameter-combination"}
+		for _, c := range codes {
+			if sp := params[c]; sp == nil || !index.Supported(sp) {
+				continue next
+			}
+			x.Extension = append(x.Extension, capExtension{URL: "required", ValueString: c})
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 // capOperations lists the registered operations invocable at any of levels
@@ -211,9 +261,10 @@ type capSecurity struct {
 }
 
 type capExtension struct {
-	URL       string         `json:"url"`
-	ValueURI  string         `json:"valueUri,omitempty"`
-	Extension []capExtension `json:"extension,omitempty"`
+	URL         string         `json:"url"`
+	ValueURI    string         `json:"valueUri,omitempty"`
+	ValueString string         `json:"valueString,omitempty"`
+	Extension   []capExtension `json:"extension,omitempty"`
 }
 
 type capConcept struct {

@@ -24,7 +24,7 @@ func TestCapabilityStatementIsValidAndTrue(t *testing.T) {
 		t.Fatalf("CapabilityStatement is not valid R4: %v", err)
 	}
 	cs := r.json(t)
-	if cs["fhirVersion"] != "4.0.1" || fmt.Sprint(cs["format"]) != "[json]" {
+	if cs["fhirVersion"] != "4.0.1" || fmt.Sprint(cs["format"]) != "[json xml]" {
 		t.Fatalf("fhirVersion %v format %v", cs["fhirVersion"], cs["format"])
 	}
 	rest := cs["rest"].([]any)[0].(map[string]any)

@@ -166,10 +166,10 @@ func TestFormats(t *testing.T) {
 	}
 	expect(t, e.do("GET", "/Patient/f1", nil, "Accept: application/json"), http.StatusOK)
 	expect(t, e.do("GET", "/Patient/f1", nil, "Accept: text/html,application/xhtml+xml,*/*;q=0.8"), http.StatusOK)
-	for _, bad := range []string{"/Patient/f1?_format=xml", "/Patient/f1?_format=application/fhir+xml", "/Patient/f1?_format=ttl", "/metadata?_format=text/turtle"} {
+	for _, bad := range []string{"/Patient/f1?_format=ttl", "/Patient/f1?_format=application/fhir+turtle", "/metadata?_format=text/turtle"} {
 		expectOutcome(t, e.do("GET", bad, nil), http.StatusNotAcceptable)
 	}
-	expectOutcome(t, e.do("GET", "/Patient/f1", nil, "Accept: application/fhir+xml"), http.StatusNotAcceptable)
+	expectOutcome(t, e.do("GET", "/Patient/f1", nil, "Accept: application/fhir+turtle"), http.StatusNotAcceptable)
 	r := e.do("GET", "/Patient/f1?_pretty=true", nil)
 	expect(t, r, http.StatusOK)
 	if !strings.Contains(string(r.body), "\n  ") {

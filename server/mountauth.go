@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/emberfhir/ember/audit"
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/smart/access"
 	"github.com/emberfhir/ember/smart/scope"
@@ -56,6 +57,9 @@ func RequireScopes(v access.Verifier, realm, typ string, h http.Handler) http.Ha
 					"this API needs user/ or system/ "+typ+" scopes ("+p.String()+")")
 				return
 			}
+		}
+		if e := audit.Note(r.Context()); e != nil {
+			e.Agent.User, e.Agent.Subject, e.Agent.Client, e.Agent.Role = g.FHIRUser, g.Subject, g.ClientID, g.Role
 		}
 		h.ServeHTTP(w, r.WithContext(access.WithGrant(r.Context(), g)))
 	})

@@ -66,6 +66,10 @@ func (s *Server) readPatch(c *gin.Context) (engine.PatchKind, []byte, bool) {
 		s.fail(c, fhir.NewError(fhir.BadRequest, "structure", "empty body: a PATCH needs a JSON Patch or a FHIRPath Patch Parameters"))
 		return 0, nil, false
 	}
+	if body, err = s.patchFromXML(c, body); err != nil {
+		s.fail(c, err)
+		return 0, nil, false
+	}
 	return kind, body, true
 }
 
@@ -87,7 +91,7 @@ func patchKindOf(ct string) (engine.PatchKind, error) {
 	switch {
 	case mt == engine.JSONPatchType:
 		return engine.JSONPatch, nil
-	case jsonFormat(mt):
+	case jsonFormat(mt) || xmlFormat(mt):
 		return engine.FHIRPathPatch, nil
 	}
 	return 0, unsupported

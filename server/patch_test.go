@@ -159,7 +159,7 @@ func TestPatchRejections(t *testing.T) {
 		{"malformed patch", "/Patient/p1", `[{"op":"add"}]`, ctJSONPatch, 400},
 		{"not JSON", "/Patient/p1", `[{`, ctJSONPatch, 400},
 		{"text/plain", "/Patient/p1", `[]`, "Content-Type: text/plain", 415},
-		{"XML", "/Patient/p1", `<Parameters/>`, "Content-Type: application/fhir+xml", 415},
+		{"Turtle", "/Patient/p1", `@prefix fhir: <http://hl7.org/fhir/> .`, "Content-Type: application/fhir+turtle", 415},
 		{"merge patch", "/Patient/p1", `{}`, "Content-Type: application/merge-patch+json", 415},
 		{"bad charset", "/Patient/p1", `[]`, "Content-Type: application/json-patch+json; charset=latin1", 415},
 		{"empty body", "/Patient/p1", ` `, ctJSONPatch, 400},

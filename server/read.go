@@ -58,6 +58,7 @@ func (s *Server) serveVersion(c *gin.Context, v store.Version, err error) {
 		return
 	}
 	versionHeaders(c, v)
+	noteVersion(c, v)
 	if notModified(c.Request, v) {
 		c.Status(http.StatusNotModified)
 		return

@@ -22,36 +22,78 @@ import (
 
 const contentTypeFHIR = "application/fhir+json; charset=utf-8"
 
-// negotiate checks _format and Accept. Only JSON is served for now, so a
-// request that can accept nothing but XML or Turtle gets 406.
-func negotiate(r *http.Request) error {
-	if f := r.URL.Query().Get("_format"); f != "" {
-		if !jsonFormat(f) {
-			return httpError(http.StatusNotAcceptable, "not-supported",
-				fmt.Sprintf("_format %q is not supported: Ember serves application/fhir+json", f))
+// negotiate checks _format and Accept and records the answer's format on c
+// when it is not JSON. _format overrides Accept; within Accept the highest
+// q wins, and at equal q a named type beats a wildcard. A request that can
+// accept neither JSON nor XML (Turtle, say) gets 406. The JSON cases parse
+// nothing they need not: no _format, no Accept, or one plain media type.
+func negotiate(c *gin.Context) error {
+	r := c.Request
+	f, err := negotiateFormat(r)
+	if err != nil || f == formatJSON {
+		return err
+	}
+	if strings.HasSuffix(r.URL.Path, "/$export") {
+		// Bulk Data: the kick-off answers in application/fhir+json only.
+		return httpError(http.StatusNotAcceptable, "not-supported", "$export answers in application/fhir+json only")
+	}
+	c.Set(formatKey, f)
+	return nil
+}
+
+func negotiateFormat(r *http.Request) (format, error) {
+	if strings.Contains(r.URL.RawQuery, "format") { // _format, also percent-encoded
+		if f := r.URL.Query().Get("_format"); f != "" {
+			switch {
+			case jsonFormat(f):
+				return formatJSON, nil
+			case xmlFormat(f):
+				return formatXML, nil
+			}
+			return formatJSON, httpError(http.StatusNotAcceptable, "not-supported",
+				fmt.Sprintf("_format %q is not supported: Ember serves application/fhir+json and application/fhir+xml", f))
 		}
-		return nil // _format overrides Accept
 	}
 	accept := r.Header.Get("Accept")
-	if accept == "" {
-		return nil
+	if accept == "" || accept == "*/*" || jsonFormat(accept) {
+		return formatJSON, nil
 	}
+	best, bestQ, bestSpecific, found := formatJSON, -1.0, false, false
 	for _, part := range strings.Split(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue
 		}
-		if q, ok := params["q"]; ok {
-			if v, err := strconv.ParseFloat(q, 64); err == nil && v == 0 {
-				continue
+		q := 1.0
+		if qs, ok := params["q"]; ok {
+			if v, err := strconv.ParseFloat(qs, 64); err == nil {
+				q = v
 			}
 		}
-		if mt == "*/*" || mt == "application/*" || jsonFormat(mt) {
-			return nil
+		if q <= 0 {
+			continue
+		}
+		var f format
+		specific := true
+		switch {
+		case jsonFormat(mt):
+			f = formatJSON
+		case xmlFormat(mt):
+			f = formatXML
+		case mt == "*/*" || mt == "application/*":
+			f, specific = formatJSON, false
+		default:
+			continue
+		}
+		if q > bestQ || q == bestQ && specific && !bestSpecific {
+			best, bestQ, bestSpecific, found = f, q, specific, true
 		}
 	}
-	return httpError(http.StatusNotAcceptable, "not-supported",
-		fmt.Sprintf("cannot satisfy Accept %q: Ember serves application/fhir+json", accept))
+	if !found {
+		return formatJSON, httpError(http.StatusNotAcceptable, "not-supported",
+			fmt.Sprintf("cannot satisfy Accept %q: Ember serves application/fhir+json and application/fhir+xml", accept))
+	}
+	return best, nil
 }
 
 func jsonFormat(f string) bool {
@@ -64,13 +106,17 @@ func jsonFormat(f string) bool {
 	return false
 }
 
-// readBody enforces the content type and size limit of a resource body.
+// readBody enforces the content type and size limit of a resource body; an
+// XML body is returned as the JSON it stands for.
 func (s *Server) readBody(c *gin.Context) ([]byte, error) {
+	isXML := false
 	if ct := c.GetHeader("Content-Type"); ct != "" {
 		mt, params, err := mime.ParseMediaType(ct)
-		if err != nil || !jsonFormat(mt) {
+		if err == nil && xmlFormat(mt) {
+			isXML = true
+		} else if err != nil || !jsonFormat(mt) {
 			return nil, httpError(http.StatusUnsupportedMediaType, "not-supported",
-				fmt.Sprintf("unsupported Content-Type %q: send application/fhir+json", ct))
+				fmt.Sprintf("unsupported Content-Type %q: send application/fhir+json or application/fhir+xml", ct))
 		}
 		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 			return nil, httpError(http.StatusUnsupportedMediaType, "not-supported",
@@ -89,11 +135,19 @@ func (s *Server) readBody(c *gin.Context) ([]byte, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, fhir.NewError(fhir.BadRequest, "structure", "empty body: a FHIR resource is required")
 	}
+	if isXML {
+		return s.fromXML(c, body)
+	}
 	return body, nil
 }
 
-// writeJSON writes a FHIR JSON body, indented when _pretty=true.
+// writeJSON writes a FHIR JSON body, indented when _pretty=true, or its XML
+// form when the request negotiated XML.
 func (s *Server) writeJSON(c *gin.Context, status int, body []byte) {
+	if responseFormat(c) == formatXML {
+		s.writeXML(c, status, body)
+		return
+	}
 	if c.Query("_pretty") == "true" {
 		var buf bytes.Buffer
 		if err := json.Indent(&buf, body, "", "  "); err == nil {

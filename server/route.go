@@ -19,7 +19,7 @@ const interactionKey = "ember.interaction"
 // and parameters at the same positions, which a segment switch states more
 // plainly than router patterns.
 func (s *Server) dispatch(c *gin.Context) {
-	if err := negotiate(c.Request); err != nil {
+	if err := negotiate(c); err != nil {
 		s.fail(c, err)
 		return
 	}

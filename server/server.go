@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/emberfhir/ember/audit"
 	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/engine/export"
 	"github.com/emberfhir/ember/fhir"
@@ -69,11 +71,25 @@ type Config struct {
 	// MetricsHandler for a separate listener). Without a Verifier (auth
 	// mode none) private means public: there is nothing to check.
 	Metrics MetricsAccess
+	// Audit records every FHIR interaction for the audit trail (see
+	// package audit); nil records nothing (--audit off).
+	Audit audit.Recorder
+	// TrustedProxies is how many reverse proxies in front append to
+	// X-Forwarded-For: the audit trail's client address is the entry that
+	// many from the right (0: the peer address).
+	TrustedProxies int
 	// Registry is the Prometheus registry the server registers its
 	// metrics (and the Go runtime and process collectors) on and /metrics
 	// serves; nil: one of its own. Work built before the server (DICOM,
 	// the authorization server, the database pool) registers on it too.
 	Registry *prometheus.Registry
+	// Profiles and ProfileEnforcement: the loaded implementation guides'
+	// profiles, checked on writes and by $validate (engine.Config's).
+	Profiles           engine.Profiles
+	ProfileEnforcement engine.ProfileEnforcement
+	// Guides is what the loaded implementation guides add to the
+	// CapabilityStatement; nil: none loaded.
+	Guides *Guides
 }
 
 // MetricsAccess is who may read /metrics on the server's handler.
@@ -133,7 +149,8 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("server: Metrics %q: use private, public or off", cfg.Metrics)
 	}
-	eng, err := engine.New(engine.Config{BaseURL: cfg.BaseURL, DefaultPageSize: cfg.DefaultPageSize, MaxPageSize: cfg.MaxPageSize, Logger: cfg.Logger}, st)
+	eng, err := engine.New(engine.Config{BaseURL: cfg.BaseURL, DefaultPageSize: cfg.DefaultPageSize, MaxPageSize: cfg.MaxPageSize, Logger: cfg.Logger,
+		Profiles: cfg.Profiles, ProfileEnforcement: cfg.ProfileEnforcement}, st)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -188,8 +205,12 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.Metrics != MetricsOff {
 		r.GET("/metrics", s.metricsAccess, gin.WrapH(s.MetricsHandler()))
 	}
-	r.Any("/fhir", s.authenticate, s.limit, s.dispatch)
-	r.Any("/fhir/*path", s.authenticate, s.limit, s.bulkPaths, s.dispatch)
+	fhirChain := []gin.HandlerFunc{s.authenticate, s.limit}
+	if s.cfg.Audit != nil {
+		fhirChain = append([]gin.HandlerFunc{s.auditREST}, fhirChain...)
+	}
+	r.Any("/fhir", append(slices.Clip(fhirChain), s.dispatch)...)
+	r.Any("/fhir/*path", append(slices.Clip(fhirChain), s.bulkPaths, s.dispatch)...)
 	r.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.Missing("no endpoint at "+c.Request.URL.Path+"; the FHIR API is under /fhir"))
 	})

@@ -2,8 +2,11 @@ package server
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/emberfhir/ember/engine"
 )
 
 // bundleEndpoint serves POST /fhir with a transaction or batch Bundle.
@@ -13,7 +16,10 @@ func (s *Server) bundleEndpoint(c *gin.Context, _ []string) {
 		s.fail(c, ferr)
 		return
 	}
-	resp, err := s.eng.Transaction(c.Request.Context(), s.caller(c), body)
+	// Prefer: handling=lenient (opt-in, for migrations) drops unknown
+	// elements from entry resources, each a warning in its response.outcome.
+	opts := engine.TransactionOptions{Lenient: strings.EqualFold(prefer(c.Request, "handling"), "lenient")}
+	resp, err := s.eng.TransactionWith(c.Request.Context(), s.caller(c), body, opts)
 	if err != nil {
 		s.fail(c, err)
 		return

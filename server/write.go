@@ -112,6 +112,7 @@ func (s *Server) conditionalDelete(c *gin.Context, seg []string) {
 // writeResult answers a write per Prefer: return.
 func (s *Server) writeResult(c *gin.Context, res engine.Result) {
 	v := res.Version
+	noteVersion(c, v)
 	status := outcomeStatus[res.Outcome]
 	if v.VersionID > 0 {
 		c.Header("ETag", engine.ETag(v.VersionID))

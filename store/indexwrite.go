@@ -19,6 +19,29 @@ func (a *sqlArgs) add(v any) string {
 // indexTables names every index table, for deletes.
 var indexTables = []string{"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_composite"}
 
+// distinctFrom is the length from which distinct looks for repeats: a
+// resource that repeats a value in a long list (an AuditEvent's 500
+// entities, each typed and roled alike) would otherwise store hundreds of
+// identical index rows, while short lists, nearly all of them, pay nothing.
+const distinctFrom = 32
+
+// distinct drops repeated entries (same parameter, same value), which match
+// nothing more than the first, keeping the order of the first of each.
+func distinct[T comparable](list []T) []T {
+	if len(list) < distinctFrom {
+		return list
+	}
+	seen := make(map[T]struct{}, len(list))
+	out := list[:0:0]
+	for _, v := range list {
+		if _, ok := seen[v]; !ok {
+			seen[v] = struct{}{}
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // indexCTEs returns data-modifying CTEs that replace the index rows of the
 // resource whose rid the CTE named "r" yields: deletes of old rows (when
 // replace is set) and inserts of e's rows. Both see the statement's snapshot,
@@ -54,6 +77,7 @@ func indexCTEs(a *sqlArgs, e *index.Entries, replace bool) []string {
 		insert("idx_string", "param, norm, exact", "u.c1, u.c2, u.c3", p, norm, exact)
 	}
 	if len(e.Tokens) > 0 {
+		e.Tokens = distinct(e.Tokens)
 		n := len(e.Tokens)
 		p, sys, code, text, ts, tc := make([]int32, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		for i, t := range e.Tokens {
@@ -63,6 +87,7 @@ func indexCTEs(a *sqlArgs, e *index.Entries, replace bool) []string {
 			"u.c1, NULLIF(u.c2, ''), NULLIF(u.c3, ''), NULLIF(u.c4, ''), NULLIF(u.c5, ''), NULLIF(u.c6, '')", p, sys, code, text, ts, tc)
 	}
 	if len(e.References) > 0 {
+		e.References = distinct(e.References)
 		n := len(e.References)
 		p, typ, id, url := make([]int32, n), make([]string, n), make([]string, n), make([]string, n)
 		for i, r := range e.References {

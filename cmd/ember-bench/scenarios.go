@@ -38,9 +38,13 @@ func scenarios() []scenario {
 		readScenario(1),
 		readScenario(32),
 		{name: "read_auth_c32", requires: []string{"read_c32"}, run: authRead}, // its own server (see auth.go)
+		xmlReadScenario(), // xml.go
 		createScenario(8),
 		{name: "ingest_tx", run: ingestTx},
-		{name: "dicom", run: dicomBench}, // its own server (see dicom.go)
+		{name: "audit_on_off", run: auditOnOff},    // its own servers (see audit.go)
+		{name: "expand1k", run: expandBench},       // terminology.go
+		{name: "profile_check", run: profileBench}, // profiles.go, in process
+		{name: "dicom", run: dicomBench},           // its own server (see dicom.go)
 		// Its own servers, with models (see inference.go).
 		{name: "inference", run: inferenceBench},
 	},

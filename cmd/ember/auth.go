@@ -233,7 +233,9 @@ func withStore(ctx context.Context, name string, args []string, stderr io.Writer
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer st.Close()
-	return fn(ctx, st)
+	err = fn(ctx, st)
+	recordAdmin(ctx, st, name, err, stderr)
+	return err
 }
 
 // stringList is a flag that may be repeated or comma-separated.

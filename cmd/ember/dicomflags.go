@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/emberfhir/ember/audit"
 	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/dicom/dimse"
 	"github.com/emberfhir/ember/dicom/web"
 	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/server"
+	"github.com/emberfhir/ember/server/guard"
 	"github.com/emberfhir/ember/store"
 )
 
@@ -124,10 +127,16 @@ func (d *dicomFlags) start(ctx context.Context, cfg *server.Config, st *store.St
 	}
 	rt := &dicomRuntime{svc: svc, blobs: blobs}
 	h := web.New(svc, web.Options{Prefix: "/dicomweb", Logger: log})
-	cfg.Mounts = append(cfg.Mounts, server.Mount{Prefix: "/dicomweb", Handler: server.RequireScopes(cfg.Verifier, cfg.BaseURL, "ImagingStudy", h)})
+	cfg.Mounts = append(cfg.Mounts, server.Mount{Prefix: "/dicomweb",
+		Handler: audit.HTTP(cfg.Audit, audit.DICOMweb, web.Classify,
+			func(r *http.Request) string { return guard.RemoteAddr(r, cfg.TrustedProxies) }, server.RequireScopes(cfg.Verifier, cfg.BaseURL, "ImagingStudy", h))})
 	if d.dimseAddr != "" && d.dimseAddr != "off" {
-		rt.dimse, err = dimse.NewServer(dimse.Config{AETitle: d.aeTitle, Policy: policy, Handler: svc, Logger: log, Metrics: cfg.Registry,
-			OnAssociation: func(dimse.AssociationStats) { _ = svc.SyncPending(ctx) }})
+		rec := cfg.Audit
+		rt.dimse, err = dimse.NewServer(dimse.Config{AETitle: d.aeTitle, Policy: policy, Handler: dicom.AuditedHandler(svc, rec), Logger: log, Metrics: cfg.Registry,
+			OnAssociation: func(st dimse.AssociationStats) {
+				dicom.AuditAssociation(rec, st)
+				_ = svc.SyncPending(ctx)
+			}})
 		if err == nil {
 			rt.ln, err = net.Listen("tcp", d.dimseAddr)
 		}

@@ -228,6 +228,7 @@ func (h *httpFlags) configureAuth(ctx context.Context, cfg *server.Config, st *s
 		// forwarded one, or every user would share the proxy's.
 		TrustedProxies: h.trustProxy,
 		Metrics:        cfg.Registry,
+		Audit:          cfg.Audit,
 	}, st)
 	if err != nil {
 		return fmt.Errorf("serve: authorization server: %w", err)

@@ -52,6 +52,8 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	writers := fs.Int("writers", 3, "batches or Bundles written at once, each in its own transaction")
 	baseURL := fs.String("base-url", env("EMBER_BASE_URL", "http://localhost:8080/fhir"),
 		"the server's public FHIR base URL: absolute references under it in Bundles are local (env EMBER_BASE_URL)")
+	lenient := fs.Bool("lenient", false,
+		"drop elements R4 does not define (a Period.stop from a lenient server) instead of refusing the resource; each drop is listed in the summary (for migrations; off by default)")
 	paths, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -73,9 +75,17 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.Close()
+	// The installed implementation guides' search parameters are indexed,
+	// and their profiles checked where a resource claims one, as serve does.
+	ecfg := engine.Config{BaseURL: *baseURL, Logger: log}
+	if loaded, err := loadInstalled(ctx, st, log); err != nil {
+		return err
+	} else if loaded != nil {
+		ecfg.Profiles = loaded.Profiles
+	}
 	// The engine executes everything, Bundles as the REST API would:
 	// nothing listens.
-	eng, err := engine.New(engine.Config{BaseURL: *baseURL, Logger: log}, st)
+	eng, err := engine.New(ecfg, st)
 	if err != nil {
 		return err
 	}
@@ -85,7 +95,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
-	opts := importer.Options{BatchSize: *batch, Workers: *workers, Writers: *writers}
+	opts := importer.Options{BatchSize: *batch, Workers: *workers, Writers: *writers, Lenient: *lenient}
 	live := isTerminal(stderr)
 	if live {
 		opts.Progress = func(s importer.Stats) {
@@ -98,6 +108,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer cleanup()
 	res, err := importer.Import(ctx, eng, paths, opts)
+	recordAdmin(ctx, st, "import", err, stderr)
 	if live {
 		fmt.Fprint(stderr, "\r"+strings.Repeat(" ", 72)+"\r")
 	}
@@ -109,6 +120,16 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if n := res.Failed - int64(len(res.Errors)); n > 0 {
 		fmt.Fprintf(stdout, "  … and %d more\n", n)
+	}
+	if res.DroppedCount > 0 {
+		fmt.Fprintf(stdout, "lenient: dropped %d unknown elements\n", res.DroppedCount)
+		for _, e := range res.Dropped {
+			e.File = local(e.File)
+			fmt.Fprintf(stdout, "  warning: %s\n", e.Error())
+		}
+		if n := res.DroppedCount - int64(len(res.Dropped)); n > 0 {
+			fmt.Fprintf(stdout, "  … and %d more\n", n)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("import: %w", err)

@@ -39,11 +39,14 @@ Usage:
   ember migrate   apply database migrations and exit
   ember reindex   rebuild every search index row
   ember import    load ndjson files and Bundles
+  ember ig        install implementation guide packages (US Core…) or list them
   ember client    add, list or remove SMART apps (OAuth clients)
   ember user      add, list or remove users who sign in to SMART apps
   ember launch    create an EHR launch and print the app's launch URL
   ember token     print an access token for a client or user (and revoke one)
   ember healthcheck  ask a running serve for /healthz (the container's HEALTHCHECK)
+  ember conformance run  check a FHIR server against US Core 6.1 and SMART (conformance/runner)
+  ember audit verify  check the audit trail's hash chain and signed checkpoints
   ember version   print the version
 
 Run "ember <command> --help" for a command's flags.
@@ -78,6 +81,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = tokenCmd(ctx, args[1:], stdout, stderr)
 	case "healthcheck":
 		err = healthcheck(ctx, args[1:], stdout, stderr)
+	case "conformance":
+		err = conformanceCmd(ctx, args[1:], stdout, stderr)
+	case "ig":
+		err = igCmd(ctx, args[1:], stdout, stderr)
+	case "audit":
+		err = auditCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fs := flag.NewFlagSet("ember version", flag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -96,6 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errAuditBroken):
+		return 1
 	case err != nil:
 		fmt.Fprintf(stderr, "ember: %v\n", err)
 		return 1
@@ -168,8 +179,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	inf.register(fs)
 	var lf logFlags
 	lf.register(fs)
+	var af auditFlags
+	af.register(fs)
+	var igf igFlags
+	igf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if _, err := af.on(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if _, err := parseRetention(af.retention); err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
 	if err := hf.check(); err != nil {
 		return err
@@ -234,7 +255,37 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(store.NewPoolCollector(st), store.NewExportJobsCollector(st))
 	cfg := server.Config{BaseURL: base, MaxBody: *maxBody, Version: version, Logger: log,
-		BulkExport: true, ExportWorkers: workers, Metrics: hf.metricsAccess(), Registry: reg}
+		BulkExport: true, ExportWorkers: workers, Metrics: hf.metricsAccess(), Registry: reg, TrustedProxies: hf.trustProxy}
+	// One deadline for the whole shutdown, fixed when it starts: requests in
+	// flight, then the background work, all within --shutdown-grace.
+	var deadline time.Time
+	stopBy := func() time.Time {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(*grace)
+		}
+		return deadline
+	}
+	trail, err := af.newTrail(ctx, st, base, reg, log)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	if trail != nil {
+		cfg.Audit = trail
+		// Closed last but the store (deferred calls run last-first): the
+		// HTTP server, DICOM and the background work record until they stop.
+		defer func() {
+			cctx, cancel := context.WithDeadline(context.Background(), stopBy())
+			defer cancel()
+			if err := trail.Close(cctx); err != nil {
+				log.Error("audit trail close", "err", err)
+			}
+		}()
+	}
+	if err := igf.apply(ctx, &cfg, st, log); err != nil {
+		ln.Close()
+		return err
+	}
 	if err := hf.configureAuth(ctx, &cfg, st, log); err != nil {
 		ln.Close()
 		return err
@@ -253,18 +304,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
-	// One deadline for the whole shutdown, fixed when it starts: requests in
-	// flight, then the background work, all within --shutdown-grace.
-	var deadline time.Time
-	stopBy := func() time.Time {
-		if deadline.IsZero() {
-			deadline = time.Now().Add(*grace)
-		}
-		return deadline
-	}
 	if err := srv.Start(ctx); err != nil {
 		ln.Close()
 		return err
+	}
+	if trail != nil {
+		trail.Start(ctx, srv.Engine())
 	}
 	// Stopped after the HTTP server (deferred calls run last-first) and
 	// before the store closes: running exports checkpoint and resume on
@@ -369,7 +414,12 @@ func withDatabase(ctx context.Context, name string, args []string, stderr io.Wri
 		return err
 	}
 	defer stop()
-	return fn(ctx, url)
+	err = fn(ctx, url)
+	if st, serr := store.Open(ctx, url, store.Options{}); serr == nil {
+		recordAdmin(ctx, st, name, err, stderr)
+		st.Close()
+	}
+	return err
 }
 
 // openMigrated is open followed by every migration (Ember's schema and the
@@ -404,9 +454,16 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		defer st.Close()
+		guidesDone, err := reindexGuides(ctx, st, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		if err != nil {
+			return err
+		}
 		start := time.Now()
 		n, err := st.Reindex(ctx, func(done int) { fmt.Fprintf(stderr, "\rreindexed %d resources", done) })
 		fmt.Fprintln(stderr)
+		if err == nil {
+			err = guidesDone(ctx)
+		}
 		if err != nil {
 			return err
 		}

@@ -153,6 +153,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c := &conn{s: s, ctx: ctx, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String())}
+	c.stats.RemoteAddr = nc.RemoteAddr().String()
 	c.tr = &timedReader{nc: nc, closing: &c.closing}
 	// Small buffers until the association is accepted, so connections
 	// that never associate cost little.

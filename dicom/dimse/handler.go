@@ -25,6 +25,8 @@ const (
 // StoreRequest is one C-STORE received on an association.
 type StoreRequest struct {
 	CallingAE, CalledAE string
+	// RemoteAddr is the peer's network address (host:port).
+	RemoteAddr string
 	// From the command set (Affected SOP Class/Instance UID).
 	SOPClassUID, SOPInstanceUID string
 	// TransferSyntaxUID is the presentation context's transfer syntax: the
@@ -40,7 +42,9 @@ type StoreRequest struct {
 // information model) received on an association.
 type FindRequest struct {
 	CallingAE, CalledAE string
-	SOPClassUID         string
+	// RemoteAddr is the peer's network address (host:port).
+	RemoteAddr  string
+	SOPClassUID string
 	// Level is the QueryRetrieveLevel (0008,0052): "PATIENT", "STUDY",
 	// "SERIES" or "IMAGE".
 	Level string

@@ -63,6 +63,7 @@ type Config struct {
 // AssociationStats summarises one association for OnAssociation.
 type AssociationStats struct {
 	CallingAE, CalledAE string
+	RemoteAddr          string // the peer's host:port
 	Stores, Finds       int
 	Failures            int // responses with a failure status
 	BytesReceived       int64

@@ -79,7 +79,7 @@ func (c *conn) handleStore(ctxID byte, pc *presCtx, cmd *command) error {
 	}
 	c.stats.Stores++
 	req := &StoreRequest{
-		CallingAE: c.rq.callingAE, CalledAE: c.rq.calledAE,
+		CallingAE: c.rq.callingAE, CalledAE: c.rq.calledAE, RemoteAddr: c.stats.RemoteAddr,
 		SOPClassUID: cmd.sopClassUID, SOPInstanceUID: cmd.sopInstanceUID,
 		TransferSyntaxUID: pc.ts, Dataset: d,
 	}
@@ -174,7 +174,7 @@ func (c *conn) handleFind(ctxID byte, pc *presCtx, cmd *command) error {
 		rsp.status, rsp.errorComment = StatusIdentifierMismatch, "missing or unknown Query/Retrieve Level"
 		return c.respond(ctxID, rsp, nil)
 	}
-	req := &FindRequest{CallingAE: c.rq.callingAE, CalledAE: c.rq.calledAE,
+	req := &FindRequest{CallingAE: c.rq.callingAE, CalledAE: c.rq.calledAE, RemoteAddr: c.stats.RemoteAddr,
 		SOPClassUID: pc.abstract, Level: level, Keys: keys}
 
 	fctx, cancel := context.WithCancel(c.ctx)

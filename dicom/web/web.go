@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/emberfhir/ember/audit"
 	"github.com/emberfhir/ember/dicom"
 	"github.com/emberfhir/ember/fhir"
 )
@@ -197,6 +198,9 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 		}
 		in, err := h.svc.Ingest(ctx, part, dicom.IngestOptions{StudyUID: study, NoSync: true})
 		if err == nil {
+			if e := audit.Note(ctx); e != nil && !studies[in.StudyUID] {
+				e.Entities = append(e.Entities, "urn:oid:"+in.StudyUID)
+			}
 			studies[in.StudyUID] = true
 			if in.MovedFromStudyUID != "" {
 				studies[in.MovedFromStudyUID] = true

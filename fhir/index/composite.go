@@ -102,10 +102,10 @@ func (e *Entries) combine(param int32, as, bs *Entries) {
 	}
 }
 
-// fallbackExprs holds the few search expressions outside the compiled subset
-// (e.g. Patient.deceased), compiled once for the general FHIRPath engine.
-// Built at init and only read afterwards.
-var fallbackExprs = func() map[string]*fhirpath.Expression {
+// fallbackExprs compiles the few search expressions outside the compiled
+// subset (e.g. Patient.deceased) for the general FHIRPath engine; the plans
+// of each registry state hold the result.
+func fallbackExprs() map[string]*fhirpath.Expression {
 	out := map[string]*fhirpath.Expression{}
 	for _, t := range spec.ResourceTypes() {
 		for _, sp := range spec.SearchParams(t) {
@@ -118,7 +118,7 @@ var fallbackExprs = func() map[string]*fhirpath.Expression {
 		}
 	}
 	return out
-}()
+}
 
 // Supported reports whether a parameter's values are indexed (and so whether
 // searching by it gives right answers).
@@ -131,7 +131,7 @@ func Supported(sp *spec.SearchParam) bool {
 	case sp.Type == spec.Composite:
 		return !sp.Fallback && len(sp.Components) == 2 && sp.Components[0].Type == spec.Token
 	case sp.Fallback:
-		return fallbackExprs[sp.Expression] != nil
+		return currentPlans().fallback[sp.Expression] != nil
 	}
 	return true
 }
@@ -160,7 +160,7 @@ func (x *extractor) deceased(p *paramPlan) {
 // fallback evaluates a parameter with the general FHIRPath engine.
 func (x *extractor) fallback(p *paramPlan, doc []byte) error {
 	sp := p.sp
-	fx := fallbackExprs[sp.Expression]
+	fx := currentPlans().fallback[sp.Expression]
 	if fx == nil || !Supported(sp) {
 		return nil
 	}

@@ -7,10 +7,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/gofhir/fhirpath"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/emberfhir/ember/fhir"
@@ -206,20 +208,44 @@ type step struct {
 }
 
 // plans holds each resource type's indexed parameters (all but the
-// resources-table columns) in code order, compiled once. The order makes
-// Extract's output deterministic (it followed map order before).
-var plans = func() map[string][]*paramPlan {
-	out := map[string][]*paramPlan{}
-	for _, typ := range spec.ResourceTypes() {
-		out[typ] = plan(typ)
+// resources-table columns) in code order, compiled once per state of the
+// search parameter registry (spec.Generation: implementation guides add
+// parameters at start). The order makes Extract's output deterministic.
+// The hot path pays two atomic loads to find the current set.
+type planSet struct {
+	gen      uint64
+	byType   map[string][]*paramPlan
+	fallback map[string]*fhirpath.Expression // see fallbackExprs
+}
+
+var (
+	plans   atomic.Pointer[planSet]
+	plansMu sync.Mutex // serialises rebuilding
+)
+
+// currentPlans returns the plans of the registry's current state.
+func currentPlans() *planSet {
+	if ps := plans.Load(); ps != nil && ps.gen == spec.Generation() {
+		return ps
 	}
-	return out
-}()
+	plansMu.Lock()
+	defer plansMu.Unlock()
+	gen := spec.Generation()
+	if ps := plans.Load(); ps != nil && ps.gen == gen {
+		return ps
+	}
+	ps := &planSet{gen: gen, byType: map[string][]*paramPlan{}, fallback: fallbackExprs()}
+	for _, typ := range spec.ResourceTypes() {
+		ps.byType[typ] = plan(typ)
+	}
+	plans.Store(ps)
+	return ps
+}
 
 // planFor returns typ's plan, compiling one for a type spec has parameters
 // for but does not list as a resource type.
 func planFor(typ string) []*paramPlan {
-	if ps, ok := plans[typ]; ok {
+	if ps, ok := currentPlans().byType[typ]; ok {
 		return ps
 	}
 	return plan(typ)

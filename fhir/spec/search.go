@@ -1,6 +1,11 @@
 package spec
 
-import "hash/fnv"
+import (
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"sync/atomic"
+)
 
 // ParamType is a search parameter's type.
 type ParamType uint8
@@ -95,13 +100,32 @@ func ParamID(base, code string) int32 {
 }
 
 // SearchParams returns the search parameters of a resource type (including
-// the common ones such as _id and _tag), keyed by code.
+// the common ones such as _id and _tag, and those implementation guides
+// added), keyed by code. The map is shared: callers must not modify it.
 func SearchParams(resourceType string) map[string]*SearchParam {
-	return searchParamIndex[resourceType]
+	return registry.Load().params[resourceType]
 }
 
-// searchParamIndex is built once from the generated table.
-var searchParamIndex = func() map[string]map[string]*SearchParam {
+// Generation counts the registry's changes (0: the R4 parameters alone), so
+// code that compiles something from the parameters (index extraction plans)
+// knows when to compile again.
+func Generation() uint64 { return registry.Load().gen }
+
+// paramRegistry is one immutable state of the registry.
+type paramRegistry struct {
+	params map[string]map[string]*SearchParam
+	gen    uint64
+}
+
+// registry is the process's search parameter registry: the generated R4
+// table, plus the parameters of the implementation guides loaded at start
+// (AddSearchParams). It is copy-on-write: readers load a state that never
+// changes, so the hot paths pay one atomic load and no lock.
+var registry atomic.Pointer[paramRegistry]
+
+var registryMu sync.Mutex // serialises AddSearchParams
+
+func init() {
 	out := make(map[string]map[string]*SearchParam, len(searchParams))
 	for typ, params := range searchParams {
 		m := make(map[string]*SearchParam, len(params))
@@ -110,5 +134,42 @@ var searchParamIndex = func() map[string]map[string]*SearchParam {
 		}
 		out[typ] = m
 	}
-	return out
-}()
+	registry.Store(&paramRegistry{params: out})
+}
+
+// AddSearchParams adds parameters to resource types (base type -> its new
+// parameters). A code a type already has is an error, and so is a
+// parameter id that collides with another of the type: index rows are keyed
+// by id. Nothing is added when any fails. Implementation guide packages
+// call it at start, before serving; it is safe while others read.
+func AddSearchParams(add map[string][]SearchParam) error {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	cur := registry.Load()
+	next := make(map[string]map[string]*SearchParam, len(cur.params))
+	for typ, m := range cur.params {
+		next[typ] = m
+	}
+	for typ, ps := range add {
+		m := make(map[string]*SearchParam, len(next[typ])+len(ps))
+		ids := make(map[int32]string, len(m))
+		for code, sp := range next[typ] {
+			m[code] = sp
+			ids[sp.ID] = code
+		}
+		for i := range ps {
+			sp := ps[i]
+			if _, dup := m[sp.Code]; dup {
+				return fmt.Errorf("spec: %s already has a search parameter %q", typ, sp.Code)
+			}
+			if other, dup := ids[sp.ID]; dup {
+				return fmt.Errorf("spec: search parameter %s.%s: id %d collides with %s", typ, sp.Code, sp.ID, other)
+			}
+			ids[sp.ID] = sp.Code
+			m[sp.Code] = &sp
+		}
+		next[typ] = m
+	}
+	registry.Store(&paramRegistry{params: next, gen: cur.gen + 1})
+	return nil
+}

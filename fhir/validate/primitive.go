@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"bytes"
 	"encoding/base64"
 	"math"
 	"net/url"
@@ -49,6 +50,16 @@ func (w *walker) primitive(f *fieldDef) {
 		return
 	}
 	switch k {
+	case kMarkdown:
+		// R4's regex [ \r\n\t\S]+ leaves out one character of \s: form
+		// feed. (The string prose on other control characters is not
+		// applied to markdown, as google/fhir, the differential oracle,
+		// does not either.)
+		if len(s) > maxStringSize {
+			w.fail("value", "markdown longer than 1 MB")
+		} else if bytes.IndexByte(s, '\f') >= 0 {
+			w.fail("value", "markdown contains the control character U+000c")
+		}
 	case kString:
 		if len(s) > maxStringSize {
 			w.fail("value", "string longer than 1 MB")
@@ -326,7 +337,7 @@ func (w *walker) base64(s []byte) string {
 	buf := w.b64[:0]
 	for _, c := range s {
 		switch {
-		case isSpace(c) || c == '\v':
+		case isSpace(c): // \s as Go's regexp has it: not \v
 			if len(buf)%4 != 0 {
 				w.b64 = buf
 				return "whitespace may only separate groups of 4 characters"

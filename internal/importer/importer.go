@@ -59,6 +59,10 @@ type Options struct {
 	// 250 ms) from a separate goroutine with the counts so far.
 	Progress      func(Stats)
 	ProgressEvery time.Duration
+	// Lenient drops elements R4 does not define instead of refusing the
+	// resource, each drop reported in Result.Dropped (ember import
+	// --lenient, for migrations from lenient servers).
+	Lenient bool
 }
 
 // Stats are an import's running counts.
@@ -102,6 +106,11 @@ func (e ItemError) Unwrap() error { return e.Err }
 type Result struct {
 	Stats
 	Errors []ItemError // the first Options.MaxErrors, in file order
+	// Dropped are the elements lenient handling dropped, one per element
+	// (Err names its expression), the first Options.MaxErrors in file
+	// order; DroppedCount counts them all.
+	Dropped      []ItemError
+	DroppedCount int64
 }
 
 // errorAt is an ItemError with its position in the input, for ordering.
@@ -202,6 +211,9 @@ type importer struct {
 
 	mu     sync.Mutex
 	errors []errorAt // the first MaxErrors in input order
+
+	droppedCount atomic.Int64
+	dropped      []errorAt // lenient drops, kept as errors are
 }
 
 // item is one resource to validate and write.
@@ -210,6 +222,7 @@ type item struct {
 	raw         []byte
 	res         *fhir.Resource
 	err         error
+	dropped     []fhir.Issue // lenient handling's warnings
 }
 
 // chunk is a batch of one file's items, validated together and written in
@@ -234,16 +247,36 @@ func (im *importer) fail(c *chunk, e ItemError) {
 	im.errCount.Add(1)
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	ea := errorAt{seq: c.seq, ItemError: e}
-	i := sort.Search(len(im.errors), func(i int) bool { return ea.before(im.errors[i]) })
+	im.errors = im.keep(im.errors, errorAt{seq: c.seq, ItemError: e})
+}
+
+// keep inserts ea into list in input order, keeping the first MaxErrors.
+func (im *importer) keep(list []errorAt, ea errorAt) []errorAt {
+	i := sort.Search(len(list), func(i int) bool { return ea.before(list[i]) })
 	if i >= im.opts.MaxErrors {
+		return list
+	}
+	list = append(list, errorAt{})
+	copy(list[i+1:], list[i:])
+	list[i] = ea
+	if len(list) > im.opts.MaxErrors {
+		list = list[:im.opts.MaxErrors]
+	}
+	return list
+}
+
+// drop records the elements lenient handling dropped from one resource
+// that was written.
+func (im *importer) drop(c *chunk, line, entry int, issues []fhir.Issue) {
+	if len(issues) == 0 {
 		return
 	}
-	im.errors = append(im.errors, errorAt{})
-	copy(im.errors[i+1:], im.errors[i:])
-	im.errors[i] = ea
-	if len(im.errors) > im.opts.MaxErrors {
-		im.errors = im.errors[:im.opts.MaxErrors]
+	im.droppedCount.Add(int64(len(issues)))
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	for _, is := range issues {
+		err := errors.New(is.Diagnostics + " at " + strings.Join(is.Expression, ", "))
+		im.dropped = im.keep(im.dropped, errorAt{seq: c.seq, ItemError: ItemError{File: c.file, Line: line, Entry: entry, Err: err}})
 	}
 }
 
@@ -268,7 +301,11 @@ func (im *importer) run(ctx context.Context, files []string) (Result, error) {
 				for i := range c.items {
 					it := &c.items[i]
 					if it.err == nil {
-						it.res, it.err = im.p.Parse(it.raw, "")
+						if im.opts.Lenient {
+							it.res, it.dropped, it.err = im.p.ParseLenient(it.raw, "")
+						} else {
+							it.res, it.err = im.p.Parse(it.raw, "")
+						}
 					}
 				}
 				close(c.done)
@@ -303,6 +340,10 @@ func (im *importer) run(ctx context.Context, files []string) (Result, error) {
 	for _, e := range im.errors {
 		res.Errors = append(res.Errors, e.ItemError)
 	}
+	for _, e := range im.dropped {
+		res.Dropped = append(res.Dropped, e.ItemError)
+	}
+	res.DroppedCount = im.droppedCount.Load()
 	return res, err
 }
 
@@ -533,6 +574,9 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 	err := im.eng.InBulkTx(ctx, engine.System, func(tx *engine.Tx) error { return tx.PutMany(resources) })
 	if err == nil {
 		im.resources.Add(int64(len(valid)))
+		for _, it := range valid {
+			im.drop(c, it.line, it.entry, it.dropped)
+		}
 		return nil
 	}
 	if ctx.Err() != nil {
@@ -543,6 +587,7 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 		switch {
 		case err == nil:
 			im.resources.Add(1)
+			im.drop(c, it.line, it.entry, it.dropped)
 		case ctx.Err() != nil:
 			return context.Cause(ctx)
 		default:
@@ -554,7 +599,7 @@ func (im *importer) writeItems(ctx context.Context, c *chunk) error {
 
 // writeBundle executes a transaction or batch Bundle.
 func (im *importer) writeBundle(ctx context.Context, c *chunk) error {
-	resp, err := im.eng.Transaction(ctx, engine.System, c.bundle)
+	resp, err := im.eng.TransactionWith(ctx, engine.System, c.bundle, engine.TransactionOptions{Lenient: im.opts.Lenient})
 	if err != nil {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
@@ -565,6 +610,7 @@ func (im *importer) writeBundle(ctx context.Context, c *chunk) error {
 	for i, e := range resp.Entries {
 		if e.Err == nil {
 			im.resources.Add(1)
+			im.drop(c, 0, i, e.Warnings)
 			continue
 		}
 		im.fail(c, ItemError{File: c.file, Entry: i, Err: e.Err})

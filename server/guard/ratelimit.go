@@ -114,10 +114,10 @@ func WriteTooManyRequests(w http.ResponseWriter, wait time.Duration) {
 	writeOutcome(w, http.StatusTooManyRequests, "throttled", "rate limit exceeded; retry after "+secs+"s")
 }
 
-// ClientIP is the address r came from: the peer address, or with
-// trustedProxies > 0 the X-Forwarded-For entry that many from the right.
-// IPv6 addresses are reduced to their /64, which one host usually owns whole.
-func ClientIP(r *http.Request, trustedProxies int) string {
+// RemoteAddr is the address r came from, whole (the audit trail's): the
+// peer's host, or with trustedProxies > 0 the X-Forwarded-For entry that
+// many from the right.
+func RemoteAddr(r *http.Request, trustedProxies int) string {
 	addr := r.RemoteAddr
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		addr = host
@@ -127,6 +127,14 @@ func ClientIP(r *http.Request, trustedProxies int) string {
 			addr = fwd
 		}
 	}
+	return addr
+}
+
+// ClientIP is the address r came from: the peer address, or with
+// trustedProxies > 0 the X-Forwarded-For entry that many from the right.
+// IPv6 addresses are reduced to their /64, which one host usually owns whole.
+func ClientIP(r *http.Request, trustedProxies int) string {
+	addr := RemoteAddr(r, trustedProxies)
 	if strings.IndexByte(addr, ':') >= 0 { // IPv6 only: keep IPv4 free of allocations
 		if a, err := netip.ParseAddr(addr); err == nil {
 			a = a.Unmap()

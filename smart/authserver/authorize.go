@@ -246,6 +246,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	u, err := s.login(r, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	s.auditLogin(r, q.clientID, r.PostForm.Get("username"), u, err)
 	var oe *oauthErr
 	switch {
 	case errors.Is(err, errLogin):

@@ -39,6 +39,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/emberfhir/ember/audit"
 	"github.com/emberfhir/ember/store"
 	"github.com/emberfhir/ember/store/authdb"
 )
@@ -69,6 +70,9 @@ type Config struct {
 	// HTTPClient fetches clients' jwks_uri (default: 5 s timeout).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// Audit records logins, logouts (revocations) and token requests, each
+	// with its outcome; nil records nothing.
+	Audit audit.Recorder
 
 	// Limits on what callers who have not authenticated can make the server
 	// do. Every password and client-secret check runs argon2id (19 MiB, tens
@@ -187,8 +191,20 @@ func New(ctx context.Context, cfg Config, st *store.Store) (*Server, error) {
 // loadKey reads the signing key, generating and storing it on the first
 // start (authdb serialises replicas starting together, so they agree on one).
 func (s *Server) loadKey(ctx context.Context) error {
+	kid, key, err := SigningKey(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	s.kid, s.key = kid, key
+	return nil
+}
+
+// SigningKey returns the server's signing key (RS256) and its id, generating
+// and storing it when the database has none yet. Besides tokens it signs
+// the audit trail's checkpoints, in every auth mode.
+func SigningKey(ctx context.Context, db *authdb.DB) (string, *rsa.PrivateKey, error) {
 	var fresh *rsa.PrivateKey
-	kid, der, err := s.db.SigningKey(ctx, func() (string, []byte, error) {
+	kid, der, err := db.SigningKey(ctx, func() (string, []byte, error) {
 		key, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
 			return "", nil, fmt.Errorf("generate key: %w", err)
@@ -201,23 +217,39 @@ func (s *Server) loadKey(ctx context.Context) error {
 		return randomToken(12), der, nil
 	})
 	if err != nil {
-		return fmt.Errorf("authserver: %w", err)
+		return "", nil, fmt.Errorf("authserver: %w", err)
 	}
-	s.kid = kid
 	if fresh != nil {
-		s.key = fresh
-		return nil
+		return kid, fresh, nil
 	}
+	key, err := parseKey(kid, der)
+	return kid, key, err
+}
+
+// PublicKey returns the public half of signing key kid, for checking what
+// it signed.
+func PublicKey(ctx context.Context, db *authdb.DB, kid string) (*rsa.PublicKey, error) {
+	der, err := db.SigningKeyByID(ctx, kid)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: key %s: %w", kid, err)
+	}
+	key, err := parseKey(kid, der)
+	if err != nil {
+		return nil, err
+	}
+	return &key.PublicKey, nil
+}
+
+func parseKey(kid string, der []byte) (*rsa.PrivateKey, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return fmt.Errorf("authserver: parse key %s: %w", s.kid, err)
+		return nil, fmt.Errorf("authserver: parse key %s: %w", kid, err)
 	}
 	rk, ok := k.(*rsa.PrivateKey)
 	if !ok {
-		return fmt.Errorf("authserver: key %s is not RSA", s.kid)
+		return nil, fmt.Errorf("authserver: key %s is not RSA", kid)
 	}
-	s.key = rk
-	return nil
+	return rk, nil
 }
 
 // Verifier returns the verifier for this server's access tokens.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emberfhir/ember/audit"
 	"github.com/emberfhir/ember/smart/access"
 	"github.com/emberfhir/ember/smart/scope"
 	"github.com/emberfhir/ember/store/authdb"
@@ -25,6 +26,7 @@ func badRequest(code, msg string) *oauthErr {
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	resp, err := s.tokenResponse(w, r)
 	s.metrics.token(r.PostForm.Get("grant_type"), err)
+	s.auditToken(r, resp, err)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -329,6 +331,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	s.auditEvent(r, "logout", audit.Execute, audit.Success, audit.Agent{Client: c.ID})
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }

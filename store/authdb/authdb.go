@@ -74,6 +74,17 @@ func (db *DB) SigningKey(ctx context.Context, generate func() (kid string, der [
 	return kid, der, nil
 }
 
+// SigningKeyByID returns signing key kid's PKCS#8 DER (ErrNotFound when
+// there is none).
+func (db *DB) SigningKeyByID(ctx context.Context, kid string) ([]byte, error) {
+	var der []byte
+	err := db.pool.QueryRow(ctx, `SELECT private_der FROM smart_keys WHERE kid = $1`, kid).Scan(&der)
+	if err != nil {
+		return nil, notFound("signing key", err)
+	}
+	return der, nil
+}
+
 // Purge deletes expired authorization requests (an hour after they
 // expire), launches, refresh tokens, and revoked and used token ids (a
 // minute after), stopping at the first error.

@@ -34,12 +34,19 @@ type structureDefinition struct {
 }
 
 func main() {
-	out := flag.String("out", ".", "directory of package spec")
+	out := flag.String("out", ".", "directory of package spec (skipped when empty)")
 	validateOut := flag.String("validate-out", "", "directory of package validate (skipped when empty)")
+	xmlOut := flag.String("xml-out", "", "directory of package fhir/xml (skipped when empty)")
 	flag.Parse()
 	dir, err := fhirpkg.Dir(context.Background())
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *xmlOut != "" {
+		writeXML(*xmlOut, dir)
+	}
+	if *out == "" {
+		return
 	}
 	types, err := resourceTypes(filepath.Join(dir, "Bundle-resources.json"))
 	if err != nil {
@@ -81,6 +88,7 @@ func main() {
 	writeSummaryTables(*out, m, types)
 	writeCompartments(*out, dir, types, params)
 	writeValueSets(*out, dir)
+	writeTerminology(*out, dir)
 	if *validateOut != "" {
 		writeValidate(*validateOut, dir)
 	}

@@ -20,10 +20,11 @@ import (
 
 // vElement is the part of an ElementDefinition the validator needs.
 type vElement struct {
-	Path             string `json:"path"`
-	ContentReference string `json:"contentReference"`
-	Min              int    `json:"min"`
-	Max              string `json:"max"`
+	Path             string   `json:"path"`
+	Representation   []string `json:"representation"` // xmlAttr, xhtml: fhir/xml's tables
+	ContentReference string   `json:"contentReference"`
+	Min              int      `json:"min"`
+	Max              string   `json:"max"`
 	Type             []struct {
 		Code          string   `json:"code"`
 		Profile       []string `json:"profile"`
