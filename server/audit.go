@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/emberfhir/ember/audit"
+	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/fhir/spec"
 	"github.com/emberfhir/ember/server/guard"
 	"github.com/emberfhir/ember/store"
@@ -87,7 +88,7 @@ func (s *Server) auditREST(c *gin.Context) {
 	typ := ""
 	if len(seg) > 0 && spec.IsResourceType(seg[0]) {
 		typ = seg[0]
-		if len(seg) >= 2 && !strings.HasPrefix(seg[1], "$") && !strings.HasPrefix(seg[1], "_") {
+		if len(seg) >= 2 && fhir.ValidID(seg[1]) { // not $op, _history, _search or a malformed id
 			e.Entities = []string{seg[0] + "/" + seg[1]}
 			if seg[0] == "Patient" {
 				e.Patient = "Patient/" + seg[1]

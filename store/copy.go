@@ -130,10 +130,10 @@ func indexRows(rids []int64, entries []*index.Entries) (*indexCopy, error) {
 		for _, s := range e.Strings {
 			c.strings.rows = append(c.strings.rows, []any{rid, s.Param, s.Norm, s.Exact})
 		}
-		for _, x := range e.Tokens {
+		for _, x := range distinct(e.Tokens) {
 			c.tokens.rows = append(c.tokens.rows, []any{rid, x.Param, null(x.System), null(x.Code), null(x.Text), null(x.TypeSystem), null(x.TypeCode)})
 		}
-		for _, r := range e.References {
+		for _, r := range distinct(e.References) {
 			c.refs.rows = append(c.refs.rows, []any{rid, r.Param, null(r.Type), null(r.ID), null(r.URL)})
 		}
 		for _, d := range e.Dates {

@@ -77,20 +77,20 @@ func indexCTEs(a *sqlArgs, e *index.Entries, replace bool) []string {
 		insert("idx_string", "param, norm, exact", "u.c1, u.c2, u.c3", p, norm, exact)
 	}
 	if len(e.Tokens) > 0 {
-		e.Tokens = distinct(e.Tokens)
-		n := len(e.Tokens)
+		tokens := distinct(e.Tokens)
+		n := len(tokens)
 		p, sys, code, text, ts, tc := make([]int32, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		for i, t := range e.Tokens {
+		for i, t := range tokens {
 			p[i], sys[i], code[i], text[i], ts[i], tc[i] = t.Param, t.System, t.Code, t.Text, t.TypeSystem, t.TypeCode
 		}
 		insert("idx_token", "param, system, code, text, type_system, type_code",
 			"u.c1, NULLIF(u.c2, ''), NULLIF(u.c3, ''), NULLIF(u.c4, ''), NULLIF(u.c5, ''), NULLIF(u.c6, '')", p, sys, code, text, ts, tc)
 	}
 	if len(e.References) > 0 {
-		e.References = distinct(e.References)
-		n := len(e.References)
+		refs := distinct(e.References)
+		n := len(refs)
 		p, typ, id, url := make([]int32, n), make([]string, n), make([]string, n), make([]string, n)
-		for i, r := range e.References {
+		for i, r := range refs {
 			p[i], typ[i], id[i], url[i] = r.Param, r.Type, r.ID, r.URL
 		}
 		insert("idx_reference", "param, target_type, target_id, url",

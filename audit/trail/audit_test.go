@@ -470,3 +470,20 @@ func BenchmarkTrailReads(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestInvalidEventDoesNotBlock: an access whose event cannot validate is
+// dropped and counted; the rest of its batch is written.
+func TestInvalidEventDoesNotBlock(t *testing.T) {
+	f := newFixture(t)
+	bad := read("Practitioner/1", "app", "Observation/ok")
+	bad.Agent.Client = "bad\x01client" // a control character: not a FHIR string
+	f.trail.Record(bad)
+	f.trail.Record(read("Practitioner/2", "app", "Observation/ok"))
+	f.flush(t)
+	if n := len(f.events(t)); n != 1 {
+		t.Fatalf("%d events written, want 1 (the valid one)", n)
+	}
+	if rep := f.verify(t); rep.Broken != nil {
+		t.Errorf("verify: %s", rep.Broken)
+	}
+}

@@ -317,18 +317,32 @@ func (t *Trail) append(ctx context.Context, groups []*group) (int, error) {
 		}
 		now := time.Now()
 		links := make([]auditdb.Link, 0, len(groups))
-		var bodies [][]byte
+		type built struct {
+			body     []byte
+			accesses int // of the group, on its first event
+		}
+		var bodies []built
 		for _, g := range groups {
 			bs, err := g.build(t.cfg.Site, now)
 			if err != nil {
 				return fmt.Errorf("audit: build event: %w", err)
 			}
-			bodies = append(bodies, bs...)
+			for i, b := range bs {
+				n := 0
+				if i == 0 {
+					n = g.n
+				}
+				bodies = append(bodies, built{b, n})
+			}
 		}
-		for _, body := range bodies {
-			res, err := parser.Parse(body, "AuditEvent")
+		for _, bt := range bodies {
+			res, err := parser.Parse(bt.body, "AuditEvent")
 			if err != nil {
-				return fmt.Errorf("audit: event does not validate: %w", err)
+				// A bug, or a value from a request no check caught: drop
+				// this event, never the batch (it would block the trail).
+				t.cfg.Logger.Error("audit: an event does not validate; dropped", "err", err)
+				t.m.dropped.Add(float64(bt.accesses))
+				continue
 			}
 			r, err := tx.Create(engine.CreateRequest{Resource: res})
 			if err != nil {

@@ -20,7 +20,7 @@ func Classify(r *http.Request) (string, audit.Action, []string, string) {
 	for i := 0; i+1 < len(parts); i++ {
 		switch parts[i] {
 		case "studies", "series", "instances":
-			if parts[i+1] != "" {
+			if validUID(parts[i+1]) {
 				uids = append(uids, "urn:oid:"+parts[i+1])
 			}
 		}
