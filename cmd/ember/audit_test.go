@@ -2,14 +2,19 @@ package main_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/emberfhir/ember/internal/dicomsamples"
@@ -59,6 +64,15 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 	}
 	if code, body := bearerGet(t, "http://"+addr+"/dicomweb/studies?PatientName=Some*", bearer); code != 200 {
 		t.Fatalf("QIDO: %d %s", code, body)
+	}
+	// A copy of the signing key's public half, kept outside the database.
+	jwksCode, jwks := httpDo(t, "GET", "http://"+addr+"/auth/jwks", "")
+	if jwksCode != 200 {
+		t.Fatalf("jwks: %d", jwksCode)
+	}
+	jwksFile := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwksFile, []byte(jwks), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	s.stop(t) // the trail's last write happens on the way out
 
@@ -134,6 +148,26 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 
 	if out, code := ember(t, db, "audit", "verify"); code != 0 || !strings.Contains(out, "audit trail intact") {
 		t.Fatalf("verify on an untouched database: exit %d\n%s", code, out)
+	}
+	if out, code := ember(t, db, "audit", "verify", "--jwks", jwksFile); code != 0 || !strings.Contains(out, "audit trail intact") || strings.Contains(out, " 0 signed checkpoints") {
+		t.Fatalf("verify --jwks with the server's key: exit %d\n%s", code, out)
+	}
+	// A key set whose key under that id is another: the checkpoints fail.
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(jwks), &set); err != nil || len(set.Keys) == 0 {
+		t.Fatalf("jwks: %v %s", err, jwks)
+	}
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &other.PublicKey, KeyID: set.Keys[0].KeyID, Algorithm: "RS256", Use: "sig"}}})
+	forgedFile := filepath.Join(t.TempDir(), "forged.json")
+	if err := os.WriteFile(forgedFile, forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := ember(t, db, "audit", "verify", "--jwks", forgedFile); code != 1 || !strings.Contains(out, "signature does not verify") {
+		t.Fatalf("verify --jwks with another key: exit %d, want 1\n%s", code, out)
 	}
 	victim := events[2].ID
 	var original string

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emberfhir/ember/audit"
@@ -151,16 +153,39 @@ func auditKeys(ctx context.Context, st *store.Store) trail.Keys {
 	}
 }
 
-// auditCmd is `ember audit verify [--since T]`.
+// jwksKeys resolves checkpoint keys from a JWK Set file: someone who can
+// write the database can also replace the key stored there, not a copy
+// kept elsewhere.
+func jwksKeys(path string) (trail.Keys, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(b, &set); err != nil {
+		return nil, fmt.Errorf("%s: not a JWK Set: %w", path, err)
+	}
+	return func(kid string) (crypto.PublicKey, error) {
+		for _, k := range set.Key(kid) {
+			if k.Use == "" || k.Use == "sig" {
+				return k.Key, nil
+			}
+		}
+		return nil, fmt.Errorf("no key %s in %s", kid, path)
+	}, nil
+}
+
+// auditCmd is `ember audit verify [--since T] [--jwks FILE]`.
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "usage: ember audit verify [--since TIME] [database flags]")
+		fmt.Fprintln(stderr, "usage: ember audit verify [--since TIME] [--jwks FILE] [database flags]")
 		return errUsage
 	}
-	var since string
+	var since, jwksFile string
 	var rep trail.Report
 	err := withStore(ctx, "audit verify", args[1:], stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&since, "since", "", "verify from the first event recorded at or after this time (RFC 3339 or YYYY-MM-DD); default the whole chain")
+		fs.StringVar(&jwksFile, "jwks", "", "check checkpoint signatures with the public keys in this JWK Set file (a copy of /auth/jwks kept outside the database) instead of the database's")
 	}, func(ctx context.Context, st *store.Store) error {
 		var from time.Time
 		if since != "" {
@@ -171,8 +196,15 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				}
 			}
 		}
+		keys := auditKeys(ctx, st)
+		if jwksFile != "" {
+			var err error
+			if keys, err = jwksKeys(jwksFile); err != nil {
+				return fmt.Errorf("audit verify: --jwks: %w", err)
+			}
+		}
 		var err error
-		rep, err = trail.Verify(ctx, auditDB(st), trail.VerifyOptions{Since: from, Keys: auditKeys(ctx, st)})
+		rep, err = trail.Verify(ctx, auditDB(st), trail.VerifyOptions{Since: from, Keys: keys})
 		return err
 	})
 	if err != nil {
