@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/emberfhir/ember/fhir/spec"
+	"github.com/emberfhir/ember/fhir/spec/pathsyntax"
 	"github.com/emberfhir/ember/fhir/validate"
 )
 
@@ -90,8 +91,8 @@ func Compile(d Definition) ([]Compiled, []error) {
 			continue
 		}
 		var alts []string
-		for _, alt := range splitTop(d.Expression, '|') {
-			if r := rootOf(alt); r == base || r == "Resource" || r == "DomainResource" {
+		for _, alt := range pathsyntax.SplitTop(d.Expression, '|') {
+			if r := pathsyntax.RootOf(alt); r == base || r == "Resource" || r == "DomainResource" {
 				alts = append(alts, alt)
 			}
 		}
@@ -135,12 +136,12 @@ func (p partial) with(st spec.Step, t validate.Type, choice *validate.Element) p
 // choice.
 func compileAlternative(expr, base string, root validate.Type, tokenParam bool) ([]spec.Path, error) {
 	s := strings.TrimSpace(expr)
-	for strings.HasPrefix(s, "(") && strings.HasSuffix(s, ")") && balanced(s[1:len(s)-1]) {
+	for strings.HasPrefix(s, "(") && strings.HasSuffix(s, ")") && pathsyntax.Balanced(s[1:len(s)-1]) {
 		s = strings.TrimSpace(s[1 : len(s)-1])
 	}
 	// (A as T).rest is A.as(T).rest.
 	if strings.HasPrefix(s, "(") {
-		if j := matchingParen(s); j > 0 && j < len(s)-1 {
+		if j := pathsyntax.MatchingParen(s); j > 0 && j < len(s)-1 {
 			inner, rest := strings.TrimSpace(s[1:j]), s[j+1:]
 			if i := strings.LastIndex(inner, " as "); i > 0 {
 				inner = strings.TrimSpace(inner[:i]) + ".as(" + strings.TrimSpace(inner[i+4:]) + ")"
@@ -153,7 +154,7 @@ func compileAlternative(expr, base string, root validate.Type, tokenParam bool) 
 		cast = strings.TrimSpace(s[i+4:])
 		s = strings.TrimSpace(s[:i])
 	}
-	segs := splitTop(s, '.')
+	segs := pathsyntax.SplitTop(s, '.')
 	if len(segs) == 0 || (segs[0] != base && segs[0] != "Resource" && segs[0] != "DomainResource") {
 		return nil, fmt.Errorf("expression %q is not rooted at %s", expr, base)
 	}
@@ -178,7 +179,7 @@ func compileAlternative(expr, base string, root validate.Type, tokenParam bool) 
 				}
 				f, v, ok := strings.Cut(cond, "=")
 				f, v = strings.TrimSpace(f), strings.TrimSpace(v)
-				if !ok || !isIdent(f) || len(v) < 2 || v[0] != '\'' || v[len(v)-1] != '\'' || strings.ContainsAny(v[1:len(v)-1], "'\\") {
+				if !ok || !pathsyntax.IsIdent(f) || len(v) < 2 || v[0] != '\'' || v[len(v)-1] != '\'' || strings.ContainsAny(v[1:len(v)-1], "'\\") {
 					return nil, fmt.Errorf("%q: unsupported where(%s)", expr, cond)
 				}
 				if last.WhereField != "" || last.ResolveIs != "" {
@@ -210,7 +211,7 @@ func compileAlternative(expr, base string, root validate.Type, tokenParam bool) 
 				}
 				field, index = seg[:i], n
 			}
-			if !isIdent(field) {
+			if !pathsyntax.IsIdent(field) {
 				return nil, fmt.Errorf("%q: unsupported segment %q", expr, seg)
 			}
 			for _, p := range ps {
@@ -322,80 +323,4 @@ func typeName(t validate.Type) string {
 		return "BackboneElement"
 	}
 	return n
-}
-
-func isIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// matchingParen returns the index of the ")" closing s[0], or -1.
-func matchingParen(s string) int {
-	d := 0
-	for i, c := range s {
-		switch c {
-		case '(':
-			d++
-		case ')':
-			d--
-			if d == 0 {
-				return i
-			}
-		}
-	}
-	return -1
-}
-
-func balanced(s string) bool {
-	d := 0
-	for _, c := range s {
-		switch c {
-		case '(':
-			d++
-		case ')':
-			d--
-			if d < 0 {
-				return false
-			}
-		}
-	}
-	return d == 0
-}
-
-// splitTop splits s on sep outside parentheses and quotes.
-func splitTop(s string, sep byte) []string {
-	var out []string
-	depth, quoted, start := 0, false, 0
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\'':
-			quoted = !quoted
-		case quoted:
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-		case c == sep && depth == 0:
-			out = append(out, strings.TrimSpace(s[start:i]))
-			start = i + 1
-		}
-	}
-	return append(out, strings.TrimSpace(s[start:]))
-}
-
-// rootOf is the type name an alternative starts with.
-func rootOf(alt string) string {
-	s := strings.TrimLeft(strings.TrimSpace(alt), "(")
-	end := strings.IndexAny(s, ". )")
-	if end < 0 {
-		return s
-	}
-	return s[:end]
 }

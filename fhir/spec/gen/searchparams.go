@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/emberfhir/ember/fhir/spec"
+	"github.com/emberfhir/ember/fhir/spec/pathsyntax"
 )
 
 // element is one ElementDefinition of a StructureDefinition snapshot.
@@ -123,12 +124,12 @@ func (m *model) contextOf(sd, path, t string) walkCtx {
 func (m *model) compileAlternative(expr string, start walkCtx, rooted bool) (spec.Path, error) {
 	var p spec.Path
 	s := strings.TrimSpace(expr)
-	for strings.HasPrefix(s, "(") && strings.HasSuffix(s, ")") && balanced(s[1:len(s)-1]) {
+	for strings.HasPrefix(s, "(") && strings.HasSuffix(s, ")") && pathsyntax.Balanced(s[1:len(s)-1]) {
 		s = strings.TrimSpace(s[1 : len(s)-1])
 	}
 	// (A as T).rest is A.as(T).rest.
 	if strings.HasPrefix(s, "(") {
-		if j := matchingParen(s); j > 0 && j < len(s)-1 {
+		if j := pathsyntax.MatchingParen(s); j > 0 && j < len(s)-1 {
 			inner, rest := strings.TrimSpace(s[1:j]), s[j+1:]
 			if i := strings.LastIndex(inner, " as "); i > 0 {
 				inner = strings.TrimSpace(inner[:i]) + ".as(" + strings.TrimSpace(inner[i+4:]) + ")"
@@ -141,7 +142,7 @@ func (m *model) compileAlternative(expr string, start walkCtx, rooted bool) (spe
 		cast = strings.TrimSpace(s[i+4:])
 		s = strings.TrimSpace(s[:i])
 	}
-	segs := splitTop(s, '.')
+	segs := pathsyntax.SplitTop(s, '.')
 	if rooted {
 		if len(segs) == 0 || segs[0] != start.sd {
 			return p, fmt.Errorf("expression %q is not rooted at %s", expr, start.sd)
@@ -194,7 +195,7 @@ func (m *model) compileAlternative(expr string, start walkCtx, rooted bool) (spe
 				}
 				field, index = seg[:i], n
 			}
-			if !isIdent(field) {
+			if !pathsyntax.IsIdent(field) {
 				return p, fmt.Errorf("%q: unsupported segment %q", expr, seg)
 			}
 			if len(ctxs) != 1 {
@@ -217,82 +218,6 @@ func (m *model) compileAlternative(expr string, start walkCtx, rooted bool) (spe
 	}
 	p.Types = types
 	return p, nil
-}
-
-func isIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// matchingParen returns the index of the ")" closing s[0], or -1.
-func matchingParen(s string) int {
-	d := 0
-	for i, c := range s {
-		switch c {
-		case '(':
-			d++
-		case ')':
-			d--
-			if d == 0 {
-				return i
-			}
-		}
-	}
-	return -1
-}
-
-func balanced(s string) bool {
-	d := 0
-	for _, c := range s {
-		switch c {
-		case '(':
-			d++
-		case ')':
-			d--
-			if d < 0 {
-				return false
-			}
-		}
-	}
-	return d == 0
-}
-
-// splitTop splits s on sep outside parentheses and quotes.
-func splitTop(s string, sep byte) []string {
-	var out []string
-	depth, quoted, start := 0, false, 0
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\'':
-			quoted = !quoted
-		case quoted:
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-		case c == sep && depth == 0:
-			out = append(out, strings.TrimSpace(s[start:i]))
-			start = i + 1
-		}
-	}
-	return append(out, strings.TrimSpace(s[start:]))
-}
-
-// rootOf is the type name an alternative starts with.
-func rootOf(alt string) string {
-	s := strings.TrimLeft(strings.TrimSpace(alt), "(")
-	end := strings.IndexAny(s, ". )")
-	if end < 0 {
-		return s
-	}
-	return s[:end]
 }
 
 type searchParameterDef struct {
@@ -388,8 +313,8 @@ func compileParam(d searchParameterDef, base string, m *model, byURL map[string]
 	}
 	// Keep the alternatives that belong to this base; Resource.x applies to all.
 	var alts []string
-	for _, alt := range splitTop(d.Expression, '|') {
-		switch r := rootOf(alt); {
+	for _, alt := range pathsyntax.SplitTop(d.Expression, '|') {
+		switch r := pathsyntax.RootOf(alt); {
 		case r == base:
 			alts = append(alts, alt)
 		case r == "Resource" || r == "DomainResource":
@@ -432,7 +357,7 @@ func compileParam(d searchParameterDef, base string, m *model, byURL map[string]
 					start = ctx
 				}
 				var cps []spec.Path
-				for _, alt := range splitTop(c.Expression, '|') {
+				for _, alt := range pathsyntax.SplitTop(c.Expression, '|') {
 					cp, err := m.compileAlternative(alt, start, false)
 					if err != nil {
 						sp.Paths, sp.Fallback = nil, true
