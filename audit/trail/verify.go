@@ -77,14 +77,7 @@ func Verify(ctx context.Context, db *auditdb.DB, opts VerifyOptions) (Report, er
 		}
 	}
 	rep.From = from
-	cps, err := db.Checkpoints(ctx, max(from, 0))
-	if err != nil {
-		return rep, err
-	}
-	cpAt := make(map[int64]auditdb.Checkpoint, len(cps))
-	for _, cp := range cps {
-		cpAt[cp.Seq] = cp
-	}
+	cps := checkpointCursor{db: db, next: max(from, 0)}
 	breakAt := func(b Break) error {
 		rep.Broken = &b
 		return errStop
@@ -117,7 +110,11 @@ func Verify(ctx context.Context, db *auditdb.DB, opts VerifyOptions) (Report, er
 				prev = h
 			}
 			rep.Events++
-			if cp, ok := cpAt[e.Seq]; ok && opts.Keys != nil {
+			cp, ok, err := cps.at(ctx, e.Seq)
+			if err != nil {
+				return err
+			}
+			if ok && opts.Keys != nil {
 				if !bytes.Equal(cp.Hash, e.Hash) {
 					return breakAt(Break{Seq: e.Seq, EventID: e.EventID, Reason: fmt.Sprintf(
 						"the signed checkpoint here holds another hash: the chain was recomputed after the fact, after link %d (the last checkpoint that holds)", lastGood)})
@@ -136,10 +133,11 @@ func Verify(ctx context.Context, db *auditdb.DB, opts VerifyOptions) (Report, er
 		if rep.Broken != nil {
 			return rep, nil
 		}
-		for _, cp := range cps {
-			if cp.Seq >= next {
-				return rep, breakAtCheckpoint(&rep, cp)
-			}
+		// A checkpoint beyond the last link: the tail was deleted.
+		if cp, ok, err := cps.first(ctx, next); err != nil {
+			return rep, err
+		} else if ok {
+			return rep, breakAtCheckpoint(&rep, cp)
 		}
 	}
 	ids, err := db.Unchained(ctx, TagSystem, TagCode, 1)
@@ -154,5 +152,64 @@ func Verify(ctx context.Context, db *auditdb.DB, opts VerifyOptions) (Report, er
 
 func breakAtCheckpoint(rep *Report, cp auditdb.Checkpoint) error {
 	rep.Broken = &Break{Seq: cp.Seq, Reason: "a signed checkpoint names this link, which is gone: the chain's tail was deleted"}
+	return nil
+}
+
+// checkpointCursor reads checkpoints in seq order a page at a time, beside
+// the walk over the links.
+type checkpointCursor struct {
+	db   *auditdb.DB
+	page []auditdb.Checkpoint
+	next int64 // the first seq not yet read
+	done bool
+}
+
+// checkpointPage is how many checkpoints one read fetches (a variable: the
+// paging test makes it small).
+var checkpointPage = 1000
+
+// at returns the checkpoint at seq, if there is one; seqs must not
+// decrease between calls.
+func (c *checkpointCursor) at(ctx context.Context, seq int64) (auditdb.Checkpoint, bool, error) {
+	for {
+		for len(c.page) > 0 && c.page[0].Seq < seq {
+			c.page = c.page[1:]
+		}
+		if len(c.page) > 0 || c.done {
+			break
+		}
+		if err := c.fill(ctx); err != nil {
+			return auditdb.Checkpoint{}, false, err
+		}
+	}
+	if len(c.page) > 0 && c.page[0].Seq == seq {
+		return c.page[0], true, nil
+	}
+	return auditdb.Checkpoint{}, false, nil
+}
+
+// first returns the first checkpoint at or after seq.
+func (c *checkpointCursor) first(ctx context.Context, seq int64) (auditdb.Checkpoint, bool, error) {
+	if _, _, err := c.at(ctx, seq); err != nil {
+		return auditdb.Checkpoint{}, false, err
+	}
+	if len(c.page) > 0 {
+		return c.page[0], true, nil
+	}
+	return auditdb.Checkpoint{}, false, nil
+}
+
+func (c *checkpointCursor) fill(ctx context.Context) error {
+	page, err := c.db.Checkpoints(ctx, c.next, checkpointPage)
+	if err != nil {
+		return err
+	}
+	c.page = page
+	if len(page) < checkpointPage {
+		c.done = true
+	}
+	if len(page) > 0 {
+		c.next = page[len(page)-1].Seq + 1
+	}
 	return nil
 }
