@@ -41,6 +41,9 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 	if code != 0 || m == nil {
 		t.Fatalf("client add: %d\n%s", code, out)
 	}
+	if out, code := ember(t, db, "user", "add", "--username", "boss", "--password", "s3cret-password", "--role", "admin", "--fhir-user", "Practitioner/boss"); code != 0 {
+		t.Fatalf("user add: %d\n%s", code, out)
+	}
 	addr, dimseAddr := freeAddr(t), freeAddr(t)
 	s := startServe(t, []string{"EMBER_AUTH=smart", "EMBER_DIMSE_ADDR=" + dimseAddr}, addr, "--addr", addr, "--database-url", dbURL,
 		"--data-dir", t.TempDir(), "--ae-title", "EMBERTEST")
@@ -64,6 +67,10 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 	}
 	if code, body := bearerGet(t, "http://"+addr+"/dicomweb/studies?PatientName=Some*", bearer); code != 200 {
 		t.Fatalf("QIDO: %d %s", code, body)
+	}
+	// An EHR launch asked for by an admin, for a patient that does not exist.
+	if code, body := postForm(t, "http://"+addr+"/auth/launch", url.Values{"client": {"svc"}, "patient": {"nobody"}}, "boss", "s3cret-password"); code != 400 {
+		t.Fatalf("launch: %d %v", code, body)
 	}
 	// A copy of the signing key's public half, kept outside the database.
 	jwksCode, jwks := httpDo(t, "GET", "http://"+addr+"/auth/jwks", "")
@@ -137,6 +144,8 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 		{"association", "0", "MODALITY1"},
 		{"C-STORE", "0", "MODALITY1"},
 		{"QIDO-RS", "0", "svc"},
+		{"user add", "0", ""},
+		{"launch", "4", "boss"},
 	} {
 		if !has(w.subtype, w.outcome, w.agent) {
 			t.Errorf("no AuditEvent for %s (outcome %s, agent %q)", w.subtype, w.outcome, w.agent)

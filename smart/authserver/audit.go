@@ -55,3 +55,13 @@ func (s *Server) auditLogin(r *http.Request, client, username string, u *User, e
 	}
 	s.auditEvent(r, "login", audit.Execute, out, a)
 }
+
+// auditLaunch records an EHR launch created (with its patient) or refused,
+// by the admin user who asked.
+func (s *Server) auditLaunch(r *http.Request, username, patient string, out audit.Outcome) {
+	if s.cfg.Audit == nil {
+		return
+	}
+	s.cfg.Audit.Record(audit.Event{Kind: audit.Auth, Subtype: "launch", Action: audit.Create, Outcome: out, Patient: patient,
+		Agent: audit.Agent{Subject: username, Client: r.PostForm.Get("client"), Address: guard.RemoteAddr(r, s.cfg.TrustedProxies)}})
+}

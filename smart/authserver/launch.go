@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emberfhir/ember/audit"
 	"github.com/emberfhir/ember/store"
 	"github.com/emberfhir/ember/store/authdb"
 )
@@ -79,6 +80,10 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "HTTP Basic credentials of an admin user required")
 		return
 	}
+	// Audited once answered: who created a launch for which patient, or
+	// who tried.
+	out, patient := audit.MinorFailure, ""
+	defer func() { s.auditLaunch(r, name, patient, out) }()
 	u, err := s.login(r, name, pw)
 	if errors.Is(err, errLogin) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "bad credentials")
@@ -103,5 +108,6 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
+	out, patient = audit.Success, "Patient/"+p
 	writeJSON(w, http.StatusCreated, map[string]string{"launch": l.ID, "url": launchURL}, true)
 }
