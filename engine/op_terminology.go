@@ -28,13 +28,15 @@ func (en *Engine) terminologyOperations() []Operation {
 	get := []string{"GET", "POST"}
 	return []Operation{
 		{Name: "expand", Levels: TypeLevel | InstanceLevel, Types: []string{"ValueSet"}, Methods: get,
-			Definition: "http://hl7.org/fhir/OperationDefinition/ValueSet-expand", Invoke: en.expandOp},
-		{Name: "validate-code", Levels: TypeLevel | InstanceLevel, Types: []string{"ValueSet"}, Methods: get,
-			Definition: "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code", Invoke: en.validateCodeOp},
+			Invoke: en.expandOp},
+		// ValueSet/$validate-code and CodeSystem/$validate-code share the
+		// name: validateCodeOp dispatches on the type.
+		{Name: "validate-code", Levels: TypeLevel | InstanceLevel, Types: []string{"ValueSet", "CodeSystem"}, Methods: get,
+			Invoke: en.validateCodeOp},
 		{Name: "lookup", Levels: TypeLevel | InstanceLevel, Types: []string{"CodeSystem"}, Methods: get,
-			Definition: "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup", Invoke: en.lookupOp},
+			Invoke: en.lookupOp},
 		{Name: "subsumes", Levels: TypeLevel | InstanceLevel, Types: []string{"CodeSystem"}, Methods: get,
-			Definition: "http://hl7.org/fhir/OperationDefinition/CodeSystem-subsumes", Invoke: en.subsumesOp},
+			Invoke: en.subsumesOp},
 	}
 }
 
@@ -266,6 +268,9 @@ func (en *Engine) validateCodeOp(ctx context.Context, caller *Caller, req OpRequ
 	if err != nil {
 		return OpResponse{}, err
 	}
+	if req.Type == "CodeSystem" {
+		return en.codeSystemValidateCode(ctx, caller, req, a)
+	}
 	var candidates []coding
 	if raw, ok := a.complex["codeableConcept"]; ok {
 		var cc struct{ Coding []coding }
@@ -325,6 +330,64 @@ func (en *Engine) validateCodeOp(ctx context.Context, caller *Caller, req OpRequ
 		}
 		if m.Display != "" {
 			out.str("display", m.Display)
+		}
+		return OpResponse{Body: out.bytes()}, nil
+	}
+	out.boolean("result", false)
+	out.str("message", strings.Join(why, "; "))
+	return OpResponse{Body: out.bytes()}, nil
+}
+
+// codeSystemValidateCode is CodeSystem/$validate-code: is the code (url
+// + code, a coding or a codeableConcept) in the code system, and does its
+// display match. A code system Ember holds only in part answers 422 as
+// $lookup does.
+func (en *Engine) codeSystemValidateCode(ctx context.Context, caller *Caller, req OpRequest, a termArgs) (OpResponse, error) {
+	var candidates []coding
+	if raw, ok := a.complex["codeableConcept"]; ok {
+		var cc struct{ Coding []coding }
+		if err := json.Unmarshal(raw, &cc); err != nil {
+			return OpResponse{}, fhir.Invalid("parameter codeableConcept is not a CodeableConcept: " + err.Error())
+		}
+		candidates = cc.Coding
+	} else {
+		c, ok, err := a.coding("coding", "url", "code", "version")
+		if err != nil {
+			return OpResponse{}, err
+		}
+		if ok {
+			candidates = []coding{c}
+		}
+	}
+	if len(candidates) == 0 {
+		return OpResponse{}, fhir.Invalid("CodeSystem/$validate-code needs code (with url), coding or codeableConcept")
+	}
+	s := en.termSource(ctx, caller)
+	out := parametersOut{}
+	var why []string
+	for _, c := range candidates {
+		system := c.System
+		if system == "" {
+			system = a.prim["url"]
+		}
+		x, err := s.targetCodeSystem(req, system, c.Version)
+		if err != nil {
+			return OpResponse{}, err
+		}
+		n, err := x.conceptOf(c.Code)
+		if fe, ok := AsError(err); ok && err != nil && fe.Kind == fhir.NotFound {
+			why = append(why, "the code "+quote(c.Code)+" is not in code system "+x.cs.URL)
+			continue
+		}
+		if err != nil {
+			return OpResponse{}, err
+		}
+		out.boolean("result", true)
+		if c.Display != "" && n.c.Display != "" && !strings.EqualFold(c.Display, n.c.Display) {
+			out.str("message", "the display "+quote(c.Display)+" is not the display of "+x.cs.URL+"|"+c.Code+" ("+quote(n.c.Display)+")")
+		}
+		if n.c.Display != "" {
+			out.str("display", n.c.Display)
 		}
 		return OpResponse{Body: out.bytes()}, nil
 	}

@@ -183,6 +183,19 @@ func TestTerminologyCore(t *testing.T) {
 	}
 	_, err := invoke(t, eng, "expand", engine.OpRequest{Type: "ValueSet", Query: q("url", "http://example.org/none")})
 	wantKind(t, err, fhir.NotFound, "http://example.org/none")
+
+	// CodeSystem/$validate-code: in the code system, with its display; not in it.
+	genderCS := "http://hl7.org/fhir/administrative-gender"
+	p = params(t, mustInvoke(t, eng, "validate-code", engine.OpRequest{Type: "CodeSystem", Query: q("url", genderCS, "code", "male", "display", "Man")}))
+	if p["result"][0] != "true" || p["display"][0] != "Male" || !strings.Contains(p["message"][0], "Man") {
+		t.Errorf("CodeSystem/$validate-code male: %v", p)
+	}
+	p = params(t, mustInvoke(t, eng, "validate-code", engine.OpRequest{Type: "CodeSystem", Query: q("url", genderCS, "code", "M")}))
+	if p["result"][0] != "false" || !strings.Contains(p["message"][0], genderCS) {
+		t.Errorf("CodeSystem/$validate-code M: %v", p)
+	}
+	_, err = invoke(t, eng, "validate-code", engine.OpRequest{Type: "CodeSystem", Query: q("url", "http://loinc.org", "code", "8867-4")})
+	wantKind(t, err, fhir.Unprocessable, "http://loinc.org")
 }
 
 // TestTerminologyExternal: what needs SNOMED CT, LOINC or a code system

@@ -235,9 +235,12 @@ func (s *Server) capOperations(levels engine.Level, typ string) []capOperation {
 
 // operationDefinition is the canonical OperationDefinition of an operation
 // on typ ("" at system level). The core ones are defined on Resource, except
-// $everything (Patient) and Bulk Data's $export.
+// $everything (Patient), the terminology operations (ValueSet-expand,
+// CodeSystem-validate-code …) and Bulk Data's $export.
 func operationDefinition(name, typ string) string {
 	switch {
+	case (typ == "ValueSet" || typ == "CodeSystem") && (name == "expand" || name == "validate-code" || name == "lookup" || name == "subsumes"):
+		return "http://hl7.org/fhir/OperationDefinition/" + typ + "-" + name
 	case name == "everything":
 		return "http://hl7.org/fhir/OperationDefinition/" + typ + "-everything"
 	case name == "export" && typ == "":

@@ -3,6 +3,7 @@ package server_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/emberfhir/ember/fhir"
@@ -201,6 +202,27 @@ func TestCapabilityStatementListsOperations(t *testing.T) {
 		}
 		if typ == "Patient" {
 			check(typ, typ, ops)
+		}
+		// The terminology operations are defined on their own types.
+		for _, op := range ops {
+			o := op.(map[string]any)
+			switch name := o["name"].(string); name {
+			case "expand", "validate-code", "lookup", "subsumes":
+				if want := "http://hl7.org/fhir/OperationDefinition/" + typ + "-" + name; o["definition"] != want {
+					t.Errorf("%s: operation %s: definition %v, want %s", typ, name, o["definition"], want)
+				}
+			}
+		}
+	}
+	for typ, want := range map[string]string{"ValueSet": "expand validate-code", "CodeSystem": "lookup subsumes validate-code"} {
+		names := map[string]bool{}
+		for _, op := range byTypeOf(rest["resource"].([]any), typ)["operation"].([]any) {
+			names[op.(map[string]any)["name"].(string)] = true
+		}
+		for _, n := range strings.Fields(want) {
+			if !names[n] {
+				t.Errorf("%s does not list $%s", typ, n)
+			}
 		}
 	}
 	if !done["meta@system"] || !done["everything@type"] {
