@@ -115,6 +115,26 @@ func (a termArgs) coding(name, system, code, version string) (coding, bool, erro
 	return c, c.Code != "", nil
 }
 
+// candidates are the codes a $validate-code checks: a codeableConcept's
+// codings, a coding, or code with its system and version parameters (named
+// system/systemVersion for ValueSet, url/version for CodeSystem).
+func (a termArgs) candidates(system, version string) ([]coding, error) {
+	if raw, ok := a.complex["codeableConcept"]; ok {
+		var cc struct{ Coding []coding }
+		if err := json.Unmarshal(raw, &cc); err != nil {
+			return nil, fhir.Invalid("parameter codeableConcept is not a CodeableConcept: " + err.Error())
+		}
+		if len(cc.Coding) > 0 {
+			return cc.Coding, nil
+		}
+	} else if c, ok, err := a.coding("coding", system, "code", version); err != nil {
+		return nil, err
+	} else if ok {
+		return []coding{c}, nil
+	}
+	return nil, fhir.Invalid("$validate-code needs code (with " + system + "), coding or codeableConcept")
+}
+
 // intArg reads a non-negative integer parameter.
 func (a termArgs) intArg(name string, def int) (int, error) {
 	s, ok := a.prim[name]
@@ -271,24 +291,9 @@ func (en *Engine) validateCodeOp(ctx context.Context, caller *Caller, req OpRequ
 	if req.Type == "CodeSystem" {
 		return en.codeSystemValidateCode(ctx, caller, req, a)
 	}
-	var candidates []coding
-	if raw, ok := a.complex["codeableConcept"]; ok {
-		var cc struct{ Coding []coding }
-		if err := json.Unmarshal(raw, &cc); err != nil {
-			return OpResponse{}, fhir.Invalid("parameter codeableConcept is not a CodeableConcept: " + err.Error())
-		}
-		candidates = cc.Coding
-	} else {
-		c, ok, err := a.coding("coding", "system", "code", "systemVersion")
-		if err != nil {
-			return OpResponse{}, err
-		}
-		if ok {
-			candidates = []coding{c}
-		}
-	}
-	if len(candidates) == 0 {
-		return OpResponse{}, fhir.Invalid("$validate-code needs code (with system), coding or codeableConcept")
+	candidates, err := a.candidates("system", "systemVersion")
+	if err != nil {
+		return OpResponse{}, err
 	}
 	s := en.termSource(ctx, caller)
 	raw, err := s.targetValueSet(req, a)
@@ -303,7 +308,6 @@ func (en *Engine) validateCodeOp(ctx context.Context, caller *Caller, req OpRequ
 	if name == "" {
 		name = "ValueSet/" + vs.ID
 	}
-	out := parametersOut{}
 	var why []string
 	for _, c := range candidates {
 		m, ok := exp.member(c.System, c.Code)
@@ -324,18 +328,9 @@ func (en *Engine) validateCodeOp(ctx context.Context, caller *Caller, req OpRequ
 			why = append(why, "the code "+quote(c.System+"|"+c.Code)+" is not in the value set "+name)
 			continue
 		}
-		out.boolean("result", true)
-		if c.Display != "" && m.Display != "" && !strings.EqualFold(c.Display, m.Display) {
-			out.str("message", "the display "+quote(c.Display)+" is not the display of "+c.System+"|"+c.Code+" ("+quote(m.Display)+")")
-		}
-		if m.Display != "" {
-			out.str("display", m.Display)
-		}
-		return OpResponse{Body: out.bytes()}, nil
+		return codeValid(c, c.System, m.Display), nil
 	}
-	out.boolean("result", false)
-	out.str("message", strings.Join(why, "; "))
-	return OpResponse{Body: out.bytes()}, nil
+	return codeInvalid(why), nil
 }
 
 // codeSystemValidateCode is CodeSystem/$validate-code: is the code (url
@@ -343,27 +338,11 @@ func (en *Engine) validateCodeOp(ctx context.Context, caller *Caller, req OpRequ
 // display match. A code system Ember holds only in part answers 422 as
 // $lookup does.
 func (en *Engine) codeSystemValidateCode(ctx context.Context, caller *Caller, req OpRequest, a termArgs) (OpResponse, error) {
-	var candidates []coding
-	if raw, ok := a.complex["codeableConcept"]; ok {
-		var cc struct{ Coding []coding }
-		if err := json.Unmarshal(raw, &cc); err != nil {
-			return OpResponse{}, fhir.Invalid("parameter codeableConcept is not a CodeableConcept: " + err.Error())
-		}
-		candidates = cc.Coding
-	} else {
-		c, ok, err := a.coding("coding", "url", "code", "version")
-		if err != nil {
-			return OpResponse{}, err
-		}
-		if ok {
-			candidates = []coding{c}
-		}
-	}
-	if len(candidates) == 0 {
-		return OpResponse{}, fhir.Invalid("CodeSystem/$validate-code needs code (with url), coding or codeableConcept")
+	candidates, err := a.candidates("url", "version")
+	if err != nil {
+		return OpResponse{}, err
 	}
 	s := en.termSource(ctx, caller)
-	out := parametersOut{}
 	var why []string
 	for _, c := range candidates {
 		system := c.System
@@ -382,18 +361,31 @@ func (en *Engine) codeSystemValidateCode(ctx context.Context, caller *Caller, re
 		if err != nil {
 			return OpResponse{}, err
 		}
-		out.boolean("result", true)
-		if c.Display != "" && n.c.Display != "" && !strings.EqualFold(c.Display, n.c.Display) {
-			out.str("message", "the display "+quote(c.Display)+" is not the display of "+x.cs.URL+"|"+c.Code+" ("+quote(n.c.Display)+")")
-		}
-		if n.c.Display != "" {
-			out.str("display", n.c.Display)
-		}
-		return OpResponse{Body: out.bytes()}, nil
+		return codeValid(c, x.cs.URL, n.c.Display), nil
 	}
+	return codeInvalid(why), nil
+}
+
+// codeValid is a $validate-code answer for a code found, with its display
+// (display, the one held), and a message when the caller's disagrees.
+func codeValid(c coding, system, display string) OpResponse {
+	out := parametersOut{}
+	out.boolean("result", true)
+	if c.Display != "" && display != "" && !strings.EqualFold(c.Display, display) {
+		out.str("message", "the display "+quote(c.Display)+" is not the display of "+system+"|"+c.Code+" ("+quote(display)+")")
+	}
+	if display != "" {
+		out.str("display", display)
+	}
+	return OpResponse{Body: out.bytes()}
+}
+
+// codeInvalid is a $validate-code answer for codes not found: why, each.
+func codeInvalid(why []string) OpResponse {
+	out := parametersOut{}
 	out.boolean("result", false)
 	out.str("message", strings.Join(why, "; "))
-	return OpResponse{Body: out.bytes()}, nil
+	return OpResponse{Body: out.bytes()}
 }
 
 // targetCodeSystem finds the code system a $lookup or $subsumes names: the

@@ -88,7 +88,9 @@ func (s *Server) auditREST(c *gin.Context) {
 	typ := ""
 	if len(seg) > 0 && spec.IsResourceType(seg[0]) {
 		typ = seg[0]
-		if len(seg) >= 2 && fhir.ValidID(seg[1]) { // not $op, _history, _search or a malformed id
+		// Not $op, _history or _search; an id dispatch refused (400) may be
+		// malformed, one it routed is not (no regexp on every request).
+		if len(seg) >= 2 && seg[1] != "" && seg[1][0] != '$' && seg[1][0] != '_' && (status < 400 || fhir.ValidID(seg[1])) {
 			e.Entities = []string{seg[0] + "/" + seg[1]}
 			if seg[0] == "Patient" {
 				e.Patient = "Patient/" + seg[1]

@@ -135,26 +135,7 @@ func (p partial) with(st spec.Step, t validate.Type, choice *validate.Element) p
 // base type, into one path, or several when it navigates into an untyped
 // choice.
 func compileAlternative(expr, base string, root validate.Type, tokenParam bool) ([]spec.Path, error) {
-	s := strings.TrimSpace(expr)
-	for strings.HasPrefix(s, "(") && strings.HasSuffix(s, ")") && pathsyntax.Balanced(s[1:len(s)-1]) {
-		s = strings.TrimSpace(s[1 : len(s)-1])
-	}
-	// (A as T).rest is A.as(T).rest.
-	if strings.HasPrefix(s, "(") {
-		if j := pathsyntax.MatchingParen(s); j > 0 && j < len(s)-1 {
-			inner, rest := strings.TrimSpace(s[1:j]), s[j+1:]
-			if i := strings.LastIndex(inner, " as "); i > 0 {
-				inner = strings.TrimSpace(inner[:i]) + ".as(" + strings.TrimSpace(inner[i+4:]) + ")"
-			}
-			s = inner + rest
-		}
-	}
-	cast := ""
-	if i := strings.LastIndex(s, " as "); i > 0 {
-		cast = strings.TrimSpace(s[i+4:])
-		s = strings.TrimSpace(s[:i])
-	}
-	segs := pathsyntax.SplitTop(s, '.')
+	segs, cast := pathsyntax.Alternative(expr)
 	if len(segs) == 0 || (segs[0] != base && segs[0] != "Resource" && segs[0] != "DomainResource") {
 		return nil, fmt.Errorf("expression %q is not rooted at %s", expr, base)
 	}

@@ -85,3 +85,28 @@ func RootOf(alt string) string {
 	}
 	return s[:end]
 }
+
+// Alternative reads one "|"-separated alternative of a search expression
+// into its dot-separated segments and its trailing cast ("X as T": T, else
+// ""): outer parentheses are dropped and "(A as T).rest" is read as
+// "A.as(T).rest", the forms R4's and guides' expressions use.
+func Alternative(expr string) (segs []string, cast string) {
+	s := strings.TrimSpace(expr)
+	for strings.HasPrefix(s, "(") && strings.HasSuffix(s, ")") && Balanced(s[1:len(s)-1]) {
+		s = strings.TrimSpace(s[1 : len(s)-1])
+	}
+	if strings.HasPrefix(s, "(") {
+		if j := MatchingParen(s); j > 0 && j < len(s)-1 {
+			inner, rest := strings.TrimSpace(s[1:j]), s[j+1:]
+			if i := strings.LastIndex(inner, " as "); i > 0 {
+				inner = strings.TrimSpace(inner[:i]) + ".as(" + strings.TrimSpace(inner[i+4:]) + ")"
+			}
+			s = inner + rest
+		}
+	}
+	if i := strings.LastIndex(s, " as "); i > 0 {
+		cast = strings.TrimSpace(s[i+4:])
+		s = strings.TrimSpace(s[:i])
+	}
+	return SplitTop(s, '.'), cast
+}
