@@ -14,6 +14,8 @@ require (
 	gocloud.dev v0.43.0
 )
 
+require github.com/coder/websocket v1.8.14 // indirect
+
 require (
 	github.com/aws/aws-sdk-go v1.55.7 // indirect
 	github.com/aws/aws-sdk-go-v2 v1.36.5 // indirect

@@ -46,6 +46,7 @@ func (c *Caller) bind(ctx context.Context) (context.Context, error) {
 	if c.trail {
 		ctx = context.WithValue(ctx, trailKey{}, c)
 	}
+	ctx = context.WithValue(ctx, callerKey{}, c)
 	if c.p == nil {
 		return ctx, nil
 	}

@@ -69,6 +69,8 @@ type Engine struct {
 	log      *slog.Logger
 	ops      map[string]Operation
 	policies policyCache
+	// admitters have their say on writes of their type (admit.go).
+	admitters map[string]Admitter
 }
 
 // New returns an Engine over st.

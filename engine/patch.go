@@ -124,7 +124,7 @@ func (en *Engine) patchOnce(ctx context.Context, tx *store.Tx, typ, id string, k
 	if err != nil {
 		return Result{}, patchedInvalid(err)
 	}
-	if err := en.checkProfiles(res); err != nil {
+	if res, err = en.admit(ctx, res); err != nil {
 		return Result{}, err
 	}
 	r, err := updated(tx.Update(ctx, res, id, cur.VersionID))

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/store"
@@ -34,13 +35,16 @@ func (en *Engine) WaitDurable(ctx context.Context) error { return en.store.WaitD
 // for a single one. A concurrent writer creating one of the ids in between
 // makes CopyCreate fail: retry the resources one by one (Put).
 func (tx *Tx) PutMany(resources []*fhir.Resource) error {
-	for _, r := range resources {
-		if err := tx.en.checkProfiles(r); err != nil {
+	resources = slices.Clone(resources)
+	for i, r := range resources {
+		r, err := tx.en.admit(tx.ctx, r)
+		if err != nil {
 			return err
 		}
 		if err := refuseAuditForgery(tx.ctx, r); err != nil {
 			return err
 		}
+		resources[i] = r
 	}
 	ctx, t := tx.ctx, tx.tx
 	keys := make([]store.ResourceKey, 0, len(resources))
@@ -91,13 +95,14 @@ func (tx *Tx) PutMany(resources []*fhir.Resource) error {
 // Put writes one resource: under its id when it has one (an update, or an
 // update-as-create), else created with a fresh id.
 func (tx *Tx) Put(r *fhir.Resource) error {
-	if err := tx.en.checkProfiles(r); err != nil {
+	r, err := tx.en.admit(tx.ctx, r)
+	if err != nil {
 		return err
 	}
 	if id := r.ID(); id != "" {
 		_, _, err := tx.tx.Update(tx.ctx, r, id, 0)
 		return err
 	}
-	_, err := tx.tx.Create(tx.ctx, r)
+	_, err = tx.tx.Create(tx.ctx, r)
 	return err
 }

@@ -67,7 +67,7 @@ type txEntry struct {
 
 // parse validates an entry's resource, leniently when the request asked.
 // Profiles are checked here, once per entry, as the write path does.
-func (en *Engine) parse(e *txEntry, body []byte) (*fhir.Resource, error) {
+func (en *Engine) parse(ctx context.Context, e *txEntry, body []byte) (*fhir.Resource, error) {
 	var res *fhir.Resource
 	var err error
 	if e.lenient {
@@ -78,10 +78,7 @@ func (en *Engine) parse(e *txEntry, body []byte) (*fhir.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := en.checkProfiles(res); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return en.admit(ctx, res)
 }
 
 // BundleResponse is the outcome of a transaction or batch Bundle: one
@@ -289,7 +286,7 @@ func (en *Engine) runTransaction(ctx context.Context, entries []*txEntry) error 
 		if err != nil {
 			return err
 		}
-		if err := en.validateEntries(entries, refs); err != nil {
+		if err := en.validateEntries(ctx, entries, refs); err != nil {
 			return err
 		}
 		sorted := append([]*txEntry(nil), entries...)
@@ -448,7 +445,7 @@ func (en *Engine) referenceMap(ctx context.Context, tx *store.Tx, entries []*txE
 // validateEntries rewrites references and validates every entry's resource
 // (after rewriting: a reference's target type is part of validity), using
 // every core.
-func (en *Engine) validateEntries(entries []*txEntry, refs map[string]string) error {
+func (en *Engine) validateEntries(ctx context.Context, entries []*txEntry, refs map[string]string) error {
 	work := make(chan *txEntry)
 	errs := make([]error, len(entries))
 	var wg sync.WaitGroup
@@ -462,7 +459,7 @@ func (en *Engine) validateEntries(entries []*txEntry, refs map[string]string) er
 					errs[e.index] = entryError(e.index, unresolvedPlaceholder(missing))
 					continue
 				}
-				res, err := en.parse(e, body)
+				res, err := en.parse(ctx, e, body)
 				if err != nil {
 					errs[e.index] = entryError(e.index, err)
 					continue
@@ -748,7 +745,7 @@ func (en *Engine) runBatch(ctx context.Context, entries []*txEntry) {
 		}
 		err := en.store.InTx(ctx, func(tx *store.Tx) error {
 			if len(e.raw) > 0 && (e.method == "POST" || e.method == "PUT") {
-				res, err := en.parse(e, e.raw)
+				res, err := en.parse(ctx, e, e.raw)
 				if err != nil {
 					return err
 				}

@@ -48,9 +48,11 @@ type DeleteRequest struct {
 // match instead. The condition's lock (conditional.go) is the same for
 // every producer, so racing conditional creates make one resource.
 func (tx *Tx) Create(req CreateRequest) (Result, error) {
-	if err := tx.en.checkProfiles(req.Resource); err != nil {
+	res, err := tx.en.admit(tx.ctx, req.Resource)
+	if err != nil {
 		return Result{}, err
 	}
+	req.Resource = res
 	if req.IfNoneExistParams != nil {
 		return tx.en.doCreate(tx.ctx, tx.tx, req.Resource, req.ID, req.IfNoneExistParams)
 	}
@@ -66,9 +68,11 @@ func (tx *Tx) Create(req CreateRequest) (Result, error) {
 
 // Update updates (or creates) a resource.
 func (tx *Tx) Update(req UpdateRequest) (Result, error) {
-	if err := tx.en.checkProfiles(req.Resource); err != nil {
+	res, err := tx.en.admit(tx.ctx, req.Resource)
+	if err != nil {
 		return Result{}, err
 	}
+	req.Resource = res
 	if req.Condition != "" {
 		return tx.en.doConditionalUpdate(tx.ctx, tx.tx, req.Resource, req.Condition, req.IfMatch)
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -138,6 +139,9 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		g = &Guides{}
 	}
 	cs.Instantiates = g.Instantiates
+	if len(s.topics) > 0 {
+		cs.Instantiates = append(append([]string(nil), cs.Instantiates...), backportServer)
+	}
 	rest := capRest{Mode: "server", Interaction: interactions(systemInteractions), Operation: s.capOperations(engine.SystemLevel, ""), Security: s.capSecurity()}
 	revIncludes := map[string][]string{}
 	for _, t := range spec.ResourceTypes() {
@@ -190,6 +194,11 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		}
 		res.SupportedProfile = g.Profiles[t]
 		res.Extension = combinations(g.Combinations[t], params)
+		if t == "Subscription" {
+			for _, topic := range s.topics {
+				res.Extension = append(res.Extension, capExtension{URL: topicCanonicalExt, ValueCanonical: topic})
+			}
+		}
 		rest.Resource = append(rest.Resource, res)
 	}
 	cs.Rest = []capRest{rest}
@@ -264,10 +273,11 @@ type capSecurity struct {
 }
 
 type capExtension struct {
-	URL         string         `json:"url"`
-	ValueURI    string         `json:"valueUri,omitempty"`
-	ValueString string         `json:"valueString,omitempty"`
-	Extension   []capExtension `json:"extension,omitempty"`
+	URL            string         `json:"url"`
+	ValueURI       string         `json:"valueUri,omitempty"`
+	ValueCanonical string         `json:"valueCanonical,omitempty"`
+	ValueString    string         `json:"valueString,omitempty"`
+	Extension      []capExtension `json:"extension,omitempty"`
 }
 
 type capConcept struct {
@@ -305,4 +315,25 @@ func (s *Server) capSecurity() *capSecurity {
 		}},
 		Description: "SMART App Launch 2.0 and Backend Services; bearer tokens required on every interaction except this statement",
 	}
+}
+
+// The Subscriptions R5 Backport IG's server CapabilityStatement and the
+// extension that lists a server's topics on Subscription.
+const (
+	backportServer    = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4"
+	topicCanonicalExt = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
+)
+
+// AdvertiseTopics lists the subscription topics the server serves on
+// Subscription in the CapabilityStatement, which then instantiates the
+// backport IG's server statement. Call it before serving, after the
+// subscription operations are registered (RegisterOperation).
+func (s *Server) AdvertiseTopics(topics []string) error {
+	s.topics = topics
+	capability, err := s.buildCapability(time.Now())
+	if err != nil {
+		return fmt.Errorf("server: capability statement: %w", err)
+	}
+	s.capability = capability
+	return nil
 }

@@ -125,6 +125,7 @@ type Server struct {
 	parser     *fhir.Parser
 	log        *slog.Logger
 	capability []byte
+	topics     []string             // subscription topics (AdvertiseTopics)
 	ops        map[string]opHandler // the HTTP side of the engine's operations
 	metrics    *metrics
 	registry   *prometheus.Registry

@@ -59,7 +59,26 @@ func (t *Tx) CopyCreate(ctx context.Context, items []NewResource) ([]Version, er
 	if err := t.copyIndexRows(ctx, rids, entries); err != nil {
 		return nil, err
 	}
+	if _, err := t.tx.Exec(ctx, logChangesSQL, changeArgs(rids, versions)...); err != nil {
+		return nil, fmt.Errorf("store: change log: %w", err)
+	}
 	return versions, nil
+}
+
+// logChangesSQL appends many versions to the change log in one statement
+// (the bulk paths' counterpart of the ch CTE in insertStatement and replace).
+const logChangesSQL = `INSERT INTO resource_changes (rid, type, id, version, method, at)
+	SELECT rid, type, id, version, method::"char", at
+	  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[]) AS u(rid, type, id, version, method, at)`
+
+// changeArgs are logChangesSQL's arguments for versions[i] of rids[i].
+func changeArgs(rids []int64, versions []Version) []any {
+	types, ids := make([]string, len(versions)), make([]string, len(versions))
+	vers, methods, ats := make([]int64, len(versions)), make([]string, len(versions)), make([]time.Time, len(versions))
+	for i, v := range versions {
+		types[i], ids[i], vers[i], methods[i], ats[i] = v.Type, v.ID, v.VersionID, string(rune(v.Method)), v.LastUpdated
+	}
+	return []any{rids, types, ids, vers, methods, ats}
 }
 
 // copyIndexRows loads the index rows of resources rids[i] (entries[i]),
@@ -331,6 +350,7 @@ func (t *Tx) UpdateMany(ctx context.Context, items []NewResource) (versions []Ve
 	for _, tbl := range indexTables {
 		b.Queue(`DELETE FROM `+tbl+` WHERE rid = ANY($1)`, rids)
 	}
+	b.Queue(logChangesSQL, changeArgs(rids, versions)...)
 	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("store: update many: %w", err)
 	}

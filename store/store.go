@@ -57,6 +57,10 @@ type Store struct {
 	replica *replica // nil without Options.ReadURL
 	url     string
 	now     func() time.Time
+	// committed is signalled (never blocking) after every committed
+	// transaction, so the subscriptions dispatcher of this process reads
+	// the change log at once rather than at its next poll.
+	committed chan struct{}
 }
 
 // Options tune Open.
@@ -107,7 +111,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	s := &Store{pool: pool, url: databaseURL, now: time.Now}
+	s := &Store{pool: pool, url: databaseURL, now: time.Now, committed: make(chan struct{}, 1)}
 	if opts.ReadURL != "" {
 		if s.replica, err = openReplica(ctx, opts.ReadURL, opts); err != nil {
 			pool.Close()
@@ -116,6 +120,11 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	}
 	return s, nil
 }
+
+// Committed is signalled after transactions of this Store commit (several
+// commits may coalesce into one signal). Its one reader is the process's
+// subscriptions dispatcher; writes of other processes reach it by polling.
+func (s *Store) Committed() <-chan struct{} { return s.committed }
 
 func poolConfig(databaseURL string, opts Options) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)

@@ -38,6 +38,10 @@ func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
 	if s.replica != nil {
 		s.replica.noteWrite(ctx, s.pool)
 	}
+	select {
+	case s.committed <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -256,7 +260,9 @@ func insertStatement(r *fhir.Resource, v Version) (string, []any, error) {
 	sql := `WITH r AS (INSERT INTO resources (type, id, version, last_updated, method, deleted, content, raw)
 		VALUES (` + a.add(v.Type) + `, ` + a.add(v.ID) + `, 1, ` + a.add(v.LastUpdated) + `, ` + a.add(byte(v.Method)) + `, false, ` +
 		a.add(v.Content) + `, ` + a.add(verbatim(r, v.Content)) + `)
-		ON CONFLICT (type, id) DO NOTHING RETURNING rid)`
+		ON CONFLICT (type, id) DO NOTHING RETURNING rid),
+		ch AS (INSERT INTO resource_changes (rid, type, id, version, method, at)
+		SELECT rid, ` + a.add(v.Type) + `, ` + a.add(v.ID) + `, 1, ` + a.add(byte(v.Method)) + `, ` + a.add(v.LastUpdated) + ` FROM r)`
 	for _, c := range indexCTEs(a, entries, false) {
 		sql += ", " + c
 	}
@@ -380,6 +386,10 @@ func (t *Tx) replace(ctx context.Context, rid int64, v Version, r *fhir.Resource
 			UPDATE resources SET version = ` + a.add(v.VersionID) + `, last_updated = ` + a.add(v.LastUpdated) + `, method = ` +
 		a.add(byte(v.Method)) + `, deleted = ` + a.add(v.Deleted) + `, content = ` + a.add(v.Content) + `, raw = ` + a.add(raw) + `
 			 WHERE rid = ` + ridArg + `
+		),
+		ch AS (
+			INSERT INTO resource_changes (rid, type, id, version, method, at) VALUES (` + ridArg + `, ` + a.add(v.Type) + `, ` +
+		a.add(v.ID) + `, ` + a.add(v.VersionID) + `, ` + a.add(byte(v.Method)) + `, ` + a.add(v.LastUpdated) + `)
 		)`
 	for _, c := range indexCTEs(a, entries, true) {
 		sql += ", " + c

@@ -41,10 +41,11 @@ func scenarios() []scenario {
 		xmlReadScenario(), // xml.go
 		createScenario(8),
 		{name: "ingest_tx", run: ingestTx},
-		{name: "audit_on_off", run: auditOnOff},    // its own servers (see audit.go)
-		{name: "expand1k", run: expandBench},       // terminology.go
-		{name: "profile_check", run: profileBench}, // profiles.go, in process
-		{name: "dicom", run: dicomBench},           // its own server (see dicom.go)
+		{name: "audit_on_off", run: auditOnOff},          // its own servers (see audit.go)
+		{name: "subscriptions", run: subscriptionsBench}, // its own servers (see subscriptions.go)
+		{name: "expand1k", run: expandBench},             // terminology.go
+		{name: "profile_check", run: profileBench},       // profiles.go, in process
+		{name: "dicom", run: dicomBench},                 // its own server (see dicom.go)
 		// Its own servers, with models (see inference.go).
 		{name: "inference", run: inferenceBench},
 	},

@@ -183,8 +183,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	af.register(fs)
 	var igf igFlags
 	igf.register(fs)
+	var sf subscriptionFlags
+	sf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if err := sf.check(); err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
 	if _, err := af.on(); err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -299,7 +304,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// Closed after the HTTP server and the DIMSE listener have stopped
 	// (deferred calls run last-first): pending ImagingStudy rebuilds flush.
 	defer dr.close(context.Background(), log)
+	subMount := sf.mount(&cfg)
 	srv, err := server.New(cfg, st)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	// Before Start: the service admits Subscriptions and registers its
+	// operations, which must be in place before the first request.
+	stopSubs, err := sf.start(ctx, srv, subMount, reg, log)
+	defer stopSubs() // before the store closes
 	if err != nil {
 		ln.Close()
 		return err
