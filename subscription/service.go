@@ -328,3 +328,22 @@ func kick(c chan struct{}) {
 	default:
 	}
 }
+
+// DropUnwatched runs, until ctx ends, what a process that serves no
+// subscriptions owes the change log: emptying it every poll while no
+// subscription is active anywhere (see subdb.DB.DropUnwatched).
+func DropUnwatched(ctx context.Context, st *store.Store, every time.Duration, log *slog.Logger) {
+	db := subdb.New(st)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := db.DropUnwatched(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("change log not emptied", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package subscription_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -511,3 +512,53 @@ func TestDeleteEventsAndQueries(t *testing.T) {
 }
 
 var regexpMethod = regexp.MustCompile(`"method":"([A-Z]+)"`)
+
+// TestHeartbeatAndXML: an idle rest-hook subscription with a heartbeat
+// period gets heartbeats; one asking for XML gets XML notifications.
+func TestHeartbeatAndXML(t *testing.T) {
+	e := newEnv(t, "", subscription.Config{})
+	var mu sync.Mutex
+	var kinds []string
+	var xmlBodies [][]byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if req.Header.Get("Content-Type") == "application/fhir+xml" {
+			xmlBodies = append(xmlBodies, body)
+			return
+		}
+		kinds = append(kinds, decode(t, req.Header, body).Type)
+	}))
+	defer srv.Close()
+	hb := strings.Replace(subscriptionJSON(srv.URL, subscription.TopicBase+"Patient", "id-only"), `"channel":{`,
+		`"channel":{"extension":[{"url":"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period","valueUnsignedInt":1}],`, 1)
+	s1 := e.put(t, engine.System, hb)
+	s2 := e.put(t, engine.System, strings.Replace(subscriptionJSON(srv.URL, subscription.TopicBase+"Patient", "full-resource"),
+		`"payload":"application/fhir+json"`, `"payload":"application/fhir+xml"`, 1))
+	e.waitStatus(t, s1.ID, "active", 5*time.Second)
+	e.waitStatus(t, s2.ID, "active", 5*time.Second)
+	e.put(t, engine.System, `{"resourceType":"Patient","id":"x1","name":[{"family":"Xml"}]}`)
+	time.Sleep(2500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	heartbeats := 0
+	for _, k := range kinds {
+		if k == "heartbeat" {
+			heartbeats++
+		}
+	}
+	if heartbeats < 1 {
+		t.Errorf("notifications %v: want a heartbeat within 2.5 s at a 1 s period", kinds)
+	}
+	var sawEvent bool
+	for _, b := range xmlBodies {
+		if !bytes.Contains(b[:min(len(b), 100)], []byte("<Bundle xmlns=\"http://hl7.org/fhir\">")) {
+			t.Errorf("an XML notification is not a Bundle: %.200s", b)
+		}
+		sawEvent = sawEvent || bytes.Contains(b, []byte(`<family value="Xml"/>`))
+	}
+	if !sawEvent {
+		t.Errorf("no XML notification carried Patient/x1 (%d XML bodies)", len(xmlBodies))
+	}
+}

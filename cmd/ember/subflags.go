@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -73,7 +74,15 @@ func (f *subscriptionFlags) mount(cfg *server.Config) *subscriptionMount {
 func (f *subscriptionFlags) start(ctx context.Context, srv *server.Server, m *subscriptionMount, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	stop = func() {}
 	if f.mode == "off" {
-		return stop, nil
+		// Nothing here reads the change log: keep it from growing while
+		// no subscription is active anywhere.
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			subscription.DropUnwatched(ctx, srv.Engine().Store(), 10*time.Second, log)
+		}()
+		return func() { cancel(); <-done }, nil
 	}
 	var allow []string
 	for _, h := range strings.Split(f.allowHosts, ",") {

@@ -504,3 +504,22 @@ func (db *DB) Versions(ctx context.Context, evs []Event) ([]store.Version, error
 	}
 	return out, nil
 }
+
+// DropUnwatched empties the change log when no subscription is requested
+// or active, under the dispatch lock; it is what a process serving no
+// subscriptions (--subscriptions off) runs, so the log does not grow
+// without a reader. With subscriptions active it deletes nothing: a
+// process that serves them matches the log.
+func (db *DB) DropUnwatched(ctx context.Context) (int64, error) {
+	var n int64
+	_, err := db.Dispatch(ctx, func(r *Round) error {
+		tag, err := r.tx.Exec(ctx, `DELETE FROM resource_changes
+			WHERE NOT EXISTS (SELECT 1 FROM subscriptions WHERE status IN ('requested', 'active'))`)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("subdb: drop unwatched changes: %w", err)
+	}
+	return n, nil
+}
