@@ -34,6 +34,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/emberfhir/ember/fhir"
 	"github.com/emberfhir/ember/store"
@@ -71,6 +72,8 @@ type Engine struct {
 	policies policyCache
 	// admitters have their say on writes of their type (admit.go).
 	admitters map[string]Admitter
+	// profiles is the profile policy in force (profiles.go).
+	profiles atomic.Pointer[profilePolicy]
 }
 
 // New returns an Engine over st.
@@ -94,6 +97,7 @@ func New(cfg Config, st *store.Store) (*Engine, error) {
 	}
 	en := &Engine{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), store: st, parser: parser, log: cfg.Logger}
 	en.ops = en.coreOperations()
+	en.SetProfiles(cfg.Profiles, cfg.ProfileEnforcement)
 	return en, nil
 }
 

@@ -19,8 +19,9 @@ type Profiles interface {
 	// checked) are reported beside.
 	Check(typ string, body []byte, url string) []fhir.Issue
 	// CheckStructure is Check for the write path, which must stay fast: it
-	// may leave out checks that cost far more than the rest (the
-	// profile's FHIRPath invariants).
+	// evaluates the invariants compiled to Go and reports those it cannot
+	// as information (not evaluated) rather than run a general FHIRPath
+	// engine on every write.
 	CheckStructure(typ string, body []byte, url string) []fhir.Issue
 }
 
@@ -40,12 +41,13 @@ type ProfileEnforcement struct {
 // not checked (a claim is the client's statement, not a request). Only the
 // error issues make the write fail.
 func (en *Engine) checkProfiles(res *fhir.Resource) error {
-	p := en.cfg.Profiles
-	if p == nil || en.cfg.ProfileEnforcement.Off {
+	pol := en.profiles.Load()
+	p := pol.profiles
+	if p == nil || pol.enforcement.Off {
 		return nil
 	}
 	body := res.Body()
-	urls := en.cfg.ProfileEnforcement.Required[res.Type()]
+	urls := pol.enforcement.Required[res.Type()]
 	// Most resources claim nothing: skip the decoding when "profile" is
 	// nowhere in the body.
 	if bytes.Contains(body, []byte(`"profile"`)) {
@@ -73,6 +75,21 @@ func (en *Engine) checkProfiles(res *fhir.Resource) error {
 	return &fhir.Error{Kind: fhir.Unprocessable, Issues: errs}
 }
 
+// profilePolicy is the profiles in force and how writes are held to them:
+// replaced whole when a guide is installed while serving (SetProfiles).
+type profilePolicy struct {
+	profiles    Profiles
+	enforcement ProfileEnforcement
+}
+
+// SetProfiles replaces the profiles writes and $validate are checked
+// against, and the enforcement policy: a guide installed into the database
+// while the server runs takes effect without a restart. Safe for
+// concurrent use; requests under way finish with the policy they began with.
+func (en *Engine) SetProfiles(p Profiles, pe ProfileEnforcement) {
+	en.profiles.Store(&profilePolicy{profiles: p, enforcement: pe})
+}
+
 // claimedProfiles returns the resource's meta.profile values.
 func claimedProfiles(body []byte) []string {
 	var head struct {
@@ -89,13 +106,14 @@ func claimedProfiles(body []byte) []string {
 // A profile no loaded guide defines is reported as not checked (a
 // warning), never as an error.
 func (en *Engine) validateProfiles(typ string, body []byte, asked []string) []fhir.Issue {
-	p := en.cfg.Profiles
+	pol := en.profiles.Load()
+	p := pol.profiles
 	urls := asked
 	if len(urls) == 0 && p == nil {
 		return nil // no guide loaded: claims are not this server's business
 	}
 	if len(urls) == 0 {
-		urls = append(append([]string(nil), en.cfg.ProfileEnforcement.Required[typ]...), claimedProfiles(body)...)
+		urls = append(append([]string(nil), pol.enforcement.Required[typ]...), claimedProfiles(body)...)
 	}
 	var out []fhir.Issue
 	seen := map[string]bool{}

@@ -134,7 +134,7 @@ func (s *Server) buildCapability(now time.Time) ([]byte, error) {
 		Format:         []string{"json", "xml"},
 		PatchFormat:    []string{engine.JSONPatchType, "application/fhir+json", "application/fhir+xml"},
 	}
-	g := s.cfg.Guides
+	g := s.guides.Load()
 	if g == nil {
 		g = &Guides{}
 	}
@@ -262,7 +262,7 @@ func operationDefinition(name, typ string) string {
 
 // capabilities serves GET /fhir/metadata.
 func (s *Server) capabilities(c *gin.Context, _ []string) {
-	s.writeJSON(c, http.StatusOK, s.capability)
+	s.writeJSON(c, http.StatusOK, *s.capability.Load())
 }
 
 type capSecurity struct {
@@ -329,11 +329,30 @@ const (
 // backport IG's server statement. Call it before serving, after the
 // subscription operations are registered (RegisterOperation).
 func (s *Server) AdvertiseTopics(topics []string) error {
+	s.capMu.Lock()
 	s.topics = topics
+	s.capMu.Unlock()
+	return s.rebuildCapability()
+}
+
+// SetGuides replaces what the loaded implementation guides declare in the
+// CapabilityStatement (instantiates, supported profiles, combinations,
+// parameters not yet indexed): a guide installed while the server runs
+// shows without a restart. Safe for concurrent use.
+func (s *Server) SetGuides(g *Guides) error {
+	s.guides.Store(g)
+	return s.rebuildCapability()
+}
+
+// rebuildCapability builds the CapabilityStatement afresh from what is
+// registered now; readers see the old or the new one whole.
+func (s *Server) rebuildCapability() error {
+	s.capMu.Lock()
+	defer s.capMu.Unlock()
 	capability, err := s.buildCapability(time.Now())
 	if err != nil {
 		return fmt.Errorf("server: capability statement: %w", err)
 	}
-	s.capability = capability
+	s.capability.Store(&capability)
 	return nil
 }

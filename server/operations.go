@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -28,12 +27,7 @@ func (s *Server) RegisterOperation(op engine.Operation) error {
 		return fmt.Errorf("server: operation $%s has no Invoke", op.Name)
 	}
 	s.eng.Register(op)
-	capability, err := s.buildCapability(time.Now())
-	if err != nil {
-		return fmt.Errorf("server: capability statement: %w", err)
-	}
-	s.capability = capability
-	return nil
+	return s.rebuildCapability()
 }
 
 // operations binds each of the engine's core operations to its HTTP

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -118,15 +120,19 @@ const DefaultMaxBody = 16 << 20
 
 // Server serves the FHIR API over an engine.
 type Server struct {
-	cfg        Config
-	base       string // BaseURL without a trailing slash
-	eng        *engine.Engine
-	store      *store.Store // readiness probes
-	parser     *fhir.Parser
-	log        *slog.Logger
-	capability []byte
-	topics     []string             // subscription topics (AdvertiseTopics)
-	ops        map[string]opHandler // the HTTP side of the engine's operations
+	cfg    Config
+	base   string // BaseURL without a trailing slash
+	eng    *engine.Engine
+	store  *store.Store // readiness probes
+	parser *fhir.Parser
+	log    *slog.Logger
+	// capability is the CapabilityStatement, rebuilt (under capMu) when
+	// operations, topics or guides change.
+	capability atomic.Pointer[[]byte]
+	capMu      sync.Mutex
+	topics     []string               // subscription topics (AdvertiseTopics)
+	guides     atomic.Pointer[Guides] // the loaded guides' declarations (SetGuides)
+	ops        map[string]opHandler   // the HTTP side of the engine's operations
 	metrics    *metrics
 	registry   *prometheus.Registry
 	export     *export.Exporter // bulk export; nil without BulkExport
@@ -171,9 +177,11 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 		return nil, err
 	}
 	s.ops = s.operations()
-	s.capability, err = s.buildCapability(time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("server: capability statement: %w", err)
+	if cfg.Guides != nil {
+		s.guides.Store(cfg.Guides)
+	}
+	if err := s.rebuildCapability(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

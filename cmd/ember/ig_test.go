@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emberfhir/ember/internal/pgtest"
 	"github.com/emberfhir/ember/internal/testfiles"
@@ -46,7 +47,7 @@ func TestIGInstallAndServe(t *testing.T) {
 	addr := freeAddr(t)
 	s := startServe(t, []string{"EMBER_DATABASE_URL=" + db, "EMBER_ADDR=" + addr, "EMBER_DATA_DIR=" + t.TempDir()}, addr, "--ig", pkg)
 	st, body := httpDo(t, "GET", s.base+"/metadata", "")
-	if st != 200 || !strings.Contains(body, `"instantiates":["http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server"]`) ||
+	if st != 200 || !strings.Contains(body, `"instantiates":["http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server",`) ||
 		!strings.Contains(body, "us-core-patient") || strings.Contains(body, "ember reindex") {
 		t.Fatalf("metadata: %d %.500s", st, body)
 	}
@@ -57,5 +58,48 @@ func TestIGInstallAndServe(t *testing.T) {
 	st, body = httpDo(t, "POST", s.base+"/Patient", `{"resourceType":"Patient","meta":{"profile":["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"]},"gender":"male"}`)
 	if st != 422 || !strings.Contains(body, "Patient.identifier") {
 		t.Fatalf("non-conforming claim: %d %s", st, body)
+	}
+}
+
+// A guide installed while a server runs (by `ember ig install` in another
+// process) takes effect in it without a restart: its search parameters,
+// its profiles and the CapabilityStatement.
+func TestIGInstallWhileServing(t *testing.T) {
+	pkg, err := testfiles.Path("ig/hl7.fhir.us.core-6.1.0.tgz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := pgtest.NewDatabase(t)
+	addr := freeAddr(t)
+	s := startServe(t, []string{"EMBER_DATABASE_URL=" + db, "EMBER_ADDR=" + addr, "EMBER_DATA_DIR=" + t.TempDir()}, addr)
+	claim := `{"resourceType":"Patient","meta":{"profile":["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"]},"gender":"male"}`
+	if st, body := httpDo(t, "POST", s.base+"/Patient", claim); st != 201 {
+		t.Fatalf("before the install, a claim of an unknown profile: %d %s", st, body)
+	}
+	if out, code := ember(t, nil, "ig", "install", pkg, "--database-url", db); code != 0 {
+		t.Fatalf("ig install: %d\n%s", code, out)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, body := httpDo(t, "POST", s.base+"/Patient", claim)
+		if st == 422 && strings.Contains(body, "Patient.identifier") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("15 s after the install, a non-conforming claim still answers %d %s", st, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if st, body := httpDo(t, "GET", s.base+"/metadata", ""); st != 200 || !strings.Contains(body, "http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server") ||
+		!strings.Contains(body, "us-core-patient") {
+		t.Fatalf("metadata after the install: %d %.300s", st, body)
+	}
+	race := `{"resourceType":"Patient","extension":[{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-race","extension":[{"url":"ombCategory","valueCoding":{"system":"urn:oid:2.16.840.1.113883.6.238","code":"2106-3"}},{"url":"text","valueString":"White"}]}]}`
+	if st, body := httpDo(t, "POST", s.base+"/Patient", race); st != 201 {
+		t.Fatalf("create: %d %s", st, body)
+	}
+	st, body := httpDo(t, "GET", s.base+"/Patient?race="+url.QueryEscape("urn:oid:2.16.840.1.113883.6.238|2106-3"), "")
+	if st != 200 || !strings.Contains(body, `"total":1`) && strings.Count(body, `"fullUrl"`) != 1 {
+		t.Fatalf("race search after the install: %d %s", st, body)
 	}
 }

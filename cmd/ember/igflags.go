@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/emberfhir/ember/conformance/ig"
 	"github.com/emberfhir/ember/engine"
@@ -82,23 +83,37 @@ func (f *igFlags) apply(ctx context.Context, cfg *server.Config, st *store.Store
 	if err != nil {
 		return err
 	}
-	if loaded == nil {
-		if len(required) > 0 {
-			return fmt.Errorf("--profile-enforcement: no implementation guide is installed to define %s", strings.Join(required, ", "))
-		}
-		return nil
+	if loaded == nil && len(required) > 0 {
+		return fmt.Errorf("--profile-enforcement: no implementation guide is installed to define %s", strings.Join(required, ", "))
 	}
+	g, pe, err := declarations(loaded, pe, required, log)
+	if err != nil {
+		return err
+	}
+	cfg.Profiles, cfg.ProfileEnforcement, cfg.Guides = nil, pe, g
+	if loaded != nil {
+		cfg.Profiles = loaded.Profiles
+	}
+	return nil
+}
+
+// declarations resolves the enforcement's required profiles against the
+// loaded guides and makes what the CapabilityStatement declares of them.
+func declarations(loaded *ig.Loaded, pe engine.ProfileEnforcement, required []string, log *slog.Logger) (*server.Guides, engine.ProfileEnforcement, error) {
+	if loaded == nil {
+		return nil, pe, nil
+	}
+	pe.Required = nil
 	for _, u := range required {
 		p := loaded.Profiles.Profile(u)
 		if p == nil {
-			return fmt.Errorf("--profile-enforcement: no installed guide defines the profile %s", u)
+			return nil, pe, fmt.Errorf("--profile-enforcement: no installed guide defines the profile %s", u)
 		}
 		if pe.Required == nil {
 			pe.Required = map[string][]string{}
 		}
 		pe.Required[p.Type] = append(pe.Required[p.Type], u)
 	}
-	cfg.Profiles, cfg.ProfileEnforcement = loaded.Profiles, pe
 	g := &server.Guides{Instantiates: loaded.Instantiates, Profiles: loaded.SupportedProfiles, Combinations: loaded.Combinations, NotIndexed: map[string]bool{}}
 	for _, p := range loaded.Params {
 		if p.NotIndexed {
@@ -106,8 +121,61 @@ func (f *igFlags) apply(ctx context.Context, cfg *server.Config, st *store.Store
 			log.Warn("search parameter not yet indexed for stored resources: run `ember reindex`", "param", p.Base+"."+p.Code, "package", p.Package)
 		}
 	}
-	cfg.Guides = g
-	return nil
+	return g, pe, nil
+}
+
+// igReloadEvery is how often a server looks for guides installed (or
+// reindexed) through another process.
+const igReloadEvery = 5 * time.Second
+
+// watch reloads the installed guides into the running server when the
+// database's set of packages changes — `ember ig install` or `--ig` of
+// another replica, or `ember reindex` clearing what waited for it — so
+// they take effect without a restart: search parameters, profiles and
+// the CapabilityStatement. A reload that fails (a required profile gone)
+// keeps what was loaded, and says why.
+func (f *igFlags) watch(ctx context.Context, srv *server.Server, st *store.Store, log *slog.Logger) {
+	pe, required, err := parseEnforcement(f.enforcement)
+	if err != nil {
+		return // apply refused it before the server started
+	}
+	db := igdb.New(st)
+	last, err := db.Stamp(ctx)
+	if err != nil {
+		log.Warn("implementation guides: not watching for installs", "err", err)
+	}
+	t := time.NewTicker(igReloadEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		stamp, err := db.Stamp(ctx)
+		if err != nil || stamp == last {
+			continue
+		}
+		loaded, err := loadInstalled(ctx, st, log)
+		if err == nil {
+			var g *server.Guides
+			var npe engine.ProfileEnforcement
+			if g, npe, err = declarations(loaded, pe, required, log); err == nil {
+				var p engine.Profiles
+				if loaded != nil {
+					p = loaded.Profiles
+				}
+				srv.Engine().SetProfiles(p, npe)
+				err = srv.SetGuides(g)
+			}
+		}
+		if err != nil {
+			log.Error("implementation guides not reloaded: the ones loaded before stay in force", "err", err)
+			continue
+		}
+		last = stamp
+		log.Info("implementation guides reloaded")
+	}
 }
 
 // loadInstalled loads the database's installed packages into this

@@ -318,6 +318,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
+	go igf.watch(ctx, srv, st, log)
 	if err := srv.Start(ctx); err != nil {
 		ln.Close()
 		return err

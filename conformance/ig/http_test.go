@@ -118,6 +118,17 @@ func TestProfilesOverHTTP(t *testing.T) {
 	if st != http.StatusOK || !has(issues(m), "error Observation:", "us-core-2") {
 		t.Errorf("us-core-2: %d %v", st, issues(m))
 	}
+	// And enforced on writes: a lab Observation claiming the profile with
+	// neither a value nor a dataAbsentReason is refused naming us-core-2.
+	vitalsFixed := strings.Replace(noValue, `"code":"vital-signs"`, `"code":"laboratory"`, 1)
+	claimed := strings.Replace(vitalsFixed, `{"resourceType":"Observation",`, `{"resourceType":"Observation","meta":{"profile":["http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab"]},`, 1)
+	if st, m := do(t, "POST", base+"/Observation", []byte(claimed)); st != http.StatusUnprocessableEntity || !has(issues(m), "error Observation", "us-core-2") {
+		t.Errorf("a claimed lab Observation breaking us-core-2: %d %v", st, issues(m))
+	}
+	withValue := strings.Replace(claimed, `"effectiveDateTime":"2020-01-01"`, `"effectiveDateTime":"2020-01-01","valueQuantity":{"value":1}`, 1)
+	if st, m := do(t, "POST", base+"/Observation", []byte(withValue)); st != http.StatusCreated {
+		t.Errorf("the same with a value: %d %v", st, issues(m))
+	}
 	// required:URL holds every Patient to US Core, claimed or not.
 	req := serve(t, e, engine.ProfileEnforcement{Required: map[string][]string{"Patient": {"http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"}}})
 	if st, m := do(t, "POST", req+"/Patient", []byte(unclaimed)); st != http.StatusUnprocessableEntity || !has(issues(m), "error Patient.identifier:", "minimum") {

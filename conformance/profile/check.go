@@ -77,10 +77,12 @@ func (s *Set) Check(typ string, body []byte, url string) []fhir.Issue {
 	return s.check(typ, body, url, true)
 }
 
-// CheckStructure is Check without the profile's FHIRPath invariants,
-// for the write path: gofhir/fhirpath takes 0.2-2 ms on an invariant such
-// as us-core-2 (it probes every type suffix of absent elements), 10-40
-// times the rest of the check. $validate evaluates them (Check).
+// CheckStructure is Check for the write path. It evaluates the profile's
+// FHIRPath invariants compiled to Go (invariant_compile.go) and reports
+// the others as not evaluated on write: gofhir/fhirpath takes 0.2-2 ms on
+// an invariant such as us-core-2 (it probes every type suffix of absent
+// elements), 10-40 times the rest of the check. $validate evaluates those
+// through gofhir (Check).
 func (s *Set) CheckStructure(typ string, body []byte, url string) []fhir.Issue {
 	return s.check(typ, body, url, false)
 }
@@ -97,11 +99,9 @@ func (s *Set) check(typ string, body []byte, url string, invariants bool) []fhir
 	if !ok {
 		return []fhir.Issue{{Severity: "error", Code: "structure", Diagnostics: "not a JSON object"}}
 	}
-	c := &checker{set: s, profile: p, full: invariants}
+	c := &checker{set: s, profile: p, full: invariants, doc: doc}
 	c.object(doc, p.root, typ)
-	if invariants {
-		c.invariants(p.root, body, typ)
-	}
+	c.invariants(p.root, body, typ)
 	return c.issues
 }
 
@@ -112,7 +112,8 @@ type checker struct {
 	issues   []fhir.Issue
 	notBound map[string]bool // value sets reported as not checked
 	depth    int
-	full     bool // $validate: invariants too
+	full     bool           // $validate: invariants gofhir evaluates too
+	doc      map[string]any // the resource (%resource)
 }
 
 // maxDepth bounds the profile recursion (an extension whose definition
@@ -147,37 +148,48 @@ func (v item) path() string {
 
 // values collects obj's values of element el (array elements one by one).
 func (c *checker) values(obj map[string]any, el *element, path string) []item {
-	var out []item
-	collect := func(key string, v any) {
-		if arr, ok := v.([]any); ok {
-			for i, x := range arr {
-				if x != nil {
-					out = append(out, item{key: key, val: x, parent: path, idx: i})
-				}
-			}
-			return
-		}
-		out = append(out, item{key: key, val: v, parent: path, idx: -1})
-	}
 	if !el.choice {
 		if v, ok := obj[el.name]; ok {
-			collect(el.name, v)
-		} else if x, ok := obj["_"+el.name]; ok {
-			// A primitive with extensions and no value is present: counted,
-			// with nothing of a value to check.
-			n := 1
-			if arr, isArr := x.([]any); isArr {
-				n = len(arr)
-			}
-			for i := range n {
-				out = append(out, item{key: "_" + el.name, parent: path, idx: i, noValue: true})
-			}
+			return appendItems(nil, el.name, v, path)
+		}
+		x, ok := obj[el.extName]
+		if !ok {
+			return nil
+		}
+		// A primitive with extensions and no value is present: counted,
+		// with nothing of a value to check.
+		n := 1
+		if arr, isArr := x.([]any); isArr {
+			n = len(arr)
+		}
+		out := make([]item, n)
+		for i := range out {
+			out[i] = item{key: el.extName, parent: path, idx: i, noValue: true}
 		}
 		return out
 	}
+	var out []item
 	for k, v := range obj {
 		if len(k) > len(el.name) && strings.HasPrefix(k, el.name) && k[len(el.name)] >= 'A' && k[len(el.name)] <= 'Z' {
-			collect(k, v)
+			out = appendItems(out, k, v, path)
+		}
+	}
+	return out
+}
+
+// appendItems appends the values of member key (array elements one by
+// one, sized once).
+func appendItems(out []item, key string, v any, path string) []item {
+	arr, ok := v.([]any)
+	if !ok {
+		return append(out, item{key: key, val: v, parent: path, idx: -1})
+	}
+	if out == nil {
+		out = make([]item, 0, len(arr))
+	}
+	for i, x := range arr {
+		if x != nil {
+			out = append(out, item{key: key, val: x, parent: path, idx: i})
 		}
 	}
 	return out
@@ -198,8 +210,8 @@ func (c *checker) object(obj map[string]any, el *element, path string) {
 			}
 		}
 		if len(vals) == 0 {
-			if ch.mustSupport && ch.min == 0 && el == c.profile.root {
-				c.add("information", "informational", path+"."+ch.name, "must-support element "+ch.path+" is absent")
+			if ch.mustSupport && ch.min == 0 {
+				c.mustSupportAbsent(path+"."+ch.name, "must-support element "+ch.path+" is absent")
 			}
 			continue
 		}
@@ -243,13 +255,8 @@ func (c *checker) value(v item, el *element) {
 	if el.binding != nil && el.binding.strength == "required" {
 		c.binding(v, el)
 	}
-	if c.full {
-		for _, inv := range el.invariants {
-			// gofhir/fhirpath evaluates whole resources, without the type
-			// information element-level invariants ($this is DateTime)
-			// need: said, not guessed.
-			c.add("information", "informational", v.path(), "invariant "+inv.key+" on "+el.path+" was not evaluated (element-level invariants are not)")
-		}
+	for i := range el.invariants {
+		c.elementInvariant(&el.invariants[i], v, el)
 	}
 	obj, ok := v.val.(map[string]any)
 	if !ok {
@@ -315,8 +322,8 @@ func (c *checker) slices(vals []item, el *element, parent string) {
 		if s.max >= 0 && counts[i] > s.max {
 			c.add("error", "structure", path, fmt.Sprintf("slice %s of %s: maximum allowed = %d, but found %d", s.sliceName, el.path, s.max, counts[i]))
 		}
-		if counts[i] == 0 && s.mustSupport && s.min == 0 && el == c.profile.root {
-			c.add("information", "informational", path, "must-support slice "+s.sliceName+" of "+el.path+" is absent")
+		if counts[i] == 0 && s.mustSupport && s.min == 0 {
+			c.mustSupportAbsent(path, "must-support slice "+s.sliceName+" of "+el.path+" is absent")
 		}
 	}
 }
@@ -406,7 +413,7 @@ func (c *checker) matchSlice(v item, el, s *element) bool {
 			if !ok || c.depth >= maxDepth {
 				return false
 			}
-			sub := &checker{set: c.set, profile: p, depth: c.depth + 1}
+			sub := &checker{set: c.set, profile: p, depth: c.depth + 1, doc: c.doc}
 			sub.object(obj, p.root, v.path())
 			for _, is := range sub.issues {
 				if is.Severity == "error" {
@@ -578,10 +585,36 @@ func (c *checker) binding(v item, el *element) {
 	c.add("error", "code-invalid", v.path(), fmt.Sprintf("no code of %s is in the required value set %s", el.path, el.binding.valueSet))
 }
 
-// invariants evaluates el's own invariants on the resource (the root's
-// only: the FHIRPath engine evaluates whole resources).
+// mustSupportAbsent reports an absent must-support element (or slice) at
+// path once per instance of its parent: a value matching a slice is walked
+// with the sliced element's children and then the slice's, which repeat
+// them. The issues are few; a scan is cheaper than a set.
+func (c *checker) mustSupportAbsent(path, msg string) {
+	full := msg + " (profile " + c.profile.URL + ")"
+	for i := range c.issues {
+		if is := &c.issues[i]; is.Diagnostics == full && is.Expression[0] == path {
+			return
+		}
+	}
+	c.add("information", "informational", path, msg)
+}
+
+// invariants evaluates the root's own invariants on the resource: the
+// compiled ones always, the others through gofhir/fhirpath for $validate
+// only.
 func (c *checker) invariants(el *element, body []byte, path string) {
-	for _, inv := range el.invariants {
+	for i := range el.invariants {
+		inv := &el.invariants[i]
+		if inv.fn != nil {
+			doc := fpItem{v: c.doc, typ: c.profile.Type}
+			ok, err := inv.fn.holds(doc, doc)
+			c.verdict(inv, path, ok, err)
+			continue
+		}
+		if !c.full {
+			c.add("information", "informational", path, "invariant "+inv.key+" was not evaluated on write: "+inv.why+" ($validate evaluates it)")
+			continue
+		}
 		if inv.compiled == nil {
 			c.add("information", "informational", path, "invariant "+inv.key+" was not evaluated: its FHIRPath is outside what the engine supports")
 			continue
@@ -597,12 +630,43 @@ func (c *checker) invariants(el *element, body []byte, path string) {
 				ok = b.Bool()
 			}
 		}
-		if !ok {
-			sev := "error"
-			if inv.severity == "warning" {
-				sev = "warning"
-			}
-			c.add(sev, "invariant", path, "invariant "+inv.key+" failed: "+inv.human)
+		c.verdict(inv, path, ok, nil)
+	}
+}
+
+// elementInvariant evaluates an invariant of element el on its value v,
+// when compiled: gofhir/fhirpath evaluates whole resources only, without
+// the type information element-level invariants ($this is DateTime) need.
+func (c *checker) elementInvariant(inv *invariant, v item, el *element) {
+	if inv.fn == nil {
+		when := ""
+		if !c.full {
+			when = " on write"
 		}
+		c.add("information", "informational", v.path(), "invariant "+inv.key+" on "+el.path+" was not evaluated"+when+": "+inv.why)
+		return
+	}
+	typ := ""
+	switch {
+	case el.choice:
+		typ = strings.TrimPrefix(v.key, el.name)
+	case len(el.types) == 1:
+		typ = el.types[0].code
+	}
+	ok, err := inv.fn.holds(fpItem{v: v.val, typ: typ}, fpItem{v: c.doc})
+	c.verdict(inv, v.path(), ok, err)
+}
+
+// verdict reports an invariant's outcome at path.
+func (c *checker) verdict(inv *invariant, path string, ok bool, err error) {
+	switch {
+	case err != nil:
+		c.add("information", "informational", path, "invariant "+inv.key+" was not evaluated: "+err.Error())
+	case !ok:
+		sev := "error"
+		if inv.severity == "warning" {
+			sev = "warning"
+		}
+		c.add(sev, "invariant", path, "invariant "+inv.key+" failed: "+inv.human)
 	}
 }

@@ -6,8 +6,11 @@
 // profile as US Core uses them; closed slicing), types allowed by the
 // profile, extensions against their own definitions, required bindings to
 // value sets that expand locally (others are reported as not checked),
-// must-support elements absent (information) and the profile's own
-// invariants on the resource where gofhir/fhirpath can evaluate them.
+// must-support elements absent (information, at every level below a
+// present element) and the profile's own invariants: compiled to Go closures
+// over the decoded resource where their FHIRPath allows (invariant_compile.go),
+// which the write path evaluates too; the others through gofhir/fhirpath,
+// for $validate only, where it can evaluate them.
 //
 // The resource is valid R4 already (fhir.Parser checked it): this package
 // checks only what the profile adds.
@@ -34,6 +37,7 @@ type Profile struct {
 type element struct {
 	id, path    string
 	name        string // the JSON member's name, without [x]
+	extName     string // "_" + name: a primitive's extensions
 	choice      bool   // value[x]
 	min         int
 	max         int // -1 for *
@@ -81,7 +85,9 @@ type expectation struct {
 type invariant struct {
 	key, human, expr string
 	severity         string
-	compiled         *fhirpath.Expression
+	compiled         *fhirpath.Expression // gofhir's, for $validate when fn is nil
+	fn               *goInvariant         // the Go closure, nil when outside the subset
+	why              string               // why fn is nil
 }
 
 // rawElement is an ElementDefinition as read.
@@ -204,6 +210,7 @@ func compileElement(re rawElement, raw json.RawMessage) (*element, error) {
 	}
 	last := re.Path[strings.LastIndexByte(re.Path, '.')+1:]
 	el.name = strings.TrimSuffix(last, "[x]")
+	el.extName = "_" + el.name
 	el.choice = strings.HasSuffix(last, "[x]")
 	if re.Max != "*" && re.Max != "" {
 		n, err := strconv.Atoi(re.Max)
@@ -253,6 +260,13 @@ func compileElement(re rawElement, raw json.RawMessage) (*element, error) {
 		if x, err := fhirpath.Compile(c.Expression); err == nil {
 			inv.compiled = x
 		}
+		// Compiled to Go where the expression allows: the write path
+		// evaluates only these (gofhir takes milliseconds).
+		g, err := compileInvariant(c.Expression, !strings.Contains(re.Path, "."))
+		if err != nil {
+			inv.why = err.Error()
+		}
+		inv.fn = g
 		el.invariants = append(el.invariants, inv)
 	}
 	return el, nil

@@ -48,7 +48,7 @@ func claimed(t testing.TB, body []byte) (string, []string) {
 var invalidExamples = map[string]string{}
 
 // Every US Core example is valid R4 and conforms to each profile it
-// declares.
+// declares, on $validate's check and on the write path's.
 func TestUSCoreExamplesConform(t *testing.T) {
 	set, pkg := usCoreSet(t)
 	p, _ := fhir.NewParser()
@@ -65,7 +65,7 @@ func TestUSCoreExamplesConform(t *testing.T) {
 			}
 			checked++
 			var errs []string
-			for _, is := range set.Check(typ, ex.JSON, u) {
+			for _, is := range append(set.Check(typ, ex.JSON, u), set.CheckStructure(typ, ex.JSON, u)...) {
 				if is.Severity == "error" {
 					errs = append(errs, strings.Join(is.Expression, ",")+": "+is.Diagnostics)
 				}

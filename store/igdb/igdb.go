@@ -113,3 +113,16 @@ func (db *DB) ReindexPending(ctx context.Context, name, version string) (bool, e
 	}
 	return p, nil
 }
+
+// Stamp summarises the installed packages (how many, the last install,
+// how many wait for a reindex): a server compares it to notice packages
+// installed, or reindexed, through another process.
+func (db *DB) Stamp(ctx context.Context) (string, error) {
+	var s string
+	err := db.pool.QueryRow(ctx, `SELECT count(*)::text || '/' || COALESCE(max(installed_at)::text, '') || '/' ||
+		count(*) FILTER (WHERE reindex_pending)::text FROM ig_packages`).Scan(&s)
+	if err != nil {
+		return "", fmt.Errorf("igdb: stamp: %w", err)
+	}
+	return s, nil
+}
