@@ -14,7 +14,7 @@ require (
 	gocloud.dev v0.43.0
 )
 
-require github.com/coder/websocket v1.8.14 // indirect
+require github.com/coder/websocket v1.8.14
 
 require (
 	github.com/aws/aws-sdk-go v1.55.7 // indirect
@@ -127,7 +127,7 @@ require (
 	golang.org/x/term v0.47.0
 	golang.org/x/text v0.43.0
 	google.golang.org/protobuf v1.36.8
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 tool github.com/zitadel/oidc/v3/example/server

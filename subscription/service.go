@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -202,6 +203,7 @@ func (s *Service) Topics() []string {
 		out = append(out, u)
 	}
 	s.mu.RUnlock()
+	slices.Sort(out[len(namedTopics):]) // a stable CapabilityStatement
 	return out
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/emberfhir/ember/engine"
 	"github.com/emberfhir/ember/store/subdb"
 )
 
@@ -24,7 +25,8 @@ import (
 // A client that reconnects sends "events-since N" (optionally followed
 // by a subscription id) to have the stored events after N replayed first,
 // in order; numbers are the subscription's, so a client can tell what it
-// missed.
+// missed, and drop what it sees twice (an event sent between the bind and
+// events-since, which asks for it again).
 
 // hub wakes this process's websocket connections when the dispatcher has
 // matched events; connections poll too, for other processes' matches.
@@ -172,8 +174,15 @@ func (ws *wsConn) bind(ctx context.Context, token string) error {
 			continue
 		}
 		row, cfg, ok, err := ws.load(ctx, id)
-		if err != nil || !ok {
-			return errors.Join(err, errors.New("Subscription/"+id+" is gone"))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// Written moments ago: the dispatcher has not made its row
+			// yet. Shake hands from the resource; events start at 0.
+			if row, cfg, err = ws.s.readable(ctx, engine.System, id); err != nil {
+				return errors.Join(err, errors.New("Subscription/"+id+" is gone"))
+			}
 		}
 		body, err := ws.s.notification(ctx, row, cfg, typeHandshake, nil)
 		if err != nil {
@@ -231,14 +240,19 @@ func (ws *wsConn) send(ctx context.Context) error {
 				return err
 			}
 			last := evs[len(evs)-1].Number
-			ws.cursor[id], ws.lastSent[id] = last, time.Now()
-			if err := ws.s.db.MarkSent(ctx, id, last); err != nil {
-				return err
-			}
 			now := time.Now()
+			ws.cursor[id], ws.lastSent[id] = last, now
 			ws.s.m.delivered.WithLabelValues("websocket").Add(float64(len(evs)))
 			for _, e := range evs {
 				ws.s.m.lag.WithLabelValues("websocket").Observe(now.Sub(e.At).Seconds())
+			}
+			// Recorded even when the client has just gone (ctx ended): it
+			// was sent.
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err = ws.s.db.MarkSent(mctx, id, last)
+			cancel()
+			if err != nil {
+				return err
 			}
 		}
 		if cfg.Heart > 0 && time.Since(ws.lastSent[id]) >= time.Duration(cfg.Heart)*time.Second {

@@ -418,10 +418,14 @@ func (db *DB) MarkSent(ctx context.Context, id string, number int64) error {
 	return nil
 }
 
-// PruneEvents deletes delivered events matched before cutoff.
+// PruneEvents deletes events matched before cutoff that no delivery
+// waits for: delivered ones, and all of a websocket subscription's (a
+// client that never comes back must not keep them for ever) or of one in
+// error or off.
 func (db *DB) PruneEvents(ctx context.Context, cutoff time.Time) (int64, error) {
 	tag, err := db.pool.Exec(ctx, `DELETE FROM subscription_events e USING subscriptions s
-		WHERE e.subscription = s.id AND e.number <= s.delivered AND e.matched_at < $1`, cutoff)
+		WHERE e.subscription = s.id AND e.matched_at < $1
+		  AND (e.number <= s.delivered OR s.channel = 'websocket' OR s.status IN ('error', 'off'))`, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("subdb: prune events: %w", err)
 	}
