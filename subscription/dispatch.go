@@ -88,6 +88,7 @@ func (s *Service) dispatch(ctx context.Context) (int, error) {
 		}
 		n = len(cs)
 		byType := s.byType()
+		reads := map[string]map[int32]bool{} // per type, what its subscriptions read
 		var need []int
 		for i, c := range cs {
 			if len(byType[c.Type]) > 0 || c.Type == "Subscription" || c.Type == "Basic" {
@@ -106,11 +107,15 @@ func (s *Service) dispatch(ctx context.Context) (int, error) {
 				if err := s.syncSub(ctx, r, c); err != nil {
 					return err
 				}
-				byType = s.byType()
+				byType, reads = s.byType(), map[string]map[int32]bool{}
 			case "Basic":
 				s.noteTopic(c.ID, c.Content)
 			}
-			events = s.match(ctx, c, byType[c.Type], events)
+			subs := byType[c.Type]
+			if len(subs) > 0 && reads[c.Type] == nil {
+				reads[c.Type] = readsOf(c.Type, subs)
+			}
+			events = s.match(ctx, c, subs, reads[c.Type], events)
 		}
 		if err := r.AddEvents(ctx, events); err != nil {
 			return err
@@ -128,12 +133,12 @@ func (s *Service) dispatch(ctx context.Context) (int, error) {
 
 // match appends the events change c makes for subs (the subscriptions
 // whose topics watch its type).
-func (s *Service) match(ctx context.Context, c *subdb.Change, subs []*active, events []subdb.Event) []subdb.Event {
+func (s *Service) match(ctx context.Context, c *subdb.Change, subs []*active, reads map[int32]bool, events []subdb.Event) []subdb.Event {
 	if len(subs) == 0 {
 		return events
 	}
-	cur := newSnapshot(c.Type, c.ID, c.Content, c.At)
-	prev := newSnapshot(c.Type, c.ID, c.Previous, time.Time{})
+	cur := newSnapshot(c.Type, c.ID, c.Content, c.At, reads)
+	prev := newSnapshot(c.Type, c.ID, c.Previous, time.Time{}, reads)
 	if c.Method != store.MethodDelete && cur == nil {
 		return events // purged since: nothing to say
 	}
@@ -157,6 +162,21 @@ func (s *Service) match(ctx context.Context, c *subdb.Change, subs []*active, ev
 		events = append(events, subdb.Event{Subscription: a.id, Type: c.Type, ID: c.ID, Version: c.Version, Method: c.Method, At: c.At})
 	}
 	return events
+}
+
+// readsOf is the set of typ's parameters the subscriptions' topics and
+// filters read: all a change's snapshot needs to extract.
+func readsOf(typ string, subs []*active) map[int32]bool {
+	set := map[int32]bool{}
+	for _, a := range subs {
+		a.topic.reads(typ, set)
+		for _, f := range a.filters {
+			if f.typ == typ {
+				f.m.Params(typ, set)
+			}
+		}
+	}
+	return set
 }
 
 // visible reports whether the subscription's owner may read the version

@@ -54,11 +54,18 @@ func (s *Service) statusParameters(sub subdb.Sub, cfg *settings, kind string, ev
 // resource.
 func (s *Service) notification(ctx context.Context, sub subdb.Sub, cfg *settings, kind string, evs []subdb.Event) ([]byte, error) {
 	caller := s.en.CallerFor(cfg.Owner.Grant())
-	var versions []store.Version
-	if cfg.Content != contentEmpty && len(evs) > 0 {
+	// The versions are read when the payload carries them or the owner's
+	// grant must be applied to them; an unrestricted id-only notification
+	// needs nothing but the events.
+	versions := make([]store.Version, len(evs))
+	if cfg.Content == contentResource || (cfg.Content == contentIDOnly && cfg.Owner != nil) {
 		var err error
 		if versions, err = s.db.Versions(ctx, evs); err != nil {
 			return nil, err
+		}
+	} else {
+		for i, e := range evs {
+			versions[i] = store.Version{Type: e.Type, ID: e.ID, VersionID: e.Version, LastUpdated: e.At, Content: []byte("{}")}
 		}
 	}
 	var notes []obj

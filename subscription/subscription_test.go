@@ -444,6 +444,12 @@ func TestShippedTopics(t *testing.T) {
 	e.put(t, engine.System, report("final"))   // fires
 	e.put(t, engine.System, report("amended")) // not final
 	e.put(t, engine.System, report("final"))   // final again: fires
+	ai := newReceiver(t)
+	s3 := e.put(t, engine.System, subscriptionJSON(ai.srv.URL, subscription.TopicBase+"ai-finding-available", "id-only"))
+	e.waitStatus(t, s3.ID, "active", 5*time.Second)
+	e.put(t, engine.System, `{"resourceType":"DiagnosticReport","id":"human","status":"preliminary","code":{"text":"CT"}}`)
+	e.put(t, engine.System, `{"resourceType":"DiagnosticReport","id":"model","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"AIAST"}]},"status":"preliminary","code":{"text":"CT"}}`)
+	ai.waitEvents(t, 1, 2*time.Second)
 	e.put(t, engine.System, encounter("e1", "planned"))
 	e.put(t, engine.System, encounter("e1", "in-progress")) // fires
 	e.put(t, engine.System, encounter("e1", "in-progress"))
@@ -459,6 +465,13 @@ func TestShippedTopics(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != base+"/Encounter/e1" {
 		t.Errorf("encounter-start notified of %v, want Encounter/e1 once", got)
+	}
+	var aiGot []string
+	for _, n := range ai.received("event-notification") {
+		aiGot = append(aiGot, n.Res...)
+	}
+	if len(aiGot) != 1 || aiGot[0] != base+"/DiagnosticReport/model" {
+		t.Errorf("ai-finding-available notified of %v, want DiagnosticReport/model alone", aiGot)
 	}
 	if n := len(final.received("event-notification")); n > 2 {
 		t.Errorf("diagnostic-report-final sent %d notifications, want 2 at most", n)

@@ -44,6 +44,9 @@ type Trigger struct {
 	// Test decides a change that passed Interactions: prev is nil for a
 	// create, cur for a delete. nil fires on every such change.
 	Test func(prev, cur *snapshot) bool
+	// reads are the search parameters (ids on Resource) whose index rows
+	// Test looks at: a snapshot extracts only what someone reads.
+	reads []int32
 }
 
 // snapshot is one version of a changed resource; its index entries are
@@ -52,16 +55,17 @@ type Trigger struct {
 type snapshot struct {
 	typ, id string
 	content []byte
-	at      time.Time // meta.lastUpdated; zero until read
+	at      time.Time      // meta.lastUpdated; zero until read
+	only    map[int32]bool // the parameters to extract (nil: all)
 	once    sync.Once
 	entries *index.Entries
 }
 
-func newSnapshot(typ, id string, content []byte, at time.Time) *snapshot {
+func newSnapshot(typ, id string, content []byte, at time.Time, only map[int32]bool) *snapshot {
 	if content == nil {
 		return nil
 	}
-	return &snapshot{typ: typ, id: id, content: content, at: at}
+	return &snapshot{typ: typ, id: id, content: content, at: at, only: only}
 }
 
 // lastUpdated is the version's meta.lastUpdated.
@@ -80,7 +84,13 @@ func (s *snapshot) lastUpdated() time.Time {
 
 func (s *snapshot) index() *index.Entries {
 	s.once.Do(func() {
-		e, err := index.Extract(s.typ, s.content)
+		var e *index.Entries
+		var err error
+		if s.only != nil {
+			e, err = index.ExtractOnly(s.typ, s.content, s.only)
+		} else {
+			e, err = index.Extract(s.typ, s.content)
+		}
 		if err != nil {
 			e = &index.Entries{}
 		}
@@ -149,21 +159,25 @@ func aiAsserted(s *snapshot) bool {
 func shippedTopics() map[string]*Topic {
 	out := map[string]*Topic{}
 	add := func(t *Topic) { out[t.URL] = t }
+	status := func(typ string, codes ...string) Trigger {
+		return Trigger{Resource: typ, Interactions: onCreate | onUpdate, Test: becomes(statusIs(codes...)), reads: []int32{spec.ParamID(typ, "status")}}
+	}
 	add(&Topic{URL: TopicBase + "diagnostic-report-final", Title: "Diagnostic report final",
 		Description: "A DiagnosticReport is created final, or updated to final from another status.",
-		Triggers:    []Trigger{{Resource: "DiagnosticReport", Interactions: onCreate | onUpdate, Test: becomes(statusIs("final"))}}})
+		Triggers:    []Trigger{status("DiagnosticReport", "final")}})
 	add(&Topic{URL: TopicBase + "ai-finding-available", Title: "AI finding available",
 		Description: "Ember's inference wrote a DiagnosticReport of an AI model's findings (security label AIAST).",
-		Triggers:    []Trigger{{Resource: "DiagnosticReport", Interactions: onCreate | onUpdate, Test: becomes(aiAsserted)}}})
+		Triggers: []Trigger{{Resource: "DiagnosticReport", Interactions: onCreate | onUpdate, Test: becomes(aiAsserted),
+			reads: []int32{spec.ParamID("DiagnosticReport", "_security")}}}})
 	add(&Topic{URL: TopicBase + "imaging-study-available", Title: "Imaging study available",
 		Description: "An ImagingStudy is created available, or becomes available (DICOM ingest writes them).",
-		Triggers:    []Trigger{{Resource: "ImagingStudy", Interactions: onCreate | onUpdate, Test: becomes(statusIs("available"))}}})
+		Triggers:    []Trigger{status("ImagingStudy", "available")}})
 	add(&Topic{URL: TopicBase + "encounter-start", Title: "Encounter start",
 		Description: "An Encounter is created in-progress, or moves to in-progress.",
-		Triggers:    []Trigger{{Resource: "Encounter", Interactions: onCreate | onUpdate, Test: becomes(statusIs("in-progress"))}}})
+		Triggers:    []Trigger{status("Encounter", "in-progress")}})
 	add(&Topic{URL: TopicBase + "encounter-end", Title: "Encounter end",
 		Description: "An Encounter is created finished, or moves to finished.",
-		Triggers:    []Trigger{{Resource: "Encounter", Interactions: onCreate | onUpdate, Test: becomes(statusIs("finished"))}}})
+		Triggers:    []Trigger{status("Encounter", "finished")}})
 	for _, typ := range spec.ResourceTypes() {
 		add(&Topic{URL: TopicBase + typ, Title: typ + " changed",
 			Description: "A " + typ + " is created, updated or deleted.",
@@ -198,6 +212,17 @@ func (t *Topic) fires(typ string, method store.Method, prev, cur *snapshot) bool
 		}
 	}
 	return false
+}
+
+// reads adds the parameters typ's triggers read to set.
+func (t *Topic) reads(typ string, set map[int32]bool) {
+	for _, tr := range t.Triggers {
+		if tr.Resource == typ {
+			for _, id := range tr.reads {
+				set[id] = true
+			}
+		}
+	}
 }
 
 // resources are the types the topic's triggers watch.
@@ -373,6 +398,15 @@ func userTrigger(e extValueJSON, at, base string) (Trigger, error) {
 	}
 	if prev == nil && cur == nil && path == nil {
 		return tr, nil
+	}
+	reads := map[int32]bool{}
+	for _, m := range []*search.Matcher{prev, cur} {
+		if m != nil {
+			m.Params(tr.Resource, reads)
+		}
+	}
+	for id := range reads {
+		tr.reads = append(tr.reads, id)
 	}
 	tr.Test = func(p, c *snapshot) bool {
 		if prev != nil || cur != nil {

@@ -107,6 +107,20 @@ const maxIndexedString = 256
 // parameter in code order. The rows' strings share one copy of doc, which
 // they keep alive.
 func Extract(typ string, doc []byte) (*Entries, error) {
+	return extract(typ, doc, nil)
+}
+
+// ExtractOnly is Extract of the parameters whose ids are in params alone,
+// for a reader that needs a few (the subscriptions' matcher) and not the
+// rows of all thirty of an Observation's.
+func ExtractOnly(typ string, doc []byte, params map[int32]bool) (*Entries, error) {
+	if params == nil {
+		params = map[int32]bool{}
+	}
+	return extract(typ, doc, params)
+}
+
+func extract(typ string, doc []byte, only map[int32]bool) (*Entries, error) {
 	x := extractors.Get().(*extractor)
 	defer x.release()
 	if err := x.t.decode(doc); err != nil {
@@ -114,6 +128,9 @@ func Extract(typ string, doc []byte) (*Entries, error) {
 	}
 	x.e.reset()
 	for _, p := range planFor(typ) {
+		if only != nil && !only[p.sp.ID] {
+			continue
+		}
 		switch {
 		case p.sp.Fallback:
 			if p.sp.Expression == deceasedExpr {

@@ -74,6 +74,22 @@ func Compile(q *Query) (*Matcher, error) {
 	return m, nil
 }
 
+// Params adds to set the ids of typ's search parameters whose index rows
+// m reads, so a caller can extract those alone (index.ExtractOnly):
+// a reference's :identifier rows come from the reference parameter's own
+// extraction; _id and _lastUpdated read no rows.
+func (m *Matcher) Params(typ string, set map[int32]bool) {
+	for i := range m.conds {
+		c := &m.conds[i]
+		if c.kind == kID || c.kind == kLastUpdated {
+			continue
+		}
+		if sp := spec.SearchParams(typ)[c.code]; sp != nil {
+			set[sp.ID] = true
+		}
+	}
+}
+
 func notMatchable(format string, args ...any) *fhir.Error {
 	return fhir.NewError(fhir.BadRequest, "not-supported", fmt.Sprintf(format, args...))
 }
