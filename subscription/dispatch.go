@@ -82,11 +82,19 @@ func (s *Service) dispatch(ctx context.Context) (int, error) {
 		if err := s.refreshSubs(ctx, r); err != nil {
 			return err
 		}
+		if len(s.byType()) == 0 {
+			// Nobody subscribes: drop what only a subscription could want.
+			dropped, err := r.DropUnmatchable(ctx, dispatchBatch)
+			if err != nil {
+				return err
+			}
+			n = dropped
+		}
 		cs, err := r.Changes(ctx, dispatchBatch)
 		if err != nil || len(cs) == 0 {
 			return err
 		}
-		n = len(cs)
+		n = max(n, len(cs))
 		byType := s.byType()
 		reads := map[string]map[int32]bool{} // per type, what its subscriptions read
 		var need []int

@@ -138,6 +138,24 @@ func (r *Round) Contents(ctx context.Context, cs []Change, which []int) error {
 	return nil
 }
 
+// DropUnmatchable deletes up to limit changes no subscription can match
+// because none is active: all but Subscriptions and Basics (topics),
+// which the dispatcher reads whatever is active. It is the dispatcher's
+// fast path while nobody subscribes, which spares reading every change
+// into the process only to delete it.
+func (r *Round) DropUnmatchable(ctx context.Context, limit int) (int, error) {
+	// Nothing after a pending Subscription change: it may make a
+	// subscriber of what follows.
+	tag, err := r.tx.Exec(ctx, `DELETE FROM resource_changes WHERE seq IN (
+		SELECT seq FROM resource_changes WHERE type NOT IN ('Subscription', 'Basic')
+		   AND seq < COALESCE((SELECT min(seq) FROM resource_changes WHERE type = 'Subscription'), 9223372036854775807)
+		 ORDER BY seq LIMIT $1)`, limit)
+	if err != nil {
+		return 0, fmt.Errorf("subdb: drop changes: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // Retire deletes the changes with these sequence numbers: they have been
 // matched. (Not "seq <= the last": a transaction that committed after the
 // read may hold smaller numbers, still unmatched.)
