@@ -5,7 +5,7 @@ BIN     := bin/ember
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test test-short bench fhir-package onnxruntime generate fuzz vet clean conformance
+.PHONY: build run test test-short bench fhir-package onnxruntime generate fuzz vet clean conformance console-vendor
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ember
@@ -54,6 +54,13 @@ onnxruntime:
 
 generate: fhir-package
 	$(GO) generate ./...
+
+# Ember Console's vendored libraries (uPlot, DOMPurify): npm pack at the
+# versions console/vendor.json pins, copied with their licences under
+# console/static/vendor, SHA-256s written back to the manifest. Commit both:
+# console's tests hold the committed files to those hashes.
+console-vendor:
+	$(GO) run ./console/vendorgen
 
 FUZZTIME ?= 60s
 fuzz:

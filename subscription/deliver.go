@@ -83,11 +83,7 @@ func (s *Service) work(ctx context.Context, l subdb.Lease) {
 	}
 	switch {
 	case l.Status == "requested":
-		body, err := s.notification(ctx, l.Sub, &cfg, typeHandshake, nil)
-		if err == nil {
-			err = s.post(ctx, &cfg, body)
-		}
-		if err != nil {
+		if err := s.send(ctx, l, &cfg, typeHandshake, nil); err != nil {
 			s.failed(ctx, l, &cfg, "handshake: "+err.Error())
 			return
 		}
@@ -106,11 +102,7 @@ func (s *Service) work(ctx context.Context, l subdb.Lease) {
 			_ = s.db.Delivered(ctx, l, l.Events)
 			return
 		}
-		body, err := s.notification(ctx, l.Sub, &cfg, typeEvent, evs)
-		if err == nil {
-			err = s.post(ctx, &cfg, body)
-		}
-		if err != nil {
+		if err := s.send(ctx, l, &cfg, typeEvent, evs); err != nil {
 			s.failed(ctx, l, &cfg, err.Error())
 			return
 		}
@@ -127,11 +119,7 @@ func (s *Service) work(ctx context.Context, l subdb.Lease) {
 			kick(s.deliver) // more to send: come back at once
 		}
 	default: // a heartbeat is due
-		body, err := s.notification(ctx, l.Sub, &cfg, typeHeartbeat, nil)
-		if err == nil {
-			err = s.post(ctx, &cfg, body)
-		}
-		if err != nil {
+		if err := s.send(ctx, l, &cfg, typeHeartbeat, nil); err != nil {
 			s.failed(ctx, l, &cfg, "heartbeat: "+err.Error())
 			return
 		}
@@ -164,6 +152,15 @@ func (s *Service) failed(ctx context.Context, l subdb.Lease, cfg *settings, reas
 func backoff(failures int) time.Duration {
 	d := time.Duration(float64(500*time.Millisecond) * math.Pow(2, float64(failures)))
 	return min(d, 30*time.Second)
+}
+
+// send builds a notification of kind and posts it.
+func (s *Service) send(ctx context.Context, l subdb.Lease, cfg *settings, kind string, evs []subdb.Event) error {
+	body, err := s.notification(ctx, l.Sub, cfg, kind, evs)
+	if err != nil {
+		return err
+	}
+	return s.post(ctx, cfg, body)
 }
 
 // post sends one notification to the subscription's endpoint; any answer

@@ -127,17 +127,26 @@ func (s *Service) ids(ctx context.Context, caller *engine.Caller, args map[strin
 	return out, nil
 }
 
-// statusOp is $status: a searchset Bundle of SubscriptionStatus.
-func (s *Service) statusOp(ctx context.Context, caller *engine.Caller, req engine.OpRequest) (engine.OpResponse, error) {
+// targets are an invocation's arguments and the subscriptions it names:
+// the instance's, or at type level those of its id arguments (all the
+// caller can read when none).
+func (s *Service) targets(ctx context.Context, caller *engine.Caller, req engine.OpRequest) (map[string][]string, []string, error) {
 	args, err := opArgs(req)
 	if err != nil {
-		return engine.OpResponse{}, err
+		return nil, nil, err
 	}
-	ids := []string{req.ID}
-	if req.Level != engine.InstanceLevel {
-		if ids, err = s.ids(ctx, caller, args); err != nil {
-			return engine.OpResponse{}, err
-		}
+	if req.Level == engine.InstanceLevel {
+		return args, []string{req.ID}, nil
+	}
+	ids, err := s.ids(ctx, caller, args)
+	return args, ids, err
+}
+
+// statusOp is $status: a searchset Bundle of SubscriptionStatus.
+func (s *Service) statusOp(ctx context.Context, caller *engine.Caller, req engine.OpRequest) (engine.OpResponse, error) {
+	_, ids, err := s.targets(ctx, caller, req)
+	if err != nil {
+		return engine.OpResponse{}, err
 	}
 	var entries []any
 	for _, id := range ids {
@@ -198,15 +207,9 @@ func (s *Service) eventsOp(ctx context.Context, caller *engine.Caller, req engin
 // that binds a websocket to the named websocket subscriptions the caller
 // can read. Only its hash is stored.
 func (s *Service) bindingTokenOp(ctx context.Context, caller *engine.Caller, req engine.OpRequest) (engine.OpResponse, error) {
-	args, err := opArgs(req)
+	args, ids, err := s.targets(ctx, caller, req)
 	if err != nil {
 		return engine.OpResponse{}, err
-	}
-	ids := []string{req.ID}
-	if req.Level != engine.InstanceLevel {
-		if ids, err = s.ids(ctx, caller, args); err != nil {
-			return engine.OpResponse{}, err
-		}
 	}
 	var bound []string
 	for _, id := range ids {

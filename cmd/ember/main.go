@@ -185,10 +185,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	igf.register(fs)
 	var sf subscriptionFlags
 	sf.register(fs)
+	var cf consoleFlags
+	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := sf.check(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := cf.check(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if _, err := af.on(); err != nil {
@@ -292,6 +297,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if err := hf.configureAuth(ctx, &cfg, st, log); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := cf.mount(ctx, &cfg, st, log); err != nil {
 		ln.Close()
 		return err
 	}

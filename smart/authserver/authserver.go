@@ -73,6 +73,11 @@ type Config struct {
 	// Audit records logins, logouts (revocations) and token requests, each
 	// with its outcome; nil records nothing.
 	Audit audit.Recorder
+	// AdminClients are the OAuth clients whose tokens the admin API
+	// (/auth/admin/…) answers, for users of role admin (default: the
+	// console, ConsoleClientID). Any other app an admin signs into gets a
+	// token without that power.
+	AdminClients []string
 
 	// Limits on what callers who have not authenticated can make the server
 	// do. Every password and client-secret check runs argon2id (19 MiB, tens
@@ -285,6 +290,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(p+"/revoke", s.cors(postOnly(s.revoke)))
 	mux.HandleFunc("POST "+p+"/launch", s.launch)
 	mux.HandleFunc("GET "+p+"/smart-style.json", s.style)
+	mux.Handle(p+"/admin/", s.adminHandler())
 	return mux
 }
 
@@ -313,7 +319,7 @@ func (s *Server) cors(h http.Handler) http.Handler {
 		if origin != "" && s.originAllowed(origin) {
 			w.Header().Set("Access-Control-Allow-Origin", origin)
 			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
-			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
 			w.Header().Set("Access-Control-Max-Age", "600")
 		}
 		if r.Method == http.MethodOptions {

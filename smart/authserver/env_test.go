@@ -123,7 +123,7 @@ func newEnv(t testing.TB, mod ...func(*Config)) *env {
 // newServer starts another server on the same database (a replica).
 func (e *env) newServer(mod ...func(*Config)) *Server {
 	cfg := Config{Issuer: e.ts.URL + "/auth", FHIRBaseURL: e.base, AllowedOrigins: []string{"http://app.example"},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), AdminClients: []string{"app"}}
 	for _, m := range mod {
 		m(&cfg)
 	}
