@@ -43,6 +43,7 @@ func scenarios() []scenario {
 		{name: "ingest_tx", run: ingestTx},
 		{name: "audit_on_off", run: auditOnOff},          // its own servers (see audit.go)
 		{name: "subscriptions", run: subscriptionsBench}, // its own servers (see subscriptions.go)
+		{name: "console", run: consolePaint},             // its own server and headless Chromium (see console.go)
 		{name: "expand1k", run: expandBench},             // terminology.go
 		{name: "profile_check", run: profileBench},       // profiles.go, in process
 		{name: "dicom", run: dicomBench},                 // its own server (see dicom.go)
