@@ -153,6 +153,7 @@ func TestCapabilityStatementListsOperations(t *testing.T) {
 		"meta-add":    func(typ string) response { return e.do("POST", "/"+typ+"/op-1/$meta-add", tag) },
 		"meta-delete": func(typ string) response { return e.do("POST", "/"+typ+"/op-1/$meta-delete", tag) },
 		"everything":  func(typ string) response { return e.do("GET", "/"+typ+"/op-1/$everything", nil) },
+		"stats":       func(string) response { return e.do("GET", "/$stats", nil) },
 	}
 	definitions := map[string]string{
 		"validate":    "http://hl7.org/fhir/OperationDefinition/Resource-validate",

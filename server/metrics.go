@@ -156,6 +156,7 @@ func (s *Server) observe() gin.HandlerFunc {
 			interaction = "other"
 		}
 		s.metrics.requests.WithLabelValues(interaction, strconv.Itoa(status)).Observe(elapsed.Seconds())
+		s.activity.note(start, elapsed, status)
 		typ := ""
 		if isFHIR {
 			typ = resourceTypeOf(c.Request.URL.Path, interaction)

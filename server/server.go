@@ -132,6 +132,7 @@ type Server struct {
 	capMu      sync.Mutex
 	topics     []string               // subscription topics (AdvertiseTopics)
 	guides     atomic.Pointer[Guides] // the loaded guides' declarations (SetGuides)
+	activity   activity               // the last hour of requests ($stats)
 	ops        map[string]opHandler   // the HTTP side of the engine's operations
 	metrics    *metrics
 	registry   *prometheus.Registry
@@ -177,6 +178,7 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 		return nil, err
 	}
 	s.ops = s.operations()
+	s.eng.Register(s.statsOperation())
 	if cfg.Guides != nil {
 		s.guides.Store(cfg.Guides)
 	}

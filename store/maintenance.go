@@ -55,3 +55,13 @@ func (s *Store) LogSlowStatements(ctx context.Context, d time.Duration) error {
 	}
 	return nil
 }
+
+// DatabaseSize is the database's size on disk in bytes (tables, indexes,
+// TOAST), as PostgreSQL reports it.
+func (s *Store) DatabaseSize(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: database size: %w", err)
+	}
+	return n, nil
+}

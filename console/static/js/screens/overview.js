@@ -1,6 +1,7 @@
 // Overview: the server (metadata, readiness), counts of the common
 // resource types and the latest audit events, each as far as the grant
 // allows.
+import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { h, append, replace, section, message, link } from '../dom.js';
 import { describe, messageKind, ApiError } from '../api.js';
 import { codingText, date } from '../format.js';
@@ -12,10 +13,78 @@ export const COMMON_TYPES = ['Patient', 'Encounter', 'Observation', 'Condition',
 export async function overview(ctx) {
   ctx.heading('Overview');
   const server = section('Server');
+  const activity = section('Activity in the last hour');
   const counts = section('Resources');
   const audit = section('Recent audit events');
-  append(ctx.view, server, counts, audit);
-  await Promise.all([serverInfo(ctx, server), typeCounts(ctx, counts), auditEvents(ctx, audit)]);
+  append(ctx.view, server, activity, counts, audit);
+  await Promise.all([serverInfo(ctx, server), serverActivity(ctx, activity), typeCounts(ctx, counts), auditEvents(ctx, audit)]);
+}
+
+// serverActivity shows $stats: database size, queue depths, and requests
+// and their p95 latency a minute at a time over the last hour. $stats is
+// for admins (and monitoring tokens); others see why it is missing.
+async function serverActivity(ctx, el) {
+  const who = ctx.session.who;
+  if (!ctx.session.authOff && (!who || who.role !== 'admin')) {
+    append(el, message('denied', 'Server activity is for administrators.'));
+    return;
+  }
+  let p;
+  try {
+    p = await ctx.api.fhir('$stats');
+  } catch (e) {
+    append(el, message(messageKind(e), messageKind(e) === 'denied' ? 'Server activity is for administrators.' : describe(e, 'Server activity')));
+    return;
+  }
+  const params = (p && p.parameter) || [];
+  const part = (prm, name) => (prm.part || []).find((x) => x.name === name) || {};
+  const dl = h('dl', { class: 'cards', id: 'activity-cards' });
+  const size = params.find((x) => x.name === 'databaseSize');
+  if (size) append(dl, h('div', { class: 'card' }, h('dt', null, 'Database size'), h('dd', { id: 'db-size' }, bytes(size.valueDecimal))));
+  const queueNames = { exportsAccepted: 'Exports waiting', exportsRunning: 'Exports running', inferenceQueue: 'Inference jobs queued',
+    subscriptionBacklog: 'Changes to match (subscriptions)', auditBacklog: 'Audit backlog' };
+  for (const q of params.filter((x) => x.name === 'queue')) {
+    const name = part(q, 'name').valueCode;
+    append(dl, h('div', { class: 'card' }, h('dt', null, queueNames[name] || name),
+      h('dd', { dataset: { queue: name } }, String(part(q, 'depth').valueDecimal))));
+  }
+  append(el, dl);
+  const minutes = params.filter((x) => x.name === 'minute').map((m) => ({
+    t: Date.parse(part(m, 'start').valueInstant) / 1000,
+    requests: part(m, 'requests').valueInteger || 0,
+    errors: part(m, 'errors').valueInteger || 0,
+    p95: part(m, 'p95Ms').valueDecimal || 0,
+  }));
+  if (!minutes.length) {
+    append(el, message('info', 'No requests in the last hour.'));
+    return;
+  }
+  const total = minutes.reduce((n, m) => n + m.requests, 0);
+  const caption = total.toLocaleString('en') + ' requests in ' + minutes.length + ' active minute' + (minutes.length === 1 ? '' : 's') +
+    ', ' + minutes.reduce((n, m) => n + m.errors, 0) + ' server errors';
+  const plotEl = h('div', { class: 'chart-plot', role: 'img', 'aria-label': 'Requests a minute and their 95th percentile latency: ' + caption });
+  const figure = h('figure', { id: 'activity', dataset: { minutes: String(minutes.length) } }, h('figcaption', null, caption), plotEl,
+    h('details', null, h('summary', null, 'Data table'), h('table', { id: 'activity-table' },
+      h('caption', null, 'Requests a minute'),
+      h('thead', null, h('tr', null, ['Minute', 'Requests', 'Server errors', 'p95 (ms)'].map((c, i) => h('th', { scope: 'col', class: i ? 'num' : null }, c)))),
+      h('tbody', null, minutes.map((m) => h('tr', null,
+        h('td', null, new Date(m.t * 1000).toISOString().slice(11, 16) + ' UTC'),
+        h('td', { class: 'num' }, String(m.requests)), h('td', { class: 'num' }, String(m.errors)), h('td', { class: 'num' }, String(m.p95))))))));
+  append(el, figure);
+  new uPlot({
+    width: Math.max(320, Math.min(1100, (figure.clientWidth || 800) - 8)),
+    height: 220,
+    scales: { x: { time: true }, ms: {} },
+    axes: [{}, { label: 'requests/min' }, { side: 1, scale: 'ms', label: 'p95 ms', grid: { show: false } }],
+    series: [{}, { label: 'requests', stroke: '#0b5394', width: 2 }, { label: 'p95 ms', scale: 'ms', stroke: '#9c2f17', width: 2 }],
+  }, [minutes.map((m) => m.t), minutes.map((m) => m.requests), minutes.map((m) => m.p95)], plotEl);
+}
+
+function bytes(n) {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return n.toFixed(i ? 1 : 0) + ' ' + units[i];
 }
 
 async function serverInfo(ctx, el) {
