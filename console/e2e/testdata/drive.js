@@ -217,7 +217,7 @@ async function asAdmin(browser) {
   r.saveNote = await noteFor(page, 'save', member);
   r.saveStatus = await page.$eval('#save-status', (s) => s.textContent);
 
-  step('imaging placeholder');
+  step('imaging studies');
   await go(page, '#/imaging', 'Imaging');
   await check(page, 'imaging');
 

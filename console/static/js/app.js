@@ -7,7 +7,8 @@ import { overview } from './screens/overview.js';
 import { typeList, search } from './screens/resources.js';
 import { resourcePage, editor } from './screens/resource.js';
 import { chart } from './screens/patient.js';
-import { coming } from './screens/coming.js';
+import { studies, studyViewer } from './screens/imaging.js';
+import { admin, isAdmin } from './screens/admin.js';
 
 // root is the path the server's endpoints hang from: the console is at
 // <root>console/, the FHIR API at <root>fhir.
@@ -21,8 +22,10 @@ const routes = [
   { pattern: /^\/resource\/([A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})\/edit$/, screen: editor, nav: 'resources' },
   { pattern: /^\/new\/([A-Za-z]+)$/, screen: editor, nav: 'resources', create: true },
   { pattern: /^\/patient\/([A-Za-z0-9\-.]{1,64})$/, screen: chart, nav: 'patients' },
-  { pattern: /^\/imaging$/, screen: coming, nav: 'imaging', what: 'Imaging' },
-  { pattern: /^\/admin$/, screen: coming, nav: 'admin', what: 'Administration' },
+  { pattern: /^\/imaging$/, screen: studies, nav: 'imaging' },
+  { pattern: /^\/imaging\/([0-9.]{1,64})$/, screen: studyViewer, nav: 'imaging' },
+  { pattern: /^\/admin$/, screen: admin, nav: 'admin' },
+  { pattern: /^\/admin\/([a-z]+)$/, screen: admin, nav: 'admin' },
 ];
 
 const state = { config: null, session: null, api: null, metadata: null, renderSeq: 0 };
@@ -72,15 +75,15 @@ const NAV = [
   { id: 'overview', label: 'Overview', href: '#/' },
   { id: 'resources', label: 'Resources', href: '#/resources' },
   { id: 'patients', label: 'Patients', href: '#/resources/Patient' },
-  { id: 'imaging', label: 'Imaging (coming)', href: '#/imaging' },
-  { id: 'admin', label: 'Admin (coming)', href: '#/admin' },
+  { id: 'imaging', label: 'Imaging', href: '#/imaging' },
+  { id: 'admin', label: 'Admin', href: '#/admin' },
 ];
 
 // shell draws the navigation and who is signed in.
 function shell() {
   const s = state.session;
   const nav = document.getElementById('nav');
-  const items = NAV.map((n) => ({ ...n }));
+  const items = NAV.filter((n) => n.id !== 'admin' || (s.signedIn && isAdmin(s))).map((n) => ({ ...n }));
   if (s.signedIn && !s.staff && s.patient) {
     items.splice(0, 3, { id: 'patients', label: 'My record', href: '#/patient/' + s.patient },
       { id: 'resources', label: 'Resources', href: '#/resources' });

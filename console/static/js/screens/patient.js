@@ -1,10 +1,11 @@
 // The patient chart: demographics, a timeline of encounters, conditions,
-// medication requests and allergies, and vital signs over time (uPlot),
-// one plotted point per Observation of the chosen code.
+// medication requests and allergies, vital signs over time (uPlot), one
+// plotted point per Observation of the chosen code, and imaging studies.
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { h, append, replace, section, message, link } from '../dom.js';
 import { describe, messageKind } from '../api.js';
 import { humanName, concept, codingText, date, quantity } from '../format.js';
+import { imagingSection } from './imaging-chart.js';
 
 // Preferred vital signs, in order: body weight, heart rate, then the rest.
 const PREFERRED = ['29463-7', '8867-4', '8302-2', '85354-9', '39156-5', '9279-1', '8310-5', '59408-5'];
@@ -25,8 +26,9 @@ export async function chart(ctx) {
   append(demo, demographics(p), h('p', null, link('/resource/Patient/' + id, 'Patient/' + id + ' as a resource')));
   const timelineEl = section('Timeline', 2, { id: 'timeline' });
   const vitalsEl = section('Vital signs', 2, { id: 'vitals' });
-  append(ctx.view, demo, timelineEl, vitalsEl);
-  await Promise.all([timeline(ctx, id, timelineEl), vitals(ctx, id, vitalsEl)]);
+  const imagingEl = section('Imaging', 2, { id: 'imaging' });
+  append(ctx.view, demo, timelineEl, vitalsEl, imagingEl);
+  await Promise.all([timeline(ctx, id, timelineEl), vitals(ctx, id, vitalsEl), imagingSection(ctx, id, imagingEl)]);
 }
 
 function demographics(p) {
