@@ -1,10 +1,10 @@
 // Package e2e drives Ember Console in headless Chromium (Playwright) against
 // a real `ember serve --auth smart` loaded with Synthea patients, as an
-// admin, a receptionist and a patient, and holds what the browser shows to
-// what the FHIR API answers: counts, the vital-signs plot's points, the
-// validation errors beside their line, refusals shown as such. Every screen
-// is checked with axe-core and photographed; any browser console error
-// fails the test.
+// admin, a receptionist, a patient, a nurse and a pharmacist, and holds what
+// the browser shows to what the FHIR API answers: counts, the vital-signs
+// plot's points, the validation errors beside their line, the buttons each
+// role's scopes allow, refusals shown as such. Every screen is checked with
+// axe-core and photographed; any browser console error fails the test.
 package e2e
 
 import (
@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -43,6 +44,10 @@ const password = "correct horse battery staple"
 var patientFiles = []string{"Deedra_Lockman_*.json", "Clemente_Kreiger_*.json", "Liz_Conn_*.json"}
 
 const weightCode = "29463-7" // body weight, the chart's default
+
+// clinicalTypes are the types whose counts the nurse's Resources list must
+// show as the API counts them.
+var clinicalTypes = []string{"Observation", "Condition", "Encounter", "Procedure"}
 
 // hostile is a Patient whose name and narrative carry markup: the console
 // must show the name as text and the narrative sanitised, with no CSP
@@ -118,11 +123,23 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	obs := api.onlyID("Observation?patient=" + lockman + "&code=" + url.QueryEscape("http://loinc.org|"+weightCode) + "&_count=1")
 	api.put("Patient/hostile", hostile)
-	patients := api.count("Patient")
+	want := expected{
+		patients: api.count("Patient"), weights: weights, lockman: lockman, obs: obs,
+		labs:          api.count("Observation?patient=" + lockman + "&category=laboratory"),
+		medRequests:   api.count("MedicationRequest?patient=" + lockman),
+		dispenses:     api.count("MedicationDispense?patient=" + lockman),
+		allMedRequest: api.count("MedicationRequest"),
+		clinical:      map[string]int{},
+	}
+	for _, typ := range clinicalTypes {
+		want.clinical[typ] = api.count(typ)
+	}
 
 	ember("user", "add", "--username", "ada", "--password", password, "--role", "admin", "--fhir-user", "Practitioner/ada")
 	ember("user", "add", "--username", "rita", "--password", password, "--role", "receptionist", "--fhir-user", "Practitioner/rita")
 	ember("user", "add", "--username", "clem", "--password", password, "--role", "patient", "--fhir-user", "Patient/"+kreiger)
+	ember("user", "add", "--username", "nina", "--password", password, "--role", "nurse", "--fhir-user", "Practitioner/nina")
+	ember("user", "add", "--username", "phil", "--password", password, "--role", "pharmacist", "--fhir-user", "Practitioner/phil")
 
 	shots := os.Getenv("EMBER_ARTIFACTS")
 	if shots == "" {
@@ -135,8 +152,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	cfg, _ := json.Marshal(map[string]any{
 		"base": origin, "password": password, "axe": filepath.Join(axe, "axe.min.js"), "shots": shots,
-		"users":  map[string]string{"admin": "ada", "receptionist": "rita", "patient": "clem"},
-		"family": "Lockman", "lockman": lockman, "observation": obs, "hostile": "hostile",
+		"users":  map[string]string{"admin": "ada", "receptionist": "rita", "patient": "clem", "nurse": "nina", "pharmacist": "phil"},
+		"family": "Lockman", "clinicalTypes": clinicalTypes, "lockman": lockman, "observation": obs, "hostile": "hostile",
 	})
 	cfgPath := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
@@ -159,9 +176,21 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the browser run stopped after %v:\n%s", got.Steps, got.Failure)
 	}
 	checkPage(t, got)
-	checkAdmin(t, got.Results.Admin, api, patients, lockman, obs, weights)
-	checkReceptionist(t, got.Results.Receptionist, patients)
+	checkRefusals(t, got.NetworkRefusals)
+	checkAdmin(t, got.Results.Admin, api, want)
+	checkReceptionist(t, got.Results.Receptionist, want.patients)
 	checkPatient(t, got.Results.Patient, kreiger)
+	checkNurse(t, got.Results.Nurse, want)
+	checkPharmacist(t, got.Results.Pharmacist, want)
+}
+
+// expected is what the FHIR API answers, for the browser to match.
+type expected struct {
+	patients, weights, labs int
+	medRequests, dispenses  int
+	allMedRequest           int
+	lockman, obs            string
+	clinical                map[string]int // clinicalTypes' totals
 }
 
 // driveOutput is what drive.js prints.
@@ -183,6 +212,8 @@ type driveOutput struct {
 		Admin        adminResults        `json:"admin"`
 		Receptionist receptionistResults `json:"receptionist"`
 		Patient      patientResults      `json:"patient"`
+		Nurse        nurseResults        `json:"nurse"`
+		Pharmacist   pharmacistResults   `json:"pharmacist"`
 	} `json:"results"`
 }
 
@@ -197,13 +228,9 @@ type adminResults struct {
 	AuditRows                              int
 	SearchRows                             []string
 	Paging                                 struct{ First, Second, Back []string }
-	Chart                                  struct {
-		Hash, Title, Code           string
-		Points, TableRows, Timeline int
-		Canvas                      bool
-	}
-	Versions int
-	Diff     struct {
+	Chart                                  chartResults
+	Versions                               int
+	Diff                                   struct {
 		Summary        string
 		Added, Removed []string
 	}
@@ -221,6 +248,14 @@ type adminResults struct {
 	AfterSignOutStatus int
 }
 
+// chartResults is what drive.js's chartShown reads off a drawn chart.
+type chartResults struct {
+	Hash, Title, Code, ChosenGroup string
+	Points, TableRows, Timeline    int
+	Canvas, ChosenFirst            bool
+	Groups                         []string
+}
+
 type receptionistResults struct {
 	PatientCount, ObservationCount string
 	ObservationSearch              struct{ Text, Cls string }
@@ -231,6 +266,38 @@ type patientResults struct {
 	Landing struct{ Hash, Title string }
 	Other   struct{ Text, Cls string }
 	Search  struct {
+		Count string
+		Rows  []string
+	}
+}
+
+type nurseResults struct {
+	Chart       chartResults
+	Observation struct {
+		EditHref *string
+		Del      bool
+		Versions int
+	}
+	Resources map[string]struct {
+		Count     string
+		CanCreate bool
+	}
+}
+
+type pharmacistResults struct {
+	Overview map[string]string
+	Chart    struct {
+		Title   string
+		Kinds   map[string]int
+		Notes   []string
+		Vitals  *struct{ Text, Cls string }
+		Plotted bool
+	}
+	Observation struct {
+		Text, Cls  string
+		JSON, Edit bool
+	}
+	Search struct {
 		Count string
 		Rows  []string
 	}
@@ -247,7 +314,7 @@ func checkPage(t *testing.T, got driveOutput) {
 		t.Errorf("a dialog opened (%s): %s", d["who"], d["text"])
 	}
 	t.Logf("%d refusals the scenario provokes were logged by the browser as failed loads (403, 404, 422)", len(got.NetworkRefusals))
-	if len(got.Screens) < 12 {
+	if len(got.Screens) < 21 {
 		t.Errorf("checked %d screens, expected every one of the scenario", len(got.Screens))
 	}
 	for _, s := range got.Screens {
@@ -268,8 +335,9 @@ func checkPage(t *testing.T, got driveOutput) {
 	}
 }
 
-func checkAdmin(t *testing.T, r adminResults, api *client, patients int, lockman, obs string, weights int) {
+func checkAdmin(t *testing.T, r adminResults, api *client, w expected) {
 	t.Helper()
+	patients, lockman, obs := w.patients, w.lockman, w.obs
 	if r.PatientCount != strconv.Itoa(patients) || r.Health != "Ready" || r.AuditRows == 0 {
 		t.Errorf("admin overview: %d patients shown as %q, health %q, %d audit rows", patients, r.PatientCount, r.Health, r.AuditRows)
 	}
@@ -281,13 +349,7 @@ func checkAdmin(t *testing.T, r adminResults, api *client, patients int, lockman
 		!slices.Equal(p.Back, p.First) {
 		t.Errorf("paging by 5 through Lockman's Observations: next and previous gave %+v", p)
 	}
-	c := r.Chart
-	if c.Hash != "#/patient/"+lockman || c.Title != "Deedra Lockman" || c.Code != weightCode || !c.Canvas || c.Timeline == 0 {
-		t.Errorf("chart: %+v", c)
-	}
-	if c.Points != weights || c.TableRows != weights {
-		t.Errorf("the body weight plot has %d points and its table %d rows; the API has %d Observations", c.Points, c.TableRows, weights)
-	}
+	checkChart(t, "admin", r.Chart, w)
 	if r.Versions != 2 || !slices.ContainsFunc(r.Diff.Added, func(s string) bool { return strings.Contains(s, `"status": "amended"`) }) ||
 		!slices.ContainsFunc(r.Diff.Removed, func(s string) bool { return strings.Contains(s, `"status": "final"`) }) {
 		t.Errorf("after one edit: %d versions, diff %+v", r.Versions, r.Diff)
@@ -336,6 +398,26 @@ func checkAdmin(t *testing.T, r adminResults, api *client, patients int, lockman
 	}
 	if r.AfterSignOutStatus != http.StatusUnauthorized || r.Stored != nil {
 		t.Errorf("after sign-out the token answers %d and the session holds %v", r.AfterSignOutStatus, r.Stored)
+	}
+}
+
+// checkChart: Lockman's chart drawn in full, its default the body weight
+// (the first vital sign, laboratory results grouped after the vital signs)
+// with one point and one table row per body weight Observation.
+func checkChart(t *testing.T, who string, c chartResults, w expected) {
+	t.Helper()
+	if c.Hash != "#/patient/"+w.lockman || c.Title != "Deedra Lockman" || c.Code != weightCode || !c.Canvas || c.Timeline == 0 {
+		t.Errorf("%s's chart: %+v", who, c)
+	}
+	if c.Points != w.weights || c.TableRows != w.weights {
+		t.Errorf("%s: the body weight plot has %d points and its table %d rows; the API has %d Observations", who, c.Points, c.TableRows, w.weights)
+	}
+	groups := []string{"Vital signs"}
+	if w.labs > 0 {
+		groups = append(groups, "Laboratory")
+	}
+	if !slices.Equal(c.Groups, groups) || c.ChosenGroup != "Vital signs" || !c.ChosenFirst {
+		t.Errorf("%s: measurement groups %q (want %q, %d lab results), default in %q, first %v", who, c.Groups, groups, w.labs, c.ChosenGroup, c.ChosenFirst)
 	}
 }
 
@@ -450,4 +532,110 @@ func waitReady(t *testing.T, url string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("server at %s not ready", url)
+}
+
+// checkNurse: the nurse, who reads everything and may create and update
+// Observations but delete nothing, gets the full chart, Edit without
+// Delete, and the clinical types counted.
+func checkNurse(t *testing.T, r nurseResults, w expected) {
+	t.Helper()
+	checkChart(t, "nurse", r.Chart, w)
+	o := r.Observation
+	if o.EditHref == nil || *o.EditHref != "#/resource/Observation/"+w.obs+"/edit" || o.Del || o.Versions < 2 {
+		t.Errorf("the nurse's Observation page: Edit %v, Delete %v, %d versions; want Edit, no Delete, the admin's edit in the history",
+			o.EditHref, o.Del, o.Versions)
+	}
+	for _, typ := range clinicalTypes {
+		got := r.Resources[typ]
+		if n, err := strconv.Atoi(strings.ReplaceAll(got.Count, ",", "")); err != nil || n != w.clinical[typ] || !got.CanCreate {
+			t.Errorf("the nurse's Resources list: %s count %q, New %v; the API counts %d and the nurse may create it", typ, got.Count, got.CanCreate, w.clinical[typ])
+		}
+	}
+	for _, typ := range []string{"MedicationRequest", "Patient"} {
+		if got := r.Resources[typ]; got.CanCreate || got.Count == "not permitted" {
+			t.Errorf("the nurse's Resources list: %s %+v; want it counted and no New (read only)", typ, got)
+		}
+	}
+}
+
+// checkPharmacist: the pharmacist, who reads patients, medication orders
+// and allergies and handles dispenses, sees Lockman's medications and is
+// refused the rest of the chart and any Observation.
+func checkPharmacist(t *testing.T, r pharmacistResults, w expected) {
+	t.Helper()
+	if r.Overview["Observation"] != "not permitted" || r.Overview["MedicationRequest"] != formatCount(w.allMedRequest) {
+		t.Errorf("the pharmacist's overview: %v; want Observation not permitted, %d MedicationRequests", r.Overview, w.allMedRequest)
+	}
+	c := r.Chart
+	if c.Title != "Deedra Lockman" || c.Kinds["MedicationRequest"] != w.medRequests || c.Kinds["MedicationDispense"] != w.dispenses ||
+		c.Kinds["Encounter"] != 0 || c.Kinds["Condition"] != 0 {
+		t.Errorf("the pharmacist's chart %q lists %v; the API has %d MedicationRequests and %d MedicationDispenses, and no Encounter or Condition may be shown",
+			c.Title, c.Kinds, w.medRequests, w.dispenses)
+	}
+	for _, want := range []string{"Encounters: not permitted", "Conditions: not permitted", "Medications: " + strconv.Itoa(w.medRequests)} {
+		if !slices.ContainsFunc(c.Notes, func(n string) bool { return strings.HasPrefix(n, want) }) {
+			t.Errorf("the pharmacist's timeline notes %q lack %q", c.Notes, want)
+		}
+	}
+	if c.Vitals == nil || !strings.Contains(c.Vitals.Cls, "msg-denied") || !strings.Contains(c.Vitals.Text, "not permitted") || c.Plotted {
+		t.Errorf("the pharmacist's vital signs: %+v, plotted %v; want not permitted", c.Vitals, c.Plotted)
+	}
+	o := r.Observation
+	if !strings.Contains(o.Cls, "msg-denied") || !strings.Contains(o.Text, "not permitted") || o.JSON || o.Edit {
+		t.Errorf("the pharmacist's Observation page: %+v; want not permitted and nothing of it shown", o)
+	}
+	if !slices.Equal(r.Search.Rows, []string{w.lockman}) || r.Search.Count != "1 found" {
+		t.Errorf("the pharmacist's Patient search family=Lockman: %+v", r.Search)
+	}
+}
+
+// checkRefusals holds the new roles' failed loads to what their scopes
+// explain. The nurse reads everything, so adds none. The pharmacist adds a
+// 403 for each of the chart's searches outside its ceiling (Encounter,
+// Condition, Observation for the vital signs, ImagingStudy) and one for the
+// Observation it opens. The other roles' refusals (receptionist: Observation
+// search and the chart's clinical sections; patient: another's chart; admin:
+// the invalid save) are only logged: their screens' messages are asserted.
+func checkRefusals(t *testing.T, refusals []map[string]string) {
+	t.Helper()
+	var nurse []map[string]string
+	refused := map[string]int{}
+	for _, e := range refusals {
+		switch e["who"] {
+		case "nurse":
+			nurse = append(nurse, e)
+		case "pharmacist":
+			if !strings.Contains(e["text"], "status of 403") {
+				t.Errorf("pharmacist: %s (%s), want 403", e["text"], e["url"])
+			}
+			refused[refusedType(e["url"])]++
+		}
+	}
+	if len(nurse) != 0 {
+		t.Errorf("the nurse, who may read everything, was refused %v", nurse)
+	}
+	want := map[string]int{"Encounter": 1, "Condition": 1, "Observation": 2, "ImagingStudy": 1}
+	if !maps.Equal(refused, want) {
+		t.Errorf("the pharmacist was refused %v, want %v", refused, want)
+	}
+}
+
+// refusedType is the resource type a FHIR request URL names.
+func refusedType(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	_, rest, _ := strings.Cut(p.Path, "/fhir/")
+	typ, _, _ := strings.Cut(rest, "/")
+	return typ
+}
+
+// formatCount is n as the console shows a count (en grouping).
+func formatCount(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

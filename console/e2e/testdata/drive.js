@@ -1,9 +1,11 @@
-// Drives Ember Console in headless Chromium as three users (admin,
-// receptionist, patient) and prints what it saw as JSON on stdout; the Go
-// test decides what is right. Every screen is checked with axe-core and
-// photographed. Usage: node drive.js <playwright-core dir> <chromium> <config.json>
+// Drives Ember Console in headless Chromium as five users (admin,
+// receptionist, patient, nurse, pharmacist) and prints what it saw as JSON
+// on stdout; the Go test decides what is right. Every screen is checked
+// with axe-core and photographed.
+// Usage: node drive.js <playwright-core dir> <chromium> <config.json>
 // config: {base, password, axe (path of axe.min.js), shots (directory),
-//          users: {admin, receptionist, patient}, family (to search), lockman (that
+//          users: {admin, receptionist, patient, nurse, pharmacist},
+//          family (to search), clinicalTypes (whose counts the nurse reads), lockman (that
 //          patient's id), observation (one of theirs to edit), hostile (a Patient
 //          whose name and narrative carry markup)}
 const fs = require('fs');
@@ -15,7 +17,8 @@ const axeSource = fs.readFileSync(cfg.axe, 'utf8');
 
 // Browser log lines that are the server's answers, not the console's
 // faults: the refusals the scenario provokes on purpose (a receptionist's
-// Observation search, another patient's chart, an invalid save).
+// Observation search, another patient's chart, an invalid save, the
+// pharmacist's chart and Observation).
 const EXPECTED_NETWORK = /^Failed to load resource: the server responded with a status of (403|404|410|422)\b/;
 
 const out = { screens: [], consoleErrors: [], networkRefusals: [], dialogs: [], results: {}, steps: [] };
@@ -30,6 +33,8 @@ const out = { screens: [], consoleErrors: [], networkRefusals: [], dialogs: [], 
     await asAdmin(browser);
     await asReceptionist(browser);
     await asPatient(browser);
+    await asNurse(browser);
+    await asPharmacist(browser);
   } catch (e) {
     out.failure = e.stack || String(e);
   }
@@ -119,6 +124,24 @@ async function noteFor(page, source, member) {
   return note;
 }
 
+// chartShown waits for the chart's plot and reads what it shows: the
+// plotted code and its points, the measurement select's groups and where
+// its default option sits, the timeline's length.
+async function chartShown(page) {
+  await page.waitForSelector('#vitals-chart[data-points]');
+  return page.evaluate(() => {
+    const f = document.querySelector('#vitals-chart');
+    const sel = document.querySelector('#vital-code');
+    const chosen = sel.options[sel.selectedIndex];
+    return { hash: location.hash, title: document.querySelector('#screen-title').textContent, code: f.dataset.code,
+      points: Number(f.dataset.points), tableRows: document.querySelectorAll('#vitals-table tbody tr').length,
+      canvas: Boolean(f.querySelector('canvas')), timeline: document.querySelectorAll('#timeline-list li').length,
+      groups: [...sel.querySelectorAll('optgroup')].map((g) => g.label),
+      chosenGroup: chosen && chosen.parentElement.tagName === 'OPTGROUP' ? chosen.parentElement.label : '',
+      chosenFirst: sel.selectedIndex === 0 };
+  });
+}
+
 async function asAdmin(browser) {
   const page = await newPage(browser, 'admin');
   await signIn(page, cfg.users.admin);
@@ -171,13 +194,7 @@ async function asAdmin(browser) {
   await page.click('#result-table tbody tr a:has(.chart-link)');
   await page.waitForFunction(() => location.hash.startsWith('#/patient/'));
   await ready(page);
-  await page.waitForSelector('#vitals-chart[data-points]');
-  r.chart = await page.evaluate(() => {
-    const f = document.querySelector('#vitals-chart');
-    return { hash: location.hash, title: document.querySelector('#screen-title').textContent, code: f.dataset.code,
-      points: Number(f.dataset.points), tableRows: document.querySelectorAll('#vitals-table tbody tr').length,
-      canvas: Boolean(f.querySelector('canvas')), timeline: document.querySelectorAll('#timeline-list li').length };
-  });
+  r.chart = await chartShown(page);
   await check(page, 'chart');
 
   step('resource page');
@@ -306,5 +323,89 @@ async function asPatient(browser) {
   r.search = await page.evaluate(() => ({ count: document.querySelector('#result-count').textContent,
     rows: [...document.querySelectorAll('#result-table tbody tr')].map((x) => x.dataset.id) }));
   await check(page, 'patient-search');
+  await page.context().close();
+}
+
+// The nurse reads everything and records care but deletes nothing: the
+// chart is drawn in full, an Observation offers Edit but no Delete, and
+// the Resources list counts the clinical types.
+async function asNurse(browser) {
+  const page = await newPage(browser, 'nurse');
+  await signIn(page, cfg.users.nurse);
+  const r = (out.results.nurse = {});
+
+  step('nurse opens a chart');
+  await go(page, '#/patient/' + cfg.lockman);
+  r.chart = await chartShown(page);
+  await check(page, 'nurse-chart');
+
+  step('nurse opens an Observation');
+  const label = 'Observation/' + cfg.observation;
+  await go(page, '#/resource/' + label, label);
+  r.observation = await page.evaluate(() => {
+    const edit = document.querySelector('#edit');
+    return { editHref: edit ? edit.getAttribute('href') : null, del: Boolean(document.querySelector('#delete')),
+      versions: document.querySelectorAll('#versions tbody tr').length };
+  });
+  await check(page, 'nurse-observation');
+
+  step('nurse lists the resource types');
+  await go(page, '#/resources', 'Resources');
+  await page.waitForFunction((types) => types.every((t) => {
+    const c = document.querySelector('#types td[data-type="' + t + '"]');
+    return c && c.textContent !== '…';
+  }), cfg.clinicalTypes);
+  r.resources = await page.evaluate((types) => Object.fromEntries(types.map((t) => [t, {
+    count: document.querySelector('#types td[data-type="' + t + '"]').textContent,
+    canCreate: Boolean(document.querySelector('#types tr[data-type="' + t + '"] a[href="#/new/' + t + '"]')),
+  }])), [...cfg.clinicalTypes, 'MedicationRequest', 'Patient']);
+  await check(page, 'nurse-resources');
+  await page.context().close();
+}
+
+// The pharmacist sees the patient and their medications, not their other
+// clinical data: the chart's timeline holds the medications with the rest
+// refused, the vital signs are refused, an Observation is refused, and a
+// Patient search works.
+async function asPharmacist(browser) {
+  const page = await newPage(browser, 'pharmacist');
+  await signIn(page, cfg.users.pharmacist);
+  const r = (out.results.pharmacist = {});
+  await page.waitForFunction(() => {
+    const c = document.querySelector('#counts td[data-type="MedicationRequest"]');
+    return c && c.textContent !== '…';
+  });
+  r.overview = await page.evaluate(() => Object.fromEntries(['Observation', 'MedicationRequest'].map((t) =>
+    [t, document.querySelector('#counts td[data-type="' + t + '"]').textContent])));
+
+  step('pharmacist opens a chart');
+  await go(page, '#/patient/' + cfg.lockman);
+  r.chart = await page.evaluate(() => {
+    const kinds = {};
+    for (const li of document.querySelectorAll('#timeline-list li')) kinds[li.dataset.kind] = (kinds[li.dataset.kind] || 0) + 1;
+    const v = document.querySelector('#vitals .msg');
+    return { title: document.querySelector('#screen-title').textContent, kinds,
+      notes: [...document.querySelectorAll('#timeline-notes li')].map((x) => x.textContent),
+      vitals: v ? { text: v.textContent, cls: v.className } : null,
+      plotted: Boolean(document.querySelector('#vitals-chart')) };
+  });
+  await check(page, 'pharmacist-chart');
+
+  step('pharmacist opens an Observation');
+  const label = 'Observation/' + cfg.observation;
+  await go(page, '#/resource/' + label, label);
+  r.observation = await page.evaluate(() => {
+    const m = document.querySelector('#main .msg');
+    return { text: m ? m.textContent : '', cls: m ? m.className : '', json: Boolean(document.querySelector('#json')),
+      edit: Boolean(document.querySelector('#edit')) };
+  });
+  await check(page, 'pharmacist-observation');
+
+  step('pharmacist searches Patient');
+  await go(page, '#/resources/Patient?family=' + cfg.family, 'Patient');
+  await page.waitForSelector('#result-count');
+  r.search = await page.evaluate(() => ({ count: document.querySelector('#result-count').textContent,
+    rows: [...document.querySelectorAll('#result-table tbody tr')].map((x) => x.dataset.id) }));
+  await check(page, 'pharmacist-search');
   await page.context().close();
 }

@@ -1,5 +1,5 @@
 // The patient chart: demographics, a timeline of encounters, conditions,
-// medication requests and allergies, vital signs over time (uPlot), one
+// medication requests and dispenses, allergies; vital signs and laboratory results over time (uPlot), one
 // plotted point per Observation of the chosen code, and imaging studies.
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { h, append, replace, section, message, link } from '../dom.js';
@@ -25,7 +25,7 @@ export async function chart(ctx) {
   const demo = section('Demographics', 2, { id: 'demographics' });
   append(demo, demographics(p), h('p', null, link('/resource/Patient/' + id, 'Patient/' + id + ' as a resource')));
   const timelineEl = section('Timeline', 2, { id: 'timeline' });
-  const vitalsEl = section('Vital signs', 2, { id: 'vitals' });
+  const vitalsEl = section('Vital signs and laboratory results', 2, { id: 'vitals' });
   const imagingEl = section('Imaging', 2, { id: 'imaging' });
   append(ctx.view, demo, timelineEl, vitalsEl, imagingEl);
   await Promise.all([timeline(ctx, id, timelineEl), vitals(ctx, id, vitalsEl), imagingSection(ctx, id, imagingEl)]);
@@ -58,6 +58,9 @@ const KINDS = [
   { type: 'MedicationRequest', label: 'Medication', plural: 'Medications', query: { _sort: '-authoredon' },
     when: (r) => r.authoredOn,
     text: (r) => (concept(r.medicationCodeableConcept) || (r.medicationReference && r.medicationReference.display) || 'Medication') + (r.status ? ' — ' + r.status : '') },
+  { type: 'MedicationDispense', label: 'Dispense', plural: 'Dispenses', query: {},
+    when: (r) => r.whenHandedOver || r.whenPrepared,
+    text: (r) => (concept(r.medicationCodeableConcept) || (r.medicationReference && r.medicationReference.display) || 'Medication') + ' dispensed' + (r.status ? ' — ' + r.status : '') },
   { type: 'AllergyIntolerance', label: 'Allergy', plural: 'Allergies', query: {},
     when: (r) => r.recordedDate || r.onsetDateTime, text: (r) => concept(r.code) + (r.criticality ? ' (' + r.criticality + ' criticality)' : '') },
 ];
@@ -99,6 +102,11 @@ function codeOf(r) {
   return { key: (c.system || '') + '|' + c.code, code: c.code, label: c.display || concept(r.code) || c.code };
 }
 
+// isVital reports an Observation of the vital-signs category.
+function isVital(r) {
+  return (r.category || []).some((c) => ((c.coding || []).some((x) => x.code === 'vital-signs')));
+}
+
 function timeOf(r) {
   const t = r.effectiveDateTime || r.effectiveInstant || (r.effectivePeriod && r.effectivePeriod.start) || r.issued;
   const ms = t ? Date.parse(t) : NaN;
@@ -108,7 +116,7 @@ function timeOf(r) {
 async function vitals(ctx, id, el) {
   let obs;
   try {
-    obs = await ctx.api.searchAll('Observation', { patient: id, category: 'vital-signs', _count: '1000' }, 20000);
+    obs = await ctx.api.searchAll('Observation', { patient: id, category: 'vital-signs,laboratory', _count: '1000' }, 20000);
   } catch (e) {
     append(el, message(messageKind(e), describe(e, 'Vital signs')));
     return;
@@ -117,11 +125,11 @@ async function vitals(ctx, id, el) {
   for (const r of obs) {
     const c = codeOf(r);
     if (!c) continue;
-    if (!groups.has(c.key)) groups.set(c.key, { ...c, obs: [] });
+    if (!groups.has(c.key)) groups.set(c.key, { ...c, lab: !isVital(r), obs: [] });
     groups.get(c.key).obs.push(r);
   }
   if (!groups.size) {
-    append(el, h('p', { class: 'muted' }, 'No vital signs recorded.'));
+    append(el, h('p', { class: 'muted' }, 'No vital signs or laboratory results recorded.'));
     return;
   }
   const ordered = [...groups.values()].sort((a, b) => {
@@ -129,7 +137,10 @@ async function vitals(ctx, id, el) {
     const pb = PREFERRED.indexOf(b.code);
     return ((pa < 0 ? 99 : pa) - (pb < 0 ? 99 : pb)) || (b.obs.length - a.obs.length);
   });
-  const select = h('select', { id: 'vital-code' }, ordered.map((g) => h('option', { value: g.key }, g.label + ' (' + g.obs.length + ')')));
+  const option = (g) => h('option', { value: g.key }, g.label + ' (' + g.obs.length + ')');
+  const group = (label, gs) => (gs.length ? h('optgroup', { label }, gs.map(option)) : null);
+  const select = h('select', { id: 'vital-code' },
+    group('Vital signs', ordered.filter((g) => !g.lab)), group('Laboratory', ordered.filter((g) => g.lab)));
   const figure = h('figure', { class: 'chart', id: 'vitals-chart' });
   append(el, h('div', { class: 'field' }, h('label', { for: 'vital-code' }, 'Measurement'), select), figure);
   let plot = null;
