@@ -43,12 +43,16 @@ type scanner struct {
 	// inexactNumbers is set when a number's written form would not survive
 	// PostgreSQL's JSONB (numeric) storage: an exponent or a negative zero.
 	inexactNumbers bool
+	// id is the root object's "id" value as written (nil when absent), noted
+	// on the way so Parse needs no pass of its own to find it.
+	id []byte
 }
 
 // scanResult is what a successful scan learned about the document.
 type scanResult struct {
 	resourceType   string // top-level "resourceType" ("" if absent or not a string)
 	inexactNumbers bool
+	id             []byte // the root "id" value as written (nil when absent)
 }
 
 // scanResource checks data.
@@ -61,7 +65,10 @@ func scanResource(data []byte) (scanResult, *scanError) {
 	if s.data[s.pos] != '{' {
 		return scanResult{}, &scanError{msg: "expected a JSON object at the top level", syntax: true}
 	}
-	rt := topLevelResourceType(data)
+	rt, ok := leadingResourceType(data[s.pos:])
+	if !ok {
+		rt = topLevelResourceType(data)
+	}
 	if rt != "" {
 		s.path = append(s.path, rt...)
 	}
@@ -72,7 +79,37 @@ func scanResource(data []byte) (scanResult, *scanError) {
 			s.fail(true, "unexpected data after the JSON object")
 		}
 	}
-	return scanResult{resourceType: rt, inexactNumbers: s.inexactNumbers}, s.err
+	return scanResult{resourceType: rt, inexactNumbers: s.inexactNumbers, id: s.id}, s.err
+}
+
+// leadingResourceType reads "resourceType" when it is the object's first
+// member with a plain string value, as resources nearly always have it,
+// which spares topLevelResourceType's pass over the whole object. ok is
+// false when it cannot tell (another first member, an escape): the caller
+// then makes that pass.
+func leadingResourceType(obj []byte) (rt string, ok bool) {
+	const key = `"resourceType"`
+	i := jsonread.SkipSpace(obj, 1) // past '{'
+	if !bytes.HasPrefix(obj[i:], []byte(key)) {
+		return "", false
+	}
+	i = jsonread.SkipSpace(obj, i+len(key))
+	if i >= len(obj) || obj[i] != ':' {
+		return "", false
+	}
+	i = jsonread.SkipSpace(obj, i+1)
+	if i >= len(obj) || obj[i] != '"' {
+		return "", false
+	}
+	end := bytes.IndexByte(obj[i+1:], '"')
+	if end < 0 {
+		return "", false
+	}
+	v := obj[i+1 : i+1+end]
+	if bytes.IndexByte(v, '\\') >= 0 || !utf8.Valid(v) {
+		return "", false
+	}
+	return string(v), true
 }
 
 // topLevelResourceType finds "resourceType" among the root object's members
@@ -338,7 +375,14 @@ func (s *scanner) object() {
 			s.path = append(s.path, '.')
 		}
 		s.path = append(s.path, key...)
-		s.value(false)
+		if s.depth == 1 && string(key) == "id" {
+			s.skipSpace()
+			start := s.pos
+			s.value(false)
+			s.id = s.data[start:s.pos]
+		} else {
+			s.value(false)
+		}
 		s.path = s.path[:base]
 		if s.err != nil {
 			return

@@ -82,9 +82,12 @@ func (p *Parser) Parse(body []byte, wantType string) (*Resource, error) {
 		return nil, NewError(BadRequest, "invalid",
 			fmt.Sprintf("resourceType %q does not match the URL's type %q", rt, wantType), "resourceType")
 	}
-	id, err := topLevelString(body, "id")
-	if err != nil {
-		return nil, NewError(Unprocessable, "value", "id must be a string", rt+".id")
+	var id string
+	if scan.id != nil {
+		var err error
+		if id, err = strconv.Unquote(string(scan.id)); err != nil {
+			return nil, NewError(Unprocessable, "value", "id must be a string", rt+".id")
+		}
 	}
 	if id != "" && !ValidID(id) {
 		return nil, NewError(Unprocessable, "value",
