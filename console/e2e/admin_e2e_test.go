@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,8 +17,6 @@ import (
 	"time"
 
 	"github.com/emberfhir/ember/internal/pgtest"
-	"github.com/emberfhir/ember/internal/synthea"
-	"github.com/emberfhir/ember/internal/testenv"
 )
 
 // The SMART app the Admin screen registers and launches: a hand-written
@@ -121,41 +116,15 @@ func TestAdminInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the browser test builds ember and drives chromium for most of a minute")
 	}
-	browser := testenv.LookPath(t, testenv.Chromium, "chromium", "chromium-browser")
-	node := testenv.LookPath(t, testenv.NodeJS, "node")
+	browser, node := browserTools(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	start := time.Now()
-	pw := testenv.NPMPackage(ctx, t, "playwright-core", playwrightVersion)
-	axe := testenv.NPMPackage(ctx, t, "axe-core", axeVersion)
-	dataDir, err := synthea.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bundles []string
-	for _, pat := range []string{"Deedra_Lockman_*.json", "Liz_Conn_*.json"} {
-		m, _ := filepath.Glob(filepath.Join(dataDir, pat))
-		if len(m) != 1 {
-			t.Fatalf("%s in %s: %d files", pat, dataDir, len(m))
-		}
-		bundles = append(bundles, m[0])
-	}
-	bin := filepath.Join(t.TempDir(), "ember")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/emberfhir/ember/cmd/ember").CombinedOutput(); err != nil {
-		t.Fatalf("build ember: %v\n%s", err, out)
-	}
+	pw, axe := driverPackages(ctx, t)
+	bundles := syntheaBundles(t, "Deedra_Lockman_*.json", "Liz_Conn_*.json")
+	bin := buildEmber(ctx, t)
 	dbURL := pgtest.NewDatabase(t)
-	ember := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, bin, append(args, "--database-url", dbURL)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("ember %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
-		}
-		return strings.TrimSpace(string(out))
-	}
+	ember := emberCLI(ctx, t, bin, dbURL)
 	built := time.Now()
 	ember(append([]string{"import"}, bundles...)...)
 	imported := time.Now()
@@ -168,60 +137,23 @@ func TestAdminInBrowser(t *testing.T) {
 	appSrv := httptest.NewServer(app)
 	defer appSrv.Close()
 
-	addr := freeAddr(t)
-	srv := exec.CommandContext(ctx, bin, "serve", "--addr", addr, "--database-url", dbURL, "--auth", "smart", "--dimse-addr", "off",
-		"--log-level", "warn")
-	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	origin := "http://" + addr
-	waitReady(t, origin+"/readyz")
+	origin := serve(ctx, t, bin, freeAddr(t), dbURL, nil, "--dimse-addr", "off")
 
-	api := &client{t: t, base: origin + "/fhir", token: ember("token", "--client", "admin-e2e-check", "--register",
-		"--scope", "system/*.cruds", "--base-url", origin+"/fhir")}
+	api := systemClient(t, ember, origin, "admin-e2e-check")
 	lockman := api.onlyID("Patient?family=Lockman")
 	conn := api.onlyID("Patient?family=Conn")
 	patients := api.count("Patient")
 
-	shots := os.Getenv("EMBER_ARTIFACTS")
-	if shots == "" {
-		shots = t.TempDir()
-	} else if shots, err = filepath.Abs(filepath.Join(shots, "console-admin-e2e")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := json.Marshal(map[string]any{
-		"base": origin, "password": password, "axe": filepath.Join(axe, "axe.min.js"), "shots": shots, "admin": "ada",
-		"app": map[string]string{"id": appClientID, "redirect": appSrv.URL + "/index.html", "launch": appSrv.URL + "/launch.html",
-			"scope": appScope},
-		"service": svcClientID, "old": oldClientID, "family": "Lockman", "patient": lockman,
-		"user": map[string]string{"name": "nina", "first": "first password 1", "second": "second password 2", "fhirUser": "Practitioner/nina"},
-	})
-	cfgPath := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	browserStart := time.Now()
-	cmd := exec.CommandContext(ctx, node, "testdata/admin_drive.js", pw, browser, cfgPath)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("browser run failed: %v\n%s", err, out)
-	}
-	t.Logf("browser run: %s (whole test %s)", time.Since(browserStart).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	var got adminDrive
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("browser output: %v: %s", err, out)
-	}
-	if got.Failure != "" {
-		t.Fatalf("the browser run stopped after %v:\n%s", got.Steps, got.Failure)
-	}
-	checkAdminScreens(t, got)
+	browserRun{browser: browser, node: node, pw: pw, axe: axe, script: "admin_drive.js", start: start}.drive(ctx, t, origin,
+		shotsDir(t, "console-admin-e2e"), map[string]any{
+			"admin": "ada",
+			"app": map[string]string{"id": appClientID, "redirect": appSrv.URL + "/index.html", "launch": appSrv.URL + "/launch.html",
+				"scope": appScope},
+			"service": svcClientID, "old": oldClientID, "family": "Lockman", "patient": lockman,
+			"user": map[string]string{"name": "nina", "first": "first password 1", "second": "second password 2", "fhirUser": "Practitioner/nina"},
+		}, &got)
+	checkScreens(t, &got.driveReport, 0, "admin-apps", "admin-launch", "admin-users", "admin-exports", "admin-guides", "admin-audit", "admin-denied")
 	r := got.Results
 	checkApps(t, r.Apps, origin, appSrv.URL, app.tokenResponse(), lockman, conn)
 	checkUsers(t, r.Users, r.NewUser, ember("user", "list"))
@@ -232,20 +164,8 @@ func TestAdminInBrowser(t *testing.T) {
 
 // adminDrive is what admin_drive.js prints.
 type adminDrive struct {
-	Failure string   `json:"failure"`
-	Steps   []string `json:"steps"`
-	Screens []struct {
-		Name, URL, Screenshot string
-		Violations            []struct {
-			ID, Impact, Help string
-			Nodes            int
-			Targets          []string
-		}
-	} `json:"screens"`
-	ConsoleErrors   []map[string]string `json:"consoleErrors"`
-	NetworkRefusals []map[string]string `json:"networkRefusals"`
-	Dialogs         []map[string]string `json:"dialogs"`
-	Results         struct {
+	driveReport
+	Results struct {
 		Apps    appsResult    `json:"apps"`
 		Users   usersResult   `json:"users"`
 		NewUser newUserResult `json:"newUser"`
@@ -307,42 +227,6 @@ type auditResult struct {
 	Rows     []struct{ Subtype, Agent string }
 	JSON     string
 	Expanded string
-}
-
-// checkAdminScreens: no console errors or dialogs, no serious or critical
-// axe violation, a screenshot of each screen.
-func checkAdminScreens(t *testing.T, got adminDrive) {
-	t.Helper()
-	for _, e := range got.ConsoleErrors {
-		t.Errorf("browser console error (%s on %s): %s", e["who"], e["page"], e["text"])
-	}
-	for _, d := range got.Dialogs {
-		t.Errorf("a dialog opened (%s): %s", d["who"], d["text"])
-	}
-	t.Logf("%d refusals the scenario provokes were logged by the browser as failed loads", len(got.NetworkRefusals))
-	var names []string
-	for _, s := range got.Screens {
-		names = append(names, s.Name)
-		for _, v := range s.Violations {
-			msg := fmt.Sprintf("axe on %s: %s (%s) on %d nodes %v: %s", s.Name, v.ID, v.Impact, v.Nodes, v.Targets, v.Help)
-			if v.Impact == "serious" || v.Impact == "critical" {
-				t.Error(msg)
-			} else {
-				t.Log(msg)
-			}
-		}
-		b, err := os.ReadFile(s.Screenshot)
-		if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
-			t.Errorf("screenshot of %s: %v", s.Name, err)
-			continue
-		}
-		t.Logf("screenshot %-22s %s", s.Name, s.Screenshot)
-	}
-	for _, want := range []string{"admin-apps", "admin-launch", "admin-users", "admin-exports", "admin-guides", "admin-audit", "admin-denied"} {
-		if !slices.Contains(names, want) {
-			t.Errorf("no axe check and screenshot of %s (checked %v)", want, names)
-		}
-	}
 }
 
 // checkApps: the form's errors sat beside their field; the app and the

@@ -8,18 +8,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,17 +19,7 @@ import (
 	"time"
 
 	"github.com/emberfhir/ember/internal/pgtest"
-	"github.com/emberfhir/ember/internal/synthea"
-	"github.com/emberfhir/ember/internal/testenv"
 )
-
-// The browser-side tools, fetched with npm pack (never npm install).
-const (
-	playwrightVersion = "1.65.1"
-	axeVersion        = "4.14.1"
-)
-
-const password = "correct horse battery staple"
 
 // The Synthea patients loaded: Lockman's chart is drawn, Kreiger signs in
 // as a patient, Conn is there to be left out.
@@ -56,65 +38,27 @@ const hostile = `{"resourceType":"Patient","id":"hostile",
  "name":[{"family":"Hostile<script>alert(1)</script>","given":["<img src=x onerror=alert(2)>"]}],
  "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p id=\"main\">Hello <a href=\"javascript:alert(3)\">js link</a> <a href=\"Patient/hostile\">self</a> <span style=\"color:red\">styled</span> <img src=\"http://example.org/x.png\" alt=\"remote\"/> <b onclick=\"alert(4)\">bold</b></p></div>"}}`
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
 func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the browser test builds ember and drives chromium for most of a minute")
 	}
-	browser := testenv.LookPath(t, testenv.Chromium, "chromium", "chromium-browser")
-	node := testenv.LookPath(t, testenv.NodeJS, "node")
+	browser, node := browserTools(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	start := time.Now()
-	pw := testenv.NPMPackage(ctx, t, "playwright-core", playwrightVersion)
-	axe := testenv.NPMPackage(ctx, t, "axe-core", axeVersion)
-	dataDir, err := synthea.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bundles []string
-	for _, pat := range patientFiles {
-		m, _ := filepath.Glob(filepath.Join(dataDir, pat))
-		if len(m) != 1 {
-			t.Fatalf("%s in %s: %d files", pat, dataDir, len(m))
-		}
-		bundles = append(bundles, m[0])
-	}
+	pw, axe := driverPackages(ctx, t)
+	bundles := syntheaBundles(t, patientFiles...)
 
-	bin := filepath.Join(t.TempDir(), "ember")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/emberfhir/ember/cmd/ember").CombinedOutput(); err != nil {
-		t.Fatalf("build ember: %v\n%s", err, out)
-	}
+	bin := buildEmber(ctx, t)
 	dbURL := pgtest.NewDatabase(t)
-	ember := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, bin, append(args, "--database-url", dbURL)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("ember %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
-		}
-		return strings.TrimSpace(string(out))
-	}
+	ember := emberCLI(ctx, t, bin, dbURL)
 	ember(append([]string{"import"}, bundles...)...)
 	t.Logf("built ember and loaded %d patients in %s", len(bundles), time.Since(start).Round(time.Millisecond))
 
-	addr := freeAddr(t)
-	srv := exec.CommandContext(ctx, bin, "serve", "--addr", addr, "--database-url", dbURL, "--auth", "smart", "--dimse-addr", "off",
-		"--log-level", "warn")
-	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	origin := "http://" + addr
-	waitReady(t, origin+"/readyz")
+	origin := serve(ctx, t, bin, freeAddr(t), dbURL, nil, "--dimse-addr", "off")
 
 	// What the browser should show, asked of the FHIR API directly.
-	api := &client{t: t, base: origin + "/fhir", token: ember("token", "--client", "console-e2e", "--register",
-		"--scope", "system/*.cruds", "--base-url", origin+"/fhir")}
+	api := systemClient(t, ember, origin, "console-e2e")
 	lockman := api.onlyID("Patient?family=Lockman")
 	kreiger := api.onlyID("Patient?family=Kreiger")
 	weights := api.count("Observation?patient=" + lockman + "&code=" + url.QueryEscape("http://loinc.org|"+weightCode))
@@ -141,41 +85,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	ember("user", "add", "--username", "nina", "--password", password, "--role", "nurse", "--fhir-user", "Practitioner/nina")
 	ember("user", "add", "--username", "phil", "--password", password, "--role", "pharmacist", "--fhir-user", "Practitioner/phil")
 
-	shots := os.Getenv("EMBER_ARTIFACTS")
-	if shots == "" {
-		shots = t.TempDir()
-	} else if shots, err = filepath.Abs(filepath.Join(shots, "console-e2e")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := json.Marshal(map[string]any{
-		"base": origin, "password": password, "axe": filepath.Join(axe, "axe.min.js"), "shots": shots,
-		"users":  map[string]string{"admin": "ada", "receptionist": "rita", "patient": "clem", "nurse": "nina", "pharmacist": "phil"},
-		"family": "Lockman", "clinicalTypes": clinicalTypes, "lockman": lockman, "observation": obs, "hostile": "hostile",
-	})
-	cfgPath := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	browserStart := time.Now()
-	cmd := exec.CommandContext(ctx, node, "testdata/drive.js", pw, browser, cfgPath)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("browser run failed: %v\n%s", err, out)
-	}
-	t.Logf("browser run: %s (whole test %s)", time.Since(browserStart).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	var got driveOutput
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("browser output: %v: %s", err, out)
-	}
-	if got.Failure != "" {
-		t.Fatalf("the browser run stopped after %v:\n%s", got.Steps, got.Failure)
-	}
-	checkPage(t, got)
+	browserRun{browser: browser, node: node, pw: pw, axe: axe, script: "drive.js", start: start}.drive(ctx, t, origin,
+		shotsDir(t, "console-e2e"), map[string]any{
+			"users":  map[string]string{"admin": "ada", "receptionist": "rita", "patient": "clem", "nurse": "nina", "pharmacist": "phil"},
+			"family": "Lockman", "clinicalTypes": clinicalTypes, "lockman": lockman, "observation": obs, "hostile": "hostile",
+		}, &got)
+	checkScreens(t, &got.driveReport, 21)
 	checkRefusals(t, got.NetworkRefusals)
 	checkAdmin(t, got.Results.Admin, api, want)
 	checkReceptionist(t, got.Results.Receptionist, want.patients)
@@ -195,20 +111,8 @@ type expected struct {
 
 // driveOutput is what drive.js prints.
 type driveOutput struct {
-	Failure string   `json:"failure"`
-	Steps   []string `json:"steps"`
-	Screens []struct {
-		Name, URL, Screenshot string
-		Violations            []struct {
-			ID, Impact, Help string
-			Nodes            int
-			Targets          []string
-		}
-	} `json:"screens"`
-	ConsoleErrors   []map[string]string `json:"consoleErrors"`
-	NetworkRefusals []map[string]string `json:"networkRefusals"`
-	Dialogs         []map[string]string `json:"dialogs"`
-	Results         struct {
+	driveReport
+	Results struct {
 		Admin        adminResults        `json:"admin"`
 		Receptionist receptionistResults `json:"receptionist"`
 		Patient      patientResults      `json:"patient"`
@@ -300,38 +204,6 @@ type pharmacistResults struct {
 	Search struct {
 		Count string
 		Rows  []string
-	}
-}
-
-// checkPage: no console errors or dialogs, no serious or critical axe
-// violation on any screen, and a screenshot of each.
-func checkPage(t *testing.T, got driveOutput) {
-	t.Helper()
-	for _, e := range got.ConsoleErrors {
-		t.Errorf("browser console error (%s on %s): %s", e["who"], e["page"], e["text"])
-	}
-	for _, d := range got.Dialogs {
-		t.Errorf("a dialog opened (%s): %s", d["who"], d["text"])
-	}
-	t.Logf("%d refusals the scenario provokes were logged by the browser as failed loads (403, 404, 422)", len(got.NetworkRefusals))
-	if len(got.Screens) < 21 {
-		t.Errorf("checked %d screens, expected every one of the scenario", len(got.Screens))
-	}
-	for _, s := range got.Screens {
-		for _, v := range s.Violations {
-			msg := fmt.Sprintf("axe on %s: %s (%s) on %d nodes %v: %s", s.Name, v.ID, v.Impact, v.Nodes, v.Targets, v.Help)
-			if v.Impact == "serious" || v.Impact == "critical" {
-				t.Error(msg)
-			} else {
-				t.Log(msg)
-			}
-		}
-		b, err := os.ReadFile(s.Screenshot)
-		if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
-			t.Errorf("screenshot of %s: %v", s.Name, err)
-			continue
-		}
-		t.Logf("screenshot %-26s %s", s.Name, s.Screenshot)
 	}
 }
 
@@ -445,93 +317,6 @@ func checkPatient(t *testing.T, r patientResults, self string) {
 	if !slices.Equal(r.Search.Rows, []string{self}) || r.Search.Count != "1 found" {
 		t.Errorf("the patient's Patient search: %+v", r.Search)
 	}
-}
-
-// client asks the FHIR API with a system token.
-type client struct {
-	t           *testing.T
-	base, token string
-}
-
-func (c *client) do(method, path, body string, into any) {
-	c.t.Helper()
-	req, err := http.NewRequest(method, c.base+"/"+path, strings.NewReader(body))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/fhir+json")
-	if body != "" {
-		req.Header.Set("Content-Type", "application/fhir+json")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode >= 300 {
-		c.t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, b)
-	}
-	if into != nil {
-		if err := json.Unmarshal(b, into); err != nil {
-			c.t.Fatalf("%s %s: %v", method, path, err)
-		}
-	}
-}
-
-func (c *client) get(path string, into any) { c.do(http.MethodGet, path, "", into) }
-func (c *client) put(path, body string)     { c.do(http.MethodPut, path, body, nil) }
-
-func (c *client) count(search string) int {
-	c.t.Helper()
-	sep := "?"
-	if strings.Contains(search, "?") {
-		sep = "&"
-	}
-	var b struct{ Total *int }
-	c.get(search+sep+"_summary=count", &b)
-	if b.Total == nil {
-		c.t.Fatalf("%s: no total", search)
-	}
-	return *b.Total
-}
-
-// onlyID is the id of the first match of search, failing when none.
-func (c *client) onlyID(search string) string {
-	c.t.Helper()
-	var b struct {
-		Entry []struct{ Resource struct{ ID string } }
-	}
-	c.get(search, &b)
-	if len(b.Entry) == 0 {
-		c.t.Fatalf("%s: no match", search)
-	}
-	return b.Entry[0].Resource.ID
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitReady(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if r, err := http.Get(url); err == nil {
-			r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("server at %s not ready", url)
 }
 
 // checkNurse: the nurse, who reads everything and may create and update

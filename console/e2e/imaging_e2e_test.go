@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -46,15 +44,13 @@ func TestImagingInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the browser test builds ember and drives chromium")
 	}
-	browser := testenv.LookPath(t, testenv.Chromium, "chromium", "chromium-browser")
-	node := testenv.LookPath(t, testenv.NodeJS, "node")
+	browser, node := browserTools(t)
 	testenv.DCMTKTools(t, "storescu", "dcmodify")
 	lib := testenv.ONNXRuntime(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	pw := testenv.NPMPackage(ctx, t, "playwright-core", playwrightVersion)
-	axe := testenv.NPMPackage(ctx, t, "axe-core", axeVersion)
+	pw, axe := driverPackages(ctx, t)
 	models, err := testfiles.Path("models")
 	if err != nil {
 		t.Fatal(err)
@@ -65,44 +61,21 @@ func TestImagingInBrowser(t *testing.T) {
 	}
 	files := seriesOf(ctx, t, ct, imagingImages)
 
-	bin := filepath.Join(t.TempDir(), "ember")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/emberfhir/ember/cmd/ember").CombinedOutput(); err != nil {
-		t.Fatalf("build ember: %v\n%s", err, out)
-	}
+	bin := buildEmber(ctx, t)
 	dbURL := pgtest.NewDatabase(t)
-	ember := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, bin, append(args, "--database-url", dbURL)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("ember %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
-		}
-		return strings.TrimSpace(string(out))
-	}
+	ember := emberCLI(ctx, t, bin, dbURL)
 
 	// Models run only when asked: the quiet period is an hour, so the
 	// finding the page shows is the one its button asked for.
 	addr, dimse := freeAddr(t), freeAddr(t)
-	srv := exec.CommandContext(ctx, bin, "serve", "--addr", addr, "--database-url", dbURL, "--data-dir", t.TempDir(),
-		"--auth", "smart", "--dimse-addr", dimse, "--ae-title", "EMBERTEST", "--models-dir", models,
-		"--inference-quiet", "1h", "--log-level", "warn")
-	srv.Env = append(os.Environ(), "EMBER_ONNXRUNTIME_LIB="+lib)
-	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	origin := "http://" + addr
-	waitReady(t, origin+"/readyz")
+	origin := serve(ctx, t, bin, addr, dbURL, append(os.Environ(), "EMBER_ONNXRUNTIME_LIB="+lib), "--data-dir", t.TempDir(),
+		"--dimse-addr", dimse, "--ae-title", "EMBERTEST", "--models-dir", models, "--inference-quiet", "1h")
 
 	host, port, _ := net.SplitHostPort(dimse)
 	if out, err := exec.CommandContext(ctx, "storescu", append([]string{"-aec", "EMBERTEST", host, port}, files...)...).CombinedOutput(); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
-	api := &client{t: t, base: origin + "/fhir", token: ember("token", "--client", "console-e2e", "--register",
-		"--scope", "system/*.cruds", "--base-url", origin+"/fhir")}
+	api := systemClient(t, ember, origin, "console-e2e")
 	study := waitImagingStudy(t, api, imagingStudy, imagingImages)
 	patient, ok := strings.CutPrefix(study.Subject.Reference, "Patient/")
 	if !ok {
@@ -115,42 +88,15 @@ func TestImagingInBrowser(t *testing.T) {
 
 	ember("user", "add", "--username", "dora", "--password", password, "--role", "doctor", "--fhir-user", "Practitioner/dora")
 	ember("user", "add", "--username", "pat", "--password", password, "--role", "patient", "--fhir-user", "Patient/"+patient)
-	shots := os.Getenv("EMBER_ARTIFACTS")
-	if shots == "" {
-		shots = t.TempDir()
-	} else if shots, err = filepath.Abs(filepath.Join(shots, "console-imaging-e2e")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := json.Marshal(map[string]any{
-		"base": origin, "password": password, "axe": filepath.Join(axe, "axe.min.js"), "shots": shots,
-		"users": map[string]string{"doctor": "dora", "patient": "pat"}, "study": imagingStudy, "patient": patient,
-		"patientName": imagingPatient, "model": imagingModel,
-	})
-	cfgPath := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	t.Logf("built ember, served and stored %d instances in %s", imagingImages, time.Since(start).Round(time.Millisecond))
 
-	browserStart := time.Now()
-	cmd := exec.CommandContext(ctx, node, "testdata/imaging_drive.js", pw, browser, cfgPath)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("browser run failed: %v\n%s", err, out)
-	}
-	t.Logf("browser run: %s (whole test %s)", time.Since(browserStart).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	var got imagingOutput
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("browser output: %v: %s", err, out)
-	}
-	if got.Failure != "" {
-		t.Fatalf("the browser run stopped after %v:\n%s", got.Steps, got.Failure)
-	}
-	checkScreens(t, got.Screens, got.ConsoleErrors, got.Dialogs, 6)
+	browserRun{browser: browser, node: node, pw: pw, axe: axe, script: "imaging_drive.js", start: start}.drive(ctx, t, origin,
+		shotsDir(t, "console-imaging-e2e"), map[string]any{
+			"users": map[string]string{"doctor": "dora", "patient": "pat"}, "study": imagingStudy, "patient": patient,
+			"patientName": imagingPatient, "model": imagingModel,
+		}, &got)
+	checkScreens(t, &got.driveReport, 6)
 	checkImagingDoctor(t, got.Results.Doctor, api, study.ID, reportsQuery)
 	checkImagingPatient(t, got.Results.Patient)
 }
@@ -205,24 +151,9 @@ func waitImagingStudy(t *testing.T, api *client, uid string, n int) imagingStudy
 	}
 }
 
-// screenReport is one screen drive.js and imaging_drive.js checked.
-type screenReport struct {
-	Name, URL, Screenshot string
-	Violations            []struct {
-		ID, Impact, Help string
-		Nodes            int
-		Targets          []string
-	}
-}
-
 type imagingOutput struct {
-	Failure         string              `json:"failure"`
-	Steps           []string            `json:"steps"`
-	Screens         []screenReport      `json:"screens"`
-	ConsoleErrors   []map[string]string `json:"consoleErrors"`
-	NetworkRefusals []map[string]string `json:"networkRefusals"`
-	Dialogs         []map[string]string `json:"dialogs"`
-	Results         struct {
+	driveReport
+	Results struct {
 		Doctor  imagingDoctor         `json:"doctor"`
 		Patient imagingPatientResults `json:"patient"`
 	} `json:"results"`
@@ -267,37 +198,6 @@ type imagingDoctor struct {
 type imagingPatientResults struct {
 	Studies struct{ Text, Cls string }
 	Chart   struct{ AI, Thumb string }
-}
-
-// checkScreens: no console errors or dialogs, no serious or critical axe
-// violation, a screenshot of each of at least min screens.
-func checkScreens(t *testing.T, screens []screenReport, consoleErrors, dialogs []map[string]string, min int) {
-	t.Helper()
-	for _, e := range consoleErrors {
-		t.Errorf("browser console error (%s on %s): %s", e["who"], e["page"], e["text"])
-	}
-	for _, d := range dialogs {
-		t.Errorf("a dialog opened (%s): %s", d["who"], d["text"])
-	}
-	if len(screens) < min {
-		t.Errorf("checked %d screens, want %d", len(screens), min)
-	}
-	for _, s := range screens {
-		for _, v := range s.Violations {
-			msg := fmt.Sprintf("axe on %s: %s (%s) on %d nodes %v: %s", s.Name, v.ID, v.Impact, v.Nodes, v.Targets, v.Help)
-			if v.Impact == "serious" || v.Impact == "critical" {
-				t.Error(msg)
-			} else {
-				t.Log(msg)
-			}
-		}
-		b, err := os.ReadFile(s.Screenshot)
-		if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
-			t.Errorf("screenshot of %s: %v", s.Name, err)
-			continue
-		}
-		t.Logf("screenshot %-26s %s", s.Name, s.Screenshot)
-	}
 }
 
 func checkImagingDoctor(t *testing.T, r imagingDoctor, api *client, studyID, reportsQuery string) {

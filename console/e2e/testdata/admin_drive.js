@@ -8,100 +8,17 @@
 //          patient (that family's patient id), user: {name, first, second,
 //          fhirUser}}
 const fs = require('fs');
-const path = require('path');
-const [pwDir, chromium, configPath] = process.argv.slice(2);
-const { chromium: browserType } = require(pwDir);
-const cfg = JSON.parse(fs.readFileSync(configPath, 'utf8'));
-const axeSource = fs.readFileSync(cfg.axe, 'utf8');
+const { driver } = require('./lib.js');
 
 // Refusals the scenario provokes on purpose: a taken client id and
 // username (409), an export and an audit search the server refuses (400).
-const EXPECTED_NETWORK = /^Failed to load resource: the server responded with a status of (400|409)\b/;
+const { cfg, out, run, newPage, step, ready, go, check, login, signIn } = driver({
+  name: 'admin drive',
+  expectedNetwork: /^Failed to load resource: the server responded with a status of (400|409)\b/,
+  contextOptions: { permissions: ['clipboard-read', 'clipboard-write'] },
+});
 
-const out = { screens: [], consoleErrors: [], networkRefusals: [], dialogs: [], results: {}, steps: [] };
-
-(async () => {
-  const browser = await browserType.launch({
-    executablePath: chromium,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-  });
-  try {
-    await asAdmin(browser);
-    await asNewUser(browser);
-  } catch (e) {
-    out.failure = e.stack || String(e);
-  }
-  await browser.close();
-  console.log(JSON.stringify(out));
-})();
-
-async function newPage(browser, who) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, permissions: ['clipboard-read', 'clipboard-write'] });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const entry = { who, text: m.text(), url: (m.location() || {}).url || '', page: page.url() };
-    (EXPECTED_NETWORK.test(entry.text) ? out.networkRefusals : out.consoleErrors).push(entry);
-  });
-  page.on('dialog', (d) => { out.dialogs.push({ who, text: d.message() }); d.dismiss().catch(() => {}); });
-  page.on('pageerror', (e) => out.consoleErrors.push({ who, text: 'pageerror: ' + (e.stack || e.message), page: page.url() }));
-  return page;
-}
-
-function step(s) {
-  out.steps.push(s);
-  console.error('admin drive:', s);
-}
-
-async function ready(page, title) {
-  await page.waitForFunction(() => {
-    const v = document.querySelector('#main .view');
-    return v && v.dataset.state === 'ready' && v.dataset.route === (location.hash || '#/');
-  });
-  if (title) await page.waitForFunction((t) => (document.querySelector('#screen-title') || {}).textContent === t, title);
-}
-
-async function go(page, route, title) {
-  await page.evaluate((r) => { location.hash = r; }, route);
-  await page.waitForFunction((r) => location.hash === r, route);
-  await ready(page, title);
-}
-
-// check runs axe-core (through the DevTools protocol, which the console's
-// CSP does not govern) and takes a screenshot.
-async function check(page, name) {
-  const loaded = await page.evaluate(() => typeof window.axe !== 'undefined');
-  if (!loaded) await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length,
-      targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
-  });
-  const shot = path.join(cfg.shots, name + '.png');
-  await page.screenshot({ path: shot, fullPage: true });
-  out.screens.push({ name, url: page.url(), violations, screenshot: shot });
-}
-
-// login answers Ember's login and consent pages.
-async function login(page, user, password, after) {
-  await page.waitForURL(/\/auth\/login/);
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', password);
-  await Promise.all([page.waitForURL(/\/auth\/consent/), page.click('form:has(input[name=username]) [type=submit]')]);
-  await Promise.all([page.waitForURL(after), page.click('button[name=allow]')]);
-}
-
-async function signIn(page, user, password) {
-  step('sign in as ' + user);
-  await page.goto(cfg.base + '/console/');
-  await page.waitForSelector('#sign-in');
-  await page.click('#sign-in');
-  await login(page, user, password, /\/console\/#/);
-  await page.waitForSelector('#sign-out');
-  await ready(page);
-}
+run(asAdmin, asNewUser);
 
 // fieldNote waits for the error beside field (a control's id) and reads it.
 async function fieldNote(page, id) {

@@ -8,105 +8,19 @@
 //          family (to search), clinicalTypes (whose counts the nurse reads), lockman (that
 //          patient's id), observation (one of theirs to edit), hostile (a Patient
 //          whose name and narrative carry markup)}
-const fs = require('fs');
-const path = require('path');
-const [pwDir, chromium, configPath] = process.argv.slice(2);
-const { chromium: browserType } = require(pwDir);
-const cfg = JSON.parse(fs.readFileSync(configPath, 'utf8'));
-const axeSource = fs.readFileSync(cfg.axe, 'utf8');
+const { driver } = require('./lib.js');
 
 // Browser log lines that are the server's answers, not the console's
 // faults: the refusals the scenario provokes on purpose (a receptionist's
 // Observation search, another patient's chart, an invalid save, the
 // pharmacist's chart and Observation).
-const EXPECTED_NETWORK = /^Failed to load resource: the server responded with a status of (403|404|410|422)\b/;
+const { cfg, out, run, newPage, step, ready, go, check, signIn } = driver({
+  name: 'drive',
+  expectedNetwork: /^Failed to load resource: the server responded with a status of (403|404|410|422)\b/,
+  checkSignIn: true,
+});
 
-const out = { screens: [], consoleErrors: [], networkRefusals: [], dialogs: [], results: {}, steps: [] };
-
-(async () => {
-  const browser = await browserType.launch({
-    executablePath: chromium,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-  });
-  try {
-    await asAdmin(browser);
-    await asReceptionist(browser);
-    await asPatient(browser);
-    await asNurse(browser);
-    await asPharmacist(browser);
-  } catch (e) {
-    out.failure = e.stack || String(e);
-  }
-  await browser.close();
-  console.log(JSON.stringify(out));
-})();
-
-async function newPage(browser, who) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const entry = { who, text: m.text(), url: (m.location() || {}).url || '', page: page.url() };
-    (EXPECTED_NETWORK.test(entry.text) ? out.networkRefusals : out.consoleErrors).push(entry);
-  });
-  page.on('dialog', (d) => { out.dialogs.push({ who, text: d.message() }); d.dismiss().catch(() => {}); });
-  page.on('pageerror', (e) => out.consoleErrors.push({ who, text: 'pageerror: ' + (e.stack || e.message), page: page.url() }));
-  return page;
-}
-
-function step(s) {
-  out.steps.push(s);
-  console.error('drive:', s);
-}
-
-// ready waits until the screen of the current route has loaded.
-async function ready(page, title) {
-  await page.waitForFunction(() => {
-    const v = document.querySelector('#main .view');
-    return v && v.dataset.state === 'ready' && v.dataset.route === (location.hash || '#/');
-  });
-  if (title) await page.waitForFunction((t) => (document.querySelector('#screen-title') || {}).textContent === t, title);
-}
-
-async function go(page, route, title) {
-  await page.evaluate((r) => { location.hash = r; }, route);
-  await page.waitForFunction((r) => location.hash === r, route);
-  await ready(page, title);
-}
-
-// check runs axe-core on the page and takes a screenshot. axe is
-// evaluated through the DevTools protocol, which the console's CSP does
-// not govern: a <script> tag with inline content (addScriptTag) is refused
-// by that CSP, and bypassing the CSP would hide the violations this test
-// exists to catch.
-async function check(page, name) {
-  const loaded = await page.evaluate(() => typeof window.axe !== 'undefined');
-  if (!loaded) await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length,
-      targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
-  });
-  const shot = path.join(cfg.shots, name + '.png');
-  await page.screenshot({ path: shot, fullPage: true });
-  out.screens.push({ name, url: page.url(), violations, screenshot: shot });
-}
-
-async function signIn(page, user) {
-  step('sign in as ' + user);
-  await page.goto(cfg.base + '/console/');
-  await page.waitForSelector('#sign-in');
-  if (!out.screens.some((s) => s.name === 'sign-in')) await check(page, 'sign-in');
-  await Promise.all([page.waitForURL(/\/auth\/login/), page.click('#sign-in')]);
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', cfg.password);
-  await Promise.all([page.waitForURL(/\/auth\/consent/), page.click('form:has(input[name=username]) [type=submit]')]);
-  await Promise.all([page.waitForURL(/\/console\/#/), page.click('button[name=allow]')]);
-  await page.waitForSelector('#sign-out');
-  await ready(page);
-}
+run(asAdmin, asReceptionist, asPatient, asNurse, asPharmacist);
 
 async function editorText(page) {
   return page.$eval('#editor', (t) => t.value);

@@ -1,99 +1,22 @@
 // imaging_drive.js drives Ember Console's Imaging screens in headless
 // Chromium and prints what it saw as JSON on stdout; the Go test
 // (imaging_e2e_test.go) decides what is right. Every screen is checked with
-// axe-core and photographed. The page helpers are copied from drive.js (a
-// script, not a module).
+// axe-core and photographed. The page helpers are lib.js's.
 // Usage: node imaging_drive.js <playwright-core dir> <chromium> <config.json>
 // config: {base, password, axe, shots, users: {doctor, patient}, study (its
 //          UID), patient (the study's Patient id), patientName (a prefix of
 //          the DICOM PatientName), model (one to run)}
-const fs = require('fs');
-const path = require('path');
-const [pwDir, chromium, configPath] = process.argv.slice(2);
-const { chromium: browserType } = require(pwDir);
-const cfg = JSON.parse(fs.readFileSync(configPath, 'utf8'));
-const axeSource = fs.readFileSync(cfg.axe, 'utf8');
+const { driver } = require('./lib.js');
 
 // The refusals the scenario provokes on purpose (a patient's DICOMweb
 // search) are logged by the browser as failed loads, not console faults.
-const EXPECTED_NETWORK = /^Failed to load resource: the server responded with a status of (403|404)\b/;
+const { cfg, out, run, newPage, step, ready, go, check, signIn } = driver({
+  name: 'imaging drive',
+  expectedNetwork: /^Failed to load resource: the server responded with a status of (403|404)\b/,
+  contextOptions: { viewport: { width: 1400, height: 1000 } },
+});
 
-const out = { screens: [], consoleErrors: [], networkRefusals: [], dialogs: [], results: {}, steps: [] };
-
-(async () => {
-  const browser = await browserType.launch({
-    executablePath: chromium,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-  });
-  try {
-    await asDoctor(browser);
-    await asPatient(browser);
-  } catch (e) {
-    out.failure = e.stack || String(e);
-  }
-  await browser.close();
-  console.log(JSON.stringify(out));
-})();
-
-async function newPage(browser, who) {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const entry = { who, text: m.text(), url: (m.location() || {}).url || '', page: page.url() };
-    (EXPECTED_NETWORK.test(entry.text) ? out.networkRefusals : out.consoleErrors).push(entry);
-  });
-  page.on('dialog', (d) => { out.dialogs.push({ who, text: d.message() }); d.dismiss().catch(() => {}); });
-  page.on('pageerror', (e) => out.consoleErrors.push({ who, text: 'pageerror: ' + (e.stack || e.message), page: page.url() }));
-  return page;
-}
-
-function step(s) {
-  out.steps.push(s);
-  console.error('imaging drive:', s);
-}
-
-async function ready(page, title) {
-  await page.waitForFunction(() => {
-    const v = document.querySelector('#main .view');
-    return v && v.dataset.state === 'ready' && v.dataset.route === (location.hash || '#/');
-  });
-  if (title) await page.waitForFunction((t) => (document.querySelector('#screen-title') || {}).textContent === t, title);
-}
-
-async function go(page, route, title) {
-  await page.evaluate((r) => { location.hash = r; }, route);
-  await page.waitForFunction((r) => location.hash === r, route);
-  await ready(page, title);
-}
-
-async function check(page, name) {
-  const loaded = await page.evaluate(() => typeof window.axe !== 'undefined');
-  if (!loaded) await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length,
-      targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
-  });
-  const shot = path.join(cfg.shots, name + '.png');
-  await page.screenshot({ path: shot, fullPage: true });
-  out.screens.push({ name, url: page.url(), violations, screenshot: shot });
-}
-
-async function signIn(page, user) {
-  step('sign in as ' + user);
-  await page.goto(cfg.base + '/console/');
-  await page.waitForSelector('#sign-in');
-  await Promise.all([page.waitForURL(/\/auth\/login/), page.click('#sign-in')]);
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', cfg.password);
-  await Promise.all([page.waitForURL(/\/auth\/consent/), page.click('form:has(input[name=username]) [type=submit]')]);
-  await Promise.all([page.waitForURL(/\/console\/#/), page.click('button[name=allow]')]);
-  await page.waitForSelector('#sign-out');
-  await ready(page);
-}
+run(asDoctor, asPatient);
 
 // image reads an <img>: decoded (complete with a natural size), its
 // source and what the viewer recorded on it.
