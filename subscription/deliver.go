@@ -23,6 +23,9 @@ import (
 // leases at once (workLoop).
 const leaseFor = maxTimeoutSecond*time.Second + 15*time.Second
 
+// workPollFactor is how many dispatcher polls a worker's poll lasts.
+const workPollFactor = 10
+
 // SignatureHeader carries the HMAC-SHA256 of a rest-hook notification's
 // body, keyed with the subscription's secret: "sha256=" and the hex MAC.
 const SignatureHeader = "X-Ember-Signature"
@@ -30,7 +33,12 @@ const SignatureHeader = "X-Ember-Signature"
 // workLoop delivers rest-hook subscriptions one lease at a time until ctx
 // ends.
 func (s *Service) workLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Poll)
+	// This process's dispatcher wakes the workers when it matches events or
+	// sees a Subscription written; the poll is for the rest (retries,
+	// heartbeats, what another replica matched), so it need not be as
+	// frequent as the dispatcher's: four workers polling every 100 ms
+	// would be 40 queries a second on an idle server.
+	t := time.NewTicker(workPollFactor * s.cfg.Poll)
 	defer t.Stop()
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

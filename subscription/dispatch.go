@@ -76,6 +76,7 @@ func (s *Service) dispatch(ctx context.Context) (int, error) {
 	var (
 		n      int
 		events []subdb.Event
+		synced bool // a Subscription was written: a handshake may be due
 	)
 	_, err := s.db.Dispatch(ctx, func(r *subdb.Round) error {
 		events = events[:0]
@@ -115,6 +116,7 @@ func (s *Service) dispatch(ctx context.Context) (int, error) {
 				if err := s.syncSub(ctx, r, c); err != nil {
 					return err
 				}
+				synced = true
 				byType, reads = s.byType(), map[string]map[int32]bool{}
 			case "Basic":
 				s.noteTopic(c.ID, c.Content)
@@ -135,6 +137,8 @@ func (s *Service) dispatch(ctx context.Context) (int, error) {
 	}
 	if len(events) > 0 {
 		s.afterMatch(events)
+	} else if synced {
+		kick(s.deliver)
 	}
 	return n, nil
 }

@@ -57,9 +57,9 @@ type Config struct {
 	// subscription has before it goes to error (default 10: about five
 	// minutes of backoff).
 	MaxRetries int
-	// Poll is how often the dispatcher and the workers look for work made
-	// by other processes (default 100ms); this process's writes wake them
-	// at once.
+	// Poll is how often the dispatcher looks for changes other processes
+	// wrote (default 100ms; this process's commits wake it at once); the
+	// delivery workers, woken by the dispatcher, poll ten times less often.
 	Poll time.Duration
 	// Workers is the number of rest-hook delivery workers (default 4).
 	Workers int
